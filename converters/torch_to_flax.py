@@ -1,0 +1,62 @@
+"""Convert a PyTorch HuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
+
+Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from exhubert_jax.checkpoint import save_pretrained
+from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset
+from exhubert_jax.model import init_params, param_shapes
+
+from .mapping import ConversionReport, state_dict_to_params
+from .torch_io import read_source
+
+
+def config_for(hf_config: dict | str, state: dict, num_labels: int | None) -> HubertConfig:
+    """Our config for a source: its HF config (or a preset), with a 6-class head unless the source has one."""
+    config = preset(hf_config) if isinstance(hf_config, str) else from_hf_config(hf_config)
+    has_head = any(k.startswith("classifier.") for k in state)
+    if num_labels is not None:
+        names = EMOTION_CLASSES if num_labels == len(EMOTION_CLASSES) else None
+        config = config.replace(num_labels=num_labels, label_names=names)
+    elif not has_head:
+        config = config.replace(num_labels=len(EMOTION_CLASSES), label_names=EMOTION_CLASSES)
+    return config
+
+
+def convert(state: dict, config: HubertConfig, seed: int = 0) -> tuple[dict, ConversionReport]:
+    """A torch state dict -> Flax params; missing head tensors are initialised from `seed`."""
+    return state_dict_to_params(state, config, param_shapes(config), fresh=init_params(config, seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="HF model directory, or a .safetensors/.bin state-dict file (then pass --config)")
+    ap.add_argument("out", help="output directory (Orbax params + config.json)")
+    ap.add_argument("--config", help="HF config.json or preset name (tiny/base/large/xlarge) for bare state dicts")
+    ap.add_argument("--num-labels", type=int, help="classifier size (default: the source's, or 6 emotion classes)")
+    ap.add_argument("--seed", type=int, default=0, help="seed for freshly initialised head parameters")
+    args = ap.parse_args(argv)
+    try:
+        state, hf_config = read_source(args.src, args.config)
+        config = config_for(hf_config, state, args.num_labels)
+        params, report = convert(state, config, args.seed)
+        out = save_pretrained(args.out, config, params)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    print(json.dumps({"out": str(out), "used": len(report.used), "dropped": sorted(report.dropped),
+                      "initialised": report.initialised, "layers": config.total_layers}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""exhubert-jax: ExHuBERT (HuBERT + Backbone Block Expansion) for speech emotion recognition in JAX/Flax."""
+
+from .checkpoint import from_pretrained, save_pretrained
+from .config import HubertConfig, from_hf_config, preset, to_hf_config
+from .model import HubertForSequenceClassification, HubertModel, HubertOutput, init_params, param_shapes
+
+__all__ = [
+    "HubertConfig", "HubertForSequenceClassification", "HubertModel", "HubertOutput", "from_hf_config",
+    "from_pretrained", "init_params", "param_shapes", "preset", "save_pretrained", "to_hf_config",
+]

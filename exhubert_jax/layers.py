@@ -1,0 +1,144 @@
+"""Building blocks shared by the HuBERT model: layer norm, activations, attention, masks, SpecAugment."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .config import HubertConfig
+
+Array = jax.Array
+normal_init = nn.initializers.normal(0.02)
+NEG_INF = -1e30
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    """The activation transformers calls `name` (gelu is the exact erf form)."""
+    return {
+        "gelu": partial(jax.nn.gelu, approximate=False),
+        "gelu_new": partial(jax.nn.gelu, approximate=True),
+        "gelu_pytorch_tanh": partial(jax.nn.gelu, approximate=True),
+        "relu": jax.nn.relu,
+        "silu": jax.nn.silu,
+        "swish": jax.nn.silu,
+    }[name]
+
+
+def layer_norm(eps: float, dtype: Any, name: str) -> nn.LayerNorm:
+    """LayerNorm with PyTorch's eps and two-pass variance, statistics in float32."""
+    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=jnp.float32, use_fast_variance=False, name=name)
+
+
+def conv_output_lengths(config: HubertConfig, lengths: Array) -> Array:
+    """Frames produced by the feature encoder for inputs of `lengths` samples: floor((L - k) / s) + 1 per layer."""
+    for k, s in zip(config.conv_kernel, config.conv_stride):
+        lengths = (lengths - k) // s + 1
+    return lengths
+
+
+def frame_mask(lengths: Array, frames: int) -> Array:
+    """Boolean (B, frames) mask of valid frames."""
+    return jnp.arange(frames)[None, :] < lengths[:, None]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a key padding mask; scale head_dim ** -0.5."""
+
+    config: HubertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
+        cfg = self.config
+        dense = partial(nn.Dense, cfg.hidden_size, dtype=self.dtype, kernel_init=normal_init)
+        heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+        split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)
+        q, k, v = (split(dense(name=n)(x)) for n in ("q_proj", "k_proj", "v_proj"))
+        key_mask = None if mask is None else mask[:, None, None, :]
+        if deterministic or cfg.attention_dropout == 0.0:
+            out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, scale=head_dim ** -0.5)
+        else:
+            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim ** -0.5
+            if key_mask is not None:
+                logits = jnp.where(key_mask, logits, NEG_INF)
+            probs = jax.nn.softmax(logits, axis=-1)
+            probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False).astype(v.dtype)
+            out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        out = out.reshape(*out.shape[:-2], cfg.hidden_size)
+        return dense(name="out_proj")(out)
+
+
+class FeedForward(nn.Module):
+    """Linear D -> intermediate, activation, dropout, Linear back, dropout."""
+
+    config: HubertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        cfg = self.config
+        x = nn.Dense(cfg.intermediate_size, dtype=self.dtype, kernel_init=normal_init, name="intermediate_dense")(x)
+        x = activation(cfg.hidden_act)(x)
+        x = nn.Dropout(cfg.activation_dropout)(x, deterministic=deterministic)
+        x = nn.Dense(cfg.hidden_size, dtype=self.dtype, kernel_init=normal_init, name="output_dense")(x)
+        return nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer: pre-LN (stable layer norm, large) or post-LN (base)."""
+
+    config: HubertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
+        cfg = self.config
+        attention = Attention(cfg, self.dtype, name="attention")
+        ln1 = layer_norm(cfg.layer_norm_eps, self.dtype, "layer_norm")
+        ffn = FeedForward(cfg, self.dtype, name="feed_forward")
+        ln2 = layer_norm(cfg.layer_norm_eps, self.dtype, "final_layer_norm")
+        drop = nn.Dropout(cfg.hidden_dropout)
+        if cfg.do_stable_layer_norm:
+            x = x + drop(attention(ln1(x), mask, deterministic), deterministic=deterministic)
+            return x + ffn(ln2(x), deterministic)
+        x = ln1(x + drop(attention(x, mask, deterministic), deterministic=deterministic))
+        return ln2(x + ffn(x, deterministic))
+
+
+def _num_spans(prob: float, length: Array, span: int, min_masks: int, epsilon: Array, axis_len: int) -> Array:
+    """transformers' compute_num_masked_span, vectorised."""
+    n = jnp.floor(prob * length / span + epsilon).astype(jnp.int32)
+    n = jnp.maximum(n, min_masks)
+    n = jnp.where(n * span > axis_len, axis_len // span, n)
+    return jnp.minimum(n, jnp.maximum(length - (span - 1), 0))
+
+
+def _span_mask(rng: Array, lengths: Array, axis_len: int, prob: float, span: int, min_masks: int) -> Array:
+    """Boolean (B, axis_len) mask of `span`-long spans with starts drawn without replacement inside each length."""
+    if span > axis_len:
+        raise ValueError(f"mask length {span} is longer than the axis it masks ({axis_len})")
+    k_eps, k_starts = jax.random.split(rng)
+    epsilon = jax.random.uniform(k_eps)
+    counts = _num_spans(prob, lengths, span, min_masks, epsilon, axis_len)
+    max_spans = max(min(int(prob * axis_len / span + 1), axis_len // span), min_masks, 1)
+    starts_ok = jnp.arange(axis_len)[None, :] < (lengths - (span - 1))[:, None]
+    scores = jnp.where(starts_ok, jax.random.uniform(k_starts, (lengths.shape[0], axis_len)), -1.0)
+    _, starts = jax.lax.top_k(scores, max_spans)
+    use = jnp.arange(max_spans)[None, :] < counts[:, None]
+    pos = jnp.arange(axis_len)[None, None, :]
+    covered = (pos >= starts[..., None]) & (pos < starts[..., None] + span) & use[..., None]
+    return covered.any(axis=1)
+
+
+def spec_augment_time_mask(rng: Array, lengths: Array, frames: int, prob: float, span: int, min_masks: int) -> Array:
+    """SpecAugment time mask (B, frames); spans start inside each utterance's valid frames."""
+    return _span_mask(rng, lengths, frames, prob, span, min_masks)
+
+
+def spec_augment_feature_mask(rng: Array, batch: int, dim: int, prob: float, span: int, min_masks: int) -> Array:
+    """SpecAugment feature mask (B, dim)."""
+    return _span_mask(rng, jnp.full((batch,), dim), dim, prob, span, min_masks)
