@@ -17,10 +17,12 @@ KNOWN_DROPS = {
     r"^(hubert\.)?masked_spec_embed$": "SpecAugment embedding; this config does no time/feature masking",
     r"^(hubert\.)?encoder\.pos_conv_embed\.conv\.weight$": "redundant copy of the weight-normed conv weight",
 }
+# Old torch weight-norm names -> the torch>=2.1 parametrization names we use (and write).
 WEIGHT_NORM_ALIASES = {
-    "parametrizations.weight.original0": "weight_g",
-    "parametrizations.weight.original1": "weight_v",
+    r"\.weight_g$": ".parametrizations.weight.original0",
+    r"\.weight_v$": ".parametrizations.weight.original1",
 }
+POS_CONV = "hubert.encoder.pos_conv_embed.conv."
 
 
 class CheckpointMismatch(ValueError):
@@ -101,11 +103,12 @@ def leaves(config: HubertConfig, shapes: dict) -> list[Leaf]:
         if path[:3] == ("hubert", "encoder", "layers") or path[:3] == ("hubert", "encoder", "expansion"):
             continue
         if path[-2:] == ("pos_conv_embed", "weight_v") or path[-2:] == ("pos_conv_embed", "weight_g"):
-            key = "hubert.encoder.pos_conv_embed.conv." + path[-1]
-            out.append(Leaf(key, path, (), "pos_v" if path[-1] == "weight_v" else "pos_g"))
+            is_v = path[-1] == "weight_v"
+            key = POS_CONV + ("parametrizations.weight.original1" if is_v else "parametrizations.weight.original0")
+            out.append(Leaf(key, path, (), "pos_v" if is_v else "pos_g"))
             continue
         if path[-2:] == ("pos_conv_embed", "bias"):
-            out.append(Leaf("hubert.encoder.pos_conv_embed.conv.bias", path, (), "plain"))
+            out.append(Leaf(POS_CONV + "bias", path, (), "plain"))
             continue
         name, kind = _torch_suffix(path)
         out.append(Leaf(name, path, (), kind))
@@ -135,9 +138,9 @@ def to_torch_array(kind: str, value: np.ndarray) -> np.ndarray:
 
 
 def canonical_key(key: str) -> str:
-    """Normalise a source key: weight-norm aliases to weight_g/weight_v and a 'hubert.' prefix on encoder keys."""
+    """Normalise a source key: old weight-norm names to parametrization names, 'hubert.' prefix on encoder keys."""
     for alias, name in WEIGHT_NORM_ALIASES.items():
-        key = key.replace(alias, name)
+        key = re.sub(alias, name, key)
     if not key.startswith(("hubert.", *HEAD_PREFIXES, "lm_head.")):
         key = "hubert." + key
     return key
