@@ -1,0 +1,67 @@
+"""Shared benchmark helpers: timing statistics, a random HF HuBERT and its converted Flax twin, peak memory."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def stats(times: list[float]) -> dict:
+    """Median, spread (min, max, interquartile range) of a list of timings, in seconds."""
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "iqr_s": q[2] - q[0], "n": len(times)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import jax
+    import torch
+    return {"cpu": platform.processor() or platform.machine(), "jax": jax.__version__, "torch": torch.__version__,
+            "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads()}
+
+
+def hf_and_flax(preset_name: str = "large", seed: int = 0, **overrides):
+    """A random transformers HubertForSequenceClassification and (config, params) converted from it."""
+    import torch
+    from transformers import HubertConfig as HFConfig
+    from transformers import HubertForSequenceClassification
+
+    from converters.torch_to_flax import convert
+    from exhubert_jax.config import from_hf_config, preset, to_hf_config
+
+    cfg = preset(preset_name, **overrides)
+    hf_cfg = to_hf_config(cfg)
+    torch.manual_seed(seed)
+    torch_model = HubertForSequenceClassification(HFConfig(**hf_cfg)).eval()
+    state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+    config = from_hf_config(hf_cfg)
+    params, _ = convert(state, config)
+    return torch_model, config, params
+
+
+def audio_batch(batch: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """Zero-mean unit-variance noise standing in for normalised 16 kHz speech."""
+    return np.random.default_rng(seed).standard_normal((batch, int(seconds * 16000))).astype(np.float32)
