@@ -1,0 +1,33 @@
+"""Emotion corpora for ExHuBERT: the 6-class label space, corpus registry and readers, speaker-independent
+splits, prepared (array_record) datasets, and length-bucketed / round-robin batching."""
+
+from .audio import SAMPLE_RATE, load_audio
+from .batching import Batch, CorpusBatches, RoundRobin, default_buckets, eval_batches, train_batches
+from .corpora import CORPORA, Corpus, corpus_names, get_corpus
+from .dataset import PreparedCorpus, PreparedSplit, default_data_dir, open_prepared
+from .errors import (AudioError, DataError, LayoutError, ManifestError, MissingSourceError, PreparedDataError,
+                     SplitError, UnknownCorpusError, UnknownLabelError)
+from .labels import CLASSES, LabelTable, class_index, load_label_table
+from .readers import READERS, Utterance, read_manifest
+from .splits import assign_splits
+
+_LAZY = {"prepare_corpus": "prepare", "make_demo_corpora": "synthetic", "prepare_demo": "synthetic"}
+
+
+def __getattr__(name: str):
+    """prepare/synthetic are imported on first use, so `python -m exhubert_jax.data.prepare` runs cleanly."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AudioError", "Batch", "CLASSES", "CORPORA", "Corpus", "CorpusBatches", "DataError", "LabelTable",
+    "LayoutError", "ManifestError", "MissingSourceError", "PreparedCorpus", "PreparedDataError", "PreparedSplit",
+    "READERS", "RoundRobin", "SAMPLE_RATE", "SplitError", "UnknownCorpusError", "UnknownLabelError", "Utterance",
+    "assign_splits", "class_index", "corpus_names", "default_buckets", "default_data_dir", "eval_batches",
+    "get_corpus", "load_audio", "load_label_table", "make_demo_corpora", "open_prepared", "prepare_corpus",
+    "prepare_demo", "read_manifest", "train_batches",
+]

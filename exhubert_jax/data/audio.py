@@ -1,0 +1,64 @@
+"""Audio decoding: read, mix to mono, resample to 16 kHz, validate; and the compact int16 storage form."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16000
+MIN_SAMPLES = 400  # one HuBERT CNN frame (25 ms at 16 kHz)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the file's rate; soundfile first, librosa/audioread as fallback."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data, int(sr)
+    except Exception as first:  # noqa: BLE001 - any decoder failure becomes an AudioError below
+        try:
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(str(path), sr=None, mono=False)
+            data = np.atleast_2d(np.asarray(data, dtype=np.float32))
+            return data.T if data.shape[0] < data.shape[-1] else data, int(sr)
+        except Exception:  # noqa: BLE001
+            raise AudioError(str(path), f"unreadable ({type(first).__name__}: {first})") from None
+
+
+def load_audio(path: str | Path, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 waveform at target_sr; raises AudioError(path, reason) for unreadable, empty, too short
+    (< 400 samples at target_sr) or non-finite audio."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(str(path), "file not found")
+    data, sr = _decode(path)
+    if data.size == 0:
+        raise AudioError(str(path), "empty (0 samples)")
+    if not np.isfinite(data).all():
+        raise AudioError(str(path), "contains NaN or Inf samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if sr != target_sr:
+        import soxr  # what librosa.resample(res_type="soxr_hq") calls, without librosa's slow first import
+
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ")
+    if mono.shape[0] < MIN_SAMPLES:
+        raise AudioError(str(path), f"too short: {mono.shape[0]} samples at {target_sr} Hz (< {MIN_SAMPLES})")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] to int16 PCM (clipped)."""
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    """int16 PCM to float32 in [-1, 1)."""
+    return pcm.astype(np.float32) * np.float32(1.0 / 32768.0)

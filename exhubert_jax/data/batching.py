@@ -1,0 +1,235 @@
+"""Length-bucketed batches (training: shuffled, random crops; evaluation: whole utterances) and the
+deterministic, exactly resumable round-robin iterator over several corpora.
+
+A *source* is anything with __len__ and __getitem__ returning dict(audio, label, native_index) -- e.g.
+dataset.PreparedSplit, whose read_pcm() and num_samples make this fast (no audio decoded to find lengths).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from .audio import MIN_SAMPLES, SAMPLE_RATE
+from .errors import DataError
+from .splits import derive_seed
+
+DEFAULT_MAX_SECONDS = 3.0  # the model card's input length
+_STATE_VERSION = 1
+
+
+class Batch(NamedTuple):
+    """One padded batch of one corpus."""
+
+    corpus: str
+    input_values: np.ndarray  # float32 (B, T), normalised per utterance, zero padding
+    attention_mask: np.ndarray  # int32 (B, T), 1 = real sample
+    labels: np.ndarray  # int32 (B,), 6-class
+    native_labels: np.ndarray  # int32 (B,), index into the corpus's native_labels
+    weights: np.ndarray  # float32 (B,), 1 real row, 0 padding row (eval only)
+    n_seconds: float  # real audio seconds in the batch
+
+
+def default_buckets(max_seconds: float, n: int = 3) -> tuple[int, ...]:
+    """n bucket lengths in samples: k/n x max_seconds x 16 kHz for k = 1..n."""
+    top = int(round(max_seconds * SAMPLE_RATE))
+    if top < MIN_SAMPLES:
+        raise DataError(f"max_seconds={max_seconds} is shorter than one frame ({MIN_SAMPLES} samples)")
+    return tuple(sorted({max(MIN_SAMPLES, int(round(top * k / n))) for k in range(1, n + 1)}))
+
+
+def bucket_length(n: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= n; beyond the largest bucket, the next multiple of it (whole-utterance eval)."""
+    for b in buckets:
+        if n <= b:
+            return int(b)
+    top = int(buckets[-1])
+    return top * math.ceil(n / top)
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance: (x - mean) / sqrt(var + 1e-7), as Wav2Vec2FeatureExtractor(do_normalize=True)."""
+    x = x.astype(np.float32, copy=False)
+    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+
+
+def source_lengths(source: Any) -> np.ndarray:
+    """Length in samples of every example (from the source's index when it has one)."""
+    if hasattr(source, "num_samples"):
+        return np.asarray(source.num_samples, dtype=np.int64)
+    return np.asarray([len(source[i]["audio"]) for i in range(len(source))], dtype=np.int64)
+
+
+def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, int]]:
+    """(float32 audio, label, native index) for indices, with one batched read when the source can."""
+    if hasattr(source, "read_pcm"):
+        scale = np.float32(1.0 / 32768.0)
+        return [(pcm.astype(np.float32) * scale, int(h["label"]), int(h["native_index"]))
+                for h, pcm in source.read_pcm(indices)]
+    return [(np.asarray(ex["audio"], np.float32), int(ex["label"]), int(ex["native_index"]))
+            for ex in (source[int(i)] for i in indices)]
+
+
+def _assemble(corpus: str, items: Sequence[tuple[np.ndarray, int, int]], offsets: Sequence[int], max_len: int | None,
+              buckets: Sequence[int], batch_size: int) -> Batch:
+    """Crop, normalise and pad items to one bucket; rows beyond len(items) are zero-weight padding."""
+    waves = [w[o:o + max_len] if max_len else w for (w, _, _), o in zip(items, offsets)]
+    width = bucket_length(max(len(w) for w in waves), buckets)
+    x = np.zeros((batch_size, width), np.float32)
+    mask = np.zeros((batch_size, width), np.int32)
+    labels = np.zeros(batch_size, np.int32)
+    native = np.zeros(batch_size, np.int32)
+    weights = np.zeros(batch_size, np.float32)
+    for row, (w, (_, label, nat)) in enumerate(zip(waves, items)):
+        x[row, :len(w)] = normalize(w)
+        mask[row, :len(w)] = 1
+        labels[row], native[row], weights[row] = label, nat, 1.0
+    return Batch(corpus, x, mask, labels, native, weights, float(mask.sum()) / SAMPLE_RATE)
+
+
+def _corpus_name(source: Any, corpus: str | None) -> str:
+    return corpus or getattr(source, "corpus", None) or "corpus"
+
+
+class CorpusBatches:
+    """Endless training batches of one corpus, fixed batch size, deterministic for (seed, corpus, epoch, step).
+
+    Each epoch is a fresh permutation (seed derived from seed, corpus, epoch); a short last batch is filled
+    from the start of that permutation, so nothing is dropped. Within windows of sort_window batches the
+    examples are ordered by length (less padding) and the batches then shuffled. Utterances longer than
+    max_seconds are randomly cropped, the crop drawn from the same per-epoch seed and the slot, so the
+    position (epoch, step) alone fixes every following batch.
+    """
+
+    def __init__(self, source: Any, batch_size: int, max_seconds: float, seed: int, corpus: str | None = None,
+                 buckets: Sequence[int] | None = None, sort_window: int = 8):
+        if len(source) == 0:
+            raise DataError(f"{_corpus_name(source, corpus)}: no examples to train on")
+        self.source, self.batch_size, self.seed = source, int(batch_size), int(seed)
+        self.corpus = _corpus_name(source, corpus)
+        self.max_len = int(round(max_seconds * SAMPLE_RATE))
+        self.buckets = tuple(buckets) if buckets else default_buckets(max_seconds)
+        if self.buckets[-1] < self.max_len:
+            raise DataError(f"the largest bucket ({self.buckets[-1]}) is shorter than max_seconds ({self.max_len})")
+        self.sort_window = max(1, int(sort_window))
+        self.lengths = source_lengths(source)
+        self.n_batches = math.ceil(len(self.lengths) / self.batch_size)
+        self.epoch, self.step = 0, 0
+        self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, crop uniforms), both (n_batches, batch_size), of one epoch; a pure function of epoch."""
+        rng = np.random.default_rng(derive_seed(self.seed, self.corpus, epoch))
+        m = self.n_batches * self.batch_size
+        order = np.resize(rng.permutation(len(self.lengths)), m)
+        uniforms = rng.random(m)
+        eff = np.minimum(self.lengths[order], self.max_len)
+        window = self.sort_window * self.batch_size
+        for start in range(0, m, window):
+            sl = slice(start, start + window)
+            by_len = np.argsort(eff[sl], kind="stable")
+            order[sl], uniforms[sl] = order[sl][by_len], uniforms[sl][by_len]
+        shuffle = rng.permutation(self.n_batches)
+        return order.reshape(self.n_batches, -1)[shuffle], uniforms.reshape(self.n_batches, -1)[shuffle]
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._plan is None or self._plan[0] != self.epoch:
+            self._plan = (self.epoch, *self.plan(self.epoch))
+        idx, uni = self._plan[1][self.step], self._plan[2][self.step]
+        self.step += 1
+        if self.step == self.n_batches:
+            self.epoch, self.step = self.epoch + 1, 0
+        spare = np.maximum(self.lengths[idx] - self.max_len, 0)
+        offsets = np.floor(uni * (spare + 1)).astype(np.int64)
+        return _assemble(self.corpus, _fetch(self.source, idx), offsets, self.max_len, self.buckets, self.batch_size)
+
+    def state(self) -> dict[str, int]:
+        """Position: the next batch is batch `step` of epoch `epoch`."""
+        return {"epoch": self.epoch, "step": self.step, "n": int(len(self.lengths))}
+
+    def load_state(self, state: Mapping[str, int]) -> None:
+        """Continue from a saved position."""
+        if int(state["n"]) != len(self.lengths):
+            raise DataError(f"{self.corpus}: saved state is for {state['n']} examples, this source has "
+                            f"{len(self.lengths)}; the data changed, so the batch order cannot be resumed")
+        if not 0 <= int(state["step"]) < self.n_batches:
+            raise DataError(f"{self.corpus}: saved step {state['step']} outside 0..{self.n_batches - 1}")
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+
+
+def train_batches(source: Any, batch_size: int, max_seconds: float, seed: int, buckets: Sequence[int] | None = None,
+                  corpus: str | None = None, sort_window: int = 8) -> CorpusBatches:
+    """Endless shuffled training batches of one source (see CorpusBatches; .state()/.load_state() resume)."""
+    return CorpusBatches(source, batch_size, max_seconds, seed, corpus, buckets, sort_window)
+
+
+def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
+                 buckets: Sequence[int] | None = None, corpus: str | None = None) -> Iterator[Batch]:
+    """Every example once, whole (never cropped), in length order; the last batch is padded with zero-weight
+    rows. Batches are padded to the smallest bucket that fits; an utterance longer than the largest bucket gets
+    a width that is a multiple of the largest bucket, so shapes stay few. Buckets default to
+    default_buckets(max_seconds or 3.0)."""
+    buckets = tuple(buckets) if buckets else default_buckets(max_seconds or DEFAULT_MAX_SECONDS)
+    order = np.argsort(source_lengths(source), kind="stable")
+    name = _corpus_name(source, corpus)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield _assemble(name, _fetch(source, idx), [0] * len(idx), None, buckets, batch_size)
+
+
+class RoundRobin:
+    """One training batch per corpus per step, corpora in sorted order (A, B, C, A, B, C, ...); each corpus
+    reshuffles every epoch of its own. state() is small JSON; restore()/load_state() resume exactly."""
+
+    def __init__(self, sources: Mapping[str, Any], batch_size: int, max_seconds: float, seed: int,
+                 buckets: Sequence[int] | None = None, sort_window: int = 8):
+        if not sources:
+            raise DataError("RoundRobin needs at least one corpus")
+        self.names = sorted(sources)
+        self.batch_size, self.max_seconds, self.seed = int(batch_size), float(max_seconds), int(seed)
+        self.sort_window = int(sort_window)
+        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window)
+                        for n in self.names}
+        self.buckets = self.streams[self.names[0]].buckets
+        self.turn = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        batch = next(self.streams[self.names[self.turn]])
+        self.turn = (self.turn + 1) % len(self.names)
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable position and settings."""
+        return {"version": _STATE_VERSION, "seed": self.seed, "batch_size": self.batch_size,
+                "max_seconds": self.max_seconds, "buckets": list(self.buckets), "sort_window": self.sort_window,
+                "turn": self.turn, "corpora": {n: s.state() for n, s in self.streams.items()}}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from state(); the settings and corpora must match."""
+        if state.get("version") != _STATE_VERSION:
+            raise DataError(f"RoundRobin state version {state.get('version')!r}, expected {_STATE_VERSION}")
+        mine = self.state()
+        for key in ("seed", "batch_size", "max_seconds", "buckets", "sort_window"):
+            if state[key] != mine[key]:
+                raise DataError(f"RoundRobin state has {key}={state[key]!r}, this iterator {mine[key]!r}")
+        if sorted(state["corpora"]) != self.names:
+            raise DataError(f"RoundRobin state is for corpora {sorted(state['corpora'])}, not {self.names}")
+        for n, s in state["corpora"].items():
+            self.streams[n].load_state(s)
+        self.turn = int(state["turn"]) % len(self.names)
+
+    @classmethod
+    def restore(cls, sources: Mapping[str, Any], state: Mapping[str, Any]) -> "RoundRobin":
+        """A RoundRobin built with the settings saved in state, at the saved position."""
+        rr = cls(sources, state["batch_size"], state["max_seconds"], state["seed"], state["buckets"],
+                 state["sort_window"])
+        rr.load_state(state)
+        return rr

@@ -1,0 +1,125 @@
+"""The 6-class arousal x valence label space (DESIGN §4) and the reviewed native-label mapping table."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .errors import DataError, UnknownLabelError
+
+CLASSES: tuple[str, ...] = (
+    "low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral", "high_positive")
+DROP = "drop"
+GENERIC = "*"
+TABLE_PATH = Path(__file__).with_name("label_map.csv")
+_COLUMNS = ("corpus", "label", "meaning", "class", "reason")
+
+
+def class_index(name: str) -> int:
+    """Index of a class name in CLASSES."""
+    try:
+        return CLASSES.index(name)
+    except ValueError:
+        raise DataError(f"unknown class {name!r}; the classes are {', '.join(CLASSES)}") from None
+
+
+def normalize_label(label: str) -> str:
+    """Case-, space-, '_' and '-'-insensitive key of a label."""
+    return " ".join(re.split(r"[\s_\-]+", str(label).strip().lower())).strip()
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """One row of the mapping table: a corpus's native label, its meaning, its class (or drop) and why."""
+
+    corpus: str
+    label: str
+    meaning: str
+    target: str
+    reason: str
+
+    @property
+    def index(self) -> int | None:
+        """Class index, or None when the table drops this label."""
+        return None if self.target == DROP else class_index(self.target)
+
+
+class LabelTable:
+    """Mapping from (corpus, native label) to a class; corpora without a section use the generic one."""
+
+    def __init__(self, rules: Iterable[LabelRule]):
+        self._sections: dict[str, dict[str, LabelRule]] = {}
+        for rule in rules:
+            self._sections.setdefault(rule.corpus, {})[normalize_label(rule.label)] = rule
+
+    def section(self, corpus: str) -> str:
+        """Name of the section that maps this corpus's labels."""
+        return corpus if corpus in self._sections else GENERIC
+
+    def rules(self, corpus: str) -> list[LabelRule]:
+        """The rows that apply to a corpus, sorted by label."""
+        return sorted(self._sections.get(self.section(corpus), {}).values(), key=lambda r: r.label)
+
+    def sections(self) -> list[str]:
+        """All section names."""
+        return sorted(self._sections)
+
+    def lookup(self, corpus: str, label: str, path: str = "?") -> LabelRule:
+        """The rule for one native label; an unknown label raises UnknownLabelError naming corpus, file, label."""
+        rule = self._sections.get(self.section(corpus), {}).get(normalize_label(label))
+        if rule is None:
+            raise UnknownLabelError(corpus, str(path), label, [r.label for r in self.rules(corpus)])
+        return rule
+
+    def fingerprint(self, corpus: str) -> str:
+        """Hash of the rows that apply to a corpus (changes when the mapping changes)."""
+        text = "\n".join("\t".join((r.label, r.target)) for r in self.rules(corpus))
+        return hashlib.sha256(f"{self.section(corpus)}\n{text}".encode()).hexdigest()[:16]
+
+    def merged(self, rules: Iterable[LabelRule]) -> "LabelTable":
+        """A new table with these rows added (a row for an existing (corpus, label) replaces it)."""
+        return LabelTable([r for s in self._sections.values() for r in s.values()] + list(rules))
+
+
+def read_label_rows(path: str | Path) -> list[LabelRule]:
+    """Read and validate a mapping-table CSV (columns corpus,label,meaning,class,reason)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label map not found: {path}")
+    rules, seen = [], set()
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(_COLUMNS)}")
+        for line, row in enumerate(reader, start=2):
+            corpus, label, target = (row[k].strip() for k in ("corpus", "label", "class"))
+            reason = (row["reason"] or "").strip()
+            if not corpus or not label:
+                raise DataError(f"{path}:{line}: empty corpus or label")
+            if target != DROP and target not in CLASSES:
+                raise DataError(f"{path}:{line}: class {target!r} is neither one of {', '.join(CLASSES)} nor {DROP!r}")
+            if not reason:
+                raise DataError(f"{path}:{line}: every row needs a reason ({corpus} {label!r})")
+            key = (corpus, normalize_label(label))
+            if key in seen:
+                raise DataError(f"{path}:{line}: duplicate row for {corpus} {label!r}")
+            seen.add(key)
+            rules.append(LabelRule(corpus, label, (row["meaning"] or label).strip(), target, reason))
+    return rules
+
+
+@functools.lru_cache(maxsize=None)
+def _default_table() -> LabelTable:
+    return LabelTable(read_label_rows(TABLE_PATH))
+
+
+def load_label_table(extra: str | Path | None = None) -> LabelTable:
+    """The reviewed table shipped with the package, optionally extended by a user CSV of the same columns."""
+    table = _default_table()
+    return table.merged(read_label_rows(extra)) if extra is not None else table

@@ -1,0 +1,167 @@
+"""Label space, mapping-table coverage and reasons, and the corpus registry."""
+
+import pytest
+
+from exhubert_jax.data import labels as L
+from exhubert_jax.data.corpora import CORPORA, MANIFEST, corpus_names, get_corpus, user_corpus
+from exhubert_jax.data.errors import DataError, UnknownCorpusError, UnknownLabelError
+from exhubert_jax.data.readers import READERS
+
+EMOSET = ("ABC, AD, BES, CASIA, CVE, Crema-D, DES, DEMoS, EA-ACT, EA-BMW, EA-WSJ, EMO-DB, EmoFilm, EmotiW-2014, "
+          "EMOVO, eNTERFACE, ESD, EU-EmoSS, EU-EV, FAU Aibo, GEMEP, GVESS, IEMOCAP, MES, MESD, MELD, PPMMK, RAVDESS, "
+          "SAVEE, ShEMO, SmartKom, SIMIS, SUSAS, SUBESCO, TESS, TurkishEmo, Urdu").split(", ")
+UNSEEN = ["AESI", "ASVP-ESD", "JL-Corpus", "MLEnd", "SyntAct", "VIVAE"]
+
+# Native labels each reader can produce, from the corpora's own documentation.
+READER_LABELS = {
+    "emodb": set("WLEAFTN"),
+    "ravdess": {f"{i:02d}" for i in range(1, 9)},
+    "crema-d": {"ANG", "DIS", "FEA", "HAP", "NEU", "SAD"},
+    "tess": {"angry", "disgust", "fear", "happy", "neutral", "ps", "sad"},
+    "savee": {"a", "d", "f", "h", "n", "sa", "su"},
+    "emovo": {"dis", "gio", "neu", "pau", "rab", "sor", "tri"},
+    "shemo": set("AHNSWF"),
+    "subesco": {"ANGRY", "DISGUST", "FEAR", "HAPPY", "NEUTRAL", "SAD", "SURPRISE"},
+    "esd": {"Angry", "Happy", "Neutral", "Sad", "Surprise"},
+    "casia": {"angry", "fear", "happy", "neutral", "sad", "surprise"},
+    "mesd": {"Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness"},
+    "jl-corpus": {"angry", "sad", "neutral", "happy", "excited",
+                  "anxious", "apologetic", "assertive", "concerned", "encouraging"},
+    "asvp-esd": {f"{i:02d}" for i in range(1, 14)},
+    "vivae": {f"{e}_{i}" for e in ("achievement", "anger", "fear", "pain", "pleasure", "surprise")
+              for i in ("low", "moderate", "strong", "peak")},
+    "iemocap": {"ang", "hap", "exc", "sad", "neu", "fru", "sur", "fea", "dis", "oth", "xxx"},
+    "meld": {"neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"},
+}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return L.load_label_table()
+
+
+def test_classes_follow_design_order():
+    assert L.CLASSES == ("low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral",
+                         "high_positive")
+    assert [L.class_index(c) for c in L.CLASSES] == list(range(6))
+    with pytest.raises(DataError, match="unknown class 'joy'"):
+        L.class_index("joy")
+
+
+def test_every_reader_corpus_is_covered_exactly(table):
+    assert set(READER_LABELS) == set(READERS)
+    for corpus, expected in READER_LABELS.items():
+        assert table.section(corpus) == corpus
+        assert {r.label for r in table.rules(corpus)} == expected, corpus
+
+
+def test_every_row_has_a_class_and_a_reason(table):
+    for section in table.sections():
+        for rule in table.rules(section):
+            assert rule.target in L.CLASSES + (L.DROP,)
+            assert len(rule.reason) > 10, (section, rule.label)
+
+
+@pytest.mark.parametrize("corpus,label,target,word", [
+    ("emodb", "F", "high_positive", "Freude"),
+    ("emodb", "L", "low_negative", "bored"),
+    ("emodb", "E", "low_negative", "disgust"),
+    ("ravdess", "02", "low_positive", "calm"),
+    ("ravdess", "08", "high_neutral", "surprise"),
+    ("tess", "ps", "high_positive", "pleasant surprise"),
+    ("asvp-esd", "01", "low_negative", "sigh"),
+    ("asvp-esd", "03", "high_positive", "laugh"),
+    ("asvp-esd", "07", "low_negative", "contempt"),
+    ("asvp-esd", "11", "high_negative", "pain"),
+    ("asvp-esd", "13", "drop", "breath"),
+    ("jl-corpus", "assertive", "high_neutral", "secondary"),
+    ("jl-corpus", "apologetic", "low_negative", "secondary"),
+    ("vivae", "pain_low", "high_negative", "intensity"),
+    ("vivae", "pleasure_peak", "high_positive", "intensity"),
+    ("vivae", "surprise_moderate", "high_positive", "positive surprise"),
+    ("iemocap", "xxx", "drop", "majority"),
+    ("iemocap", "fru", "high_negative", "frustrat"),
+    ("gemep", "irritation", "low_negative", "GEMEP"),
+    ("*", "contempt", "low_negative", "contempt"),
+    ("*", "calm", "low_positive", "calm"),
+    ("*", "boredom", "low_negative", "bored"),
+    ("*", "surprise", "high_neutral", "surprise"),
+])
+def test_non_obvious_choices(table, corpus, label, target, word):
+    rule = table.lookup(corpus, label)
+    assert rule.target == target
+    assert word.lower() in (rule.reason + rule.meaning).lower()
+
+
+def test_unknown_label_names_corpus_file_and_label(table):
+    with pytest.raises(UnknownLabelError) as err:
+        table.lookup("emodb", "X", "/data/emodb/wav/03a01Xa.wav")
+    msg = str(err.value)
+    assert "emodb" in msg and "/data/emodb/wav/03a01Xa.wav" in msg and "'X'" in msg
+
+
+def test_generic_section_for_manifest_corpora(table):
+    assert table.section("des") == L.GENERIC
+    assert table.lookup("des", "Angry").target == "high_negative"
+    assert table.lookup("my-corpus", "pleasant_surprise").target == "high_positive"
+    for c in L.CLASSES:
+        assert table.lookup("my-corpus", c).target == c
+    with pytest.raises(UnknownLabelError):
+        table.lookup("my-corpus", "lombard")
+
+
+def test_fingerprint_changes_with_the_mapping(table, tmp_path):
+    extra = tmp_path / "extra.csv"
+    extra.write_text("corpus,label,meaning,class,reason\nemodb,W,anger,low_negative,a test override\n")
+    changed = L.load_label_table(extra)
+    assert changed.lookup("emodb", "W").target == "low_negative"
+    assert changed.fingerprint("emodb") != table.fingerprint("emodb")
+    assert changed.fingerprint("ravdess") == table.fingerprint("ravdess")
+
+
+@pytest.mark.parametrize("row,problem", [
+    ("emodb,W,anger,high_negative,", "needs a reason"),
+    ("emodb,W,anger,angry,because", "neither one of"),
+    ("emodb,W,anger,high_negative,because\nemodb,w,anger,high_negative,again", "duplicate"),
+])
+def test_bad_table_rows_name_the_line(tmp_path, row, problem):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("corpus,label,meaning,class,reason\n" + row + "\n")
+    with pytest.raises(DataError, match=rf"bad.csv:\d+: .*{problem}"):
+        L.read_label_rows(bad)
+
+
+def test_bad_table_header(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("corpus,label,class\n")
+    with pytest.raises(DataError, match="missing column"):
+        L.read_label_rows(bad)
+
+
+def test_registry_has_all_design_corpora():
+    emoset = {get_corpus(n).name for n in EMOSET}
+    unseen = {get_corpus(n).name for n in UNSEEN}
+    assert len(emoset) == 37 and len(unseen) == 6
+    assert {c.name for c in CORPORA.values() if c.group == "emoset++"} == emoset
+    assert {c.name for c in CORPORA.values() if c.group == "unseen"} == unseen
+
+
+def test_registry_entries_are_complete():
+    for c in CORPORA.values():
+        assert c.title and c.language and c.citation and c.licence, c.name
+        assert c.reader in READERS or c.reader == MANIFEST, c.name
+        assert c.split in ("own", "speaker", "random", "auto"), c.name
+    assert {c.reader for c in CORPORA.values()} - {MANIFEST} == set(READERS)
+    demos = [c for c in CORPORA.values() if c.synthetic]
+    assert [c.name for c in demos] == ["demo-a", "demo-b", "demo-c"]
+    assert all("SYNTHETIC" in c.notes and "ynthetic" in c.title for c in demos)
+
+
+def test_registry_lookup_and_errors():
+    assert get_corpus("EMO-DB").name == "emodb" and get_corpus("Crema_D").name == "crema-d"
+    with pytest.raises(UnknownCorpusError, match="known corpora: .*emodb"):
+        get_corpus("nope")
+    assert user_corpus("my-corpus").group == "user"
+    with pytest.raises(DataError, match="names a folder"):
+        user_corpus("../evil")
+    assert corpus_names() == sorted(CORPORA)

@@ -1,0 +1,234 @@
+"""Evaluation library and CLI on a tiny random model and the synthetic demo corpora (prepared into tmp)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import evaluate
+from exhubert_jax import evaluation as ev
+from exhubert_jax import HubertForSequenceClassification, init_params, metrics, preset, save_pretrained
+from exhubert_jax.checkpoint import from_pretrained
+from exhubert_jax.config import EMOTION_CLASSES
+from exhubert_jax.data import batching
+from exhubert_jax.data.audio import load_audio
+from exhubert_jax.data.dataset import open_prepared
+from exhubert_jax.data.synthetic import prepare_demo
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DEMO = ("demo-a", "demo-b", "demo-c")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A training-workdir-shaped folder whose best/ holds a tiny random 6-class model."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = preset("tiny")
+    save_pretrained(root / "best", cfg, init_params(cfg, 0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_params(workdir):
+    return from_pretrained(workdir / "best")
+
+
+@pytest.fixture(scope="module")
+def predict(model_params):
+    """One jitted forward shared by the library tests (batch 8: every demo test split and chunk is (8, 48000))."""
+    return ev.make_predict_fn(model_params[0])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    prepare_demo(root, seed=0, n_per_class=1, n_speakers=4, log=lambda msg: None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """8 kHz (2 s), 44.1 kHz (4.5 s, two chunks), 16 kHz (7 s, three chunks) and one corrupt file."""
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    t8 = np.arange(8000 * 2) / 8000
+    sf.write(root / "a_8k.wav", (0.3 * np.sin(2 * np.pi * 220 * t8)).astype(np.float32), 8000)
+    sf.write(root / "b_44k.flac", 0.1 * rng.standard_normal(int(44100 * 4.5)), 44100)
+    sf.write(root / "c_16k.wav", (0.1 * rng.standard_normal(16000 * 7)).astype(np.float32), 16000,
+             subtype="FLOAT")
+    (root / "d_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00not really a wave file")
+    return root
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Library
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_corpus_metrics_and_utterance_ids(model_params, predict, data_dir):
+    model, params = model_params
+    r = ev.evaluate_corpus(model, params, "demo-a", "test", batch_size=8, data_dir=data_dir, predict_fn=predict)
+    split = open_prepared("demo-a", data_dir).split("test")
+    utts = r["utterances"]
+    assert r["corpus"] == "demo-a" and r["n"] == len(split) == len(utts)
+    assert sorted(u["index"] for u in utts) == list(range(len(split)))
+    y_true = [u["label"] for u in utts]
+    y_pred = [u["pred"] for u in utts]
+    assert y_true == [int(split.labels[u["index"]]) for u in utts]
+    assert y_pred == [int(np.argmax(u["logits"])) for u in utts]
+    assert r["uar"] == pytest.approx(metrics.uar(y_true, y_pred, 6))
+    assert r["class_names"] == list(EMOTION_CLASSES)
+    # Each utterance's logits equal a forward pass on its own audio in another batch (ids map to the right audio).
+    for u in (utts[0], utts[-1]):
+        audio = split[u["index"]]["audio"]
+        x, mask = np.zeros((8, 48000), np.float32), np.ones((8, 48000), np.int32)
+        x[0, :len(audio)], mask[0, len(audio):] = batching.normalize(audio), 0
+        np.testing.assert_allclose(u["logits"], predict(params, x, mask)[0], atol=2e-4)
+
+
+def test_one_compilation_per_bucket_shape(model_params, data_dir):
+    model, params = model_params
+    predict = ev.make_predict_fn(model)
+    split = open_prepared("demo-a", data_dir).split("test")
+    shapes = [b.input_values.shape for b in batching.eval_batches(split, 2)]
+    expected = set(shapes)
+    assert len(shapes) > len(expected) > 1  # several batches share a bucket, and there is more than one bucket
+    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predict_fn=predict)
+    assert len(predict.compiled_shapes) == len(set(predict.compiled_shapes)) == len(expected)
+    assert set(predict.compiled_shapes) == expected
+    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predict_fn=predict)
+    assert len(predict.compiled_shapes) == len(expected)  # a second pass compiles nothing
+
+
+def test_label_space_checks(data_dir):
+    cfg = preset("tiny")
+    native = open_prepared("demo-b", data_dir).native_labels
+    with pytest.raises(ev.EvaluationError, match="native labels"):
+        ev.check_label_space(cfg, "native", native, "demo-b")
+    head = cfg.replace(num_labels=len(native), label_names=native)
+    assert ev.check_label_space(head, "native", native, "demo-b") == list(native)
+    with pytest.raises(ev.EvaluationError, match="--labels native"):
+        ev.check_label_space(head, "emotion")
+
+
+def test_native_label_evaluation(model_params, data_dir):
+    native = open_prepared("demo-b", data_dir).native_labels
+    assert len(native) == 6  # so the tiny model's parameters fit a head named after demo-b's native labels
+    model = HubertForSequenceClassification(preset("tiny", label_names=native))
+    r = ev.evaluate_corpus(model, model_params[1], "demo-b", batch_size=8, data_dir=data_dir,
+                           label_space="native")
+    split = open_prepared("demo-b", data_dir).split("test")
+    assert r["class_names"] == list(native)
+    assert [u["label"] for u in r["utterances"]] == [int(split.native_indices[u["index"]]) for u in r["utterances"]]
+
+
+def test_predict_audio_rates_chunks_and_bad_file(model_params, audio_dir):
+    model, params = model_params
+    predict = ev.make_predict_fn(model)  # fresh, to count its compilations
+    res = {r["file"].rsplit("/", 1)[-1]: r for r in ev.predict_audio(model, params, audio_dir, predict_fn=predict)}
+    assert sorted(res) == ["a_8k.wav", "b_44k.flac", "c_16k.wav", "d_corrupt.wav"]
+    assert "d_corrupt.wav" in res["d_corrupt.wav"]["file"] and "unreadable" in res["d_corrupt.wav"]["error"]
+    assert [res[f]["chunks"] for f in ("a_8k.wav", "b_44k.flac", "c_16k.wav")] == [1, 2, 3]
+    assert res["b_44k.flac"]["duration"] == pytest.approx(4.5, abs=1e-3)
+    for f in ("a_8k.wav", "b_44k.flac", "c_16k.wav"):
+        probs = res[f]["probabilities"]
+        assert list(probs) == list(EMOTION_CLASSES) and sum(probs.values()) == pytest.approx(1.0)
+        assert res[f]["top"] == max(probs, key=probs.get)
+    assert predict.compiled_shapes == [(8, 48000)]  # every chunk of every file: one shape
+
+
+def test_long_audio_is_length_weighted_mean_of_chunks(model_params, predict, audio_dir, tmp_path):
+    model, params = model_params
+    audio = load_audio(audio_dir / "c_16k.wav")
+    pieces = ev.chunk_audio(audio, 48000)
+    assert len(pieces) == 3 and max(map(len, pieces)) <= 48000 and sum(map(len, pieces)) == len(audio)
+    for i, p in enumerate(pieces):
+        sf.write(tmp_path / f"piece{i}.wav", p, 16000, subtype="FLOAT")
+    per_chunk = [np.array(r["logits"]) for r in ev.predict_audio(model, params, tmp_path, predict_fn=predict)]
+    whole = ev.predict_audio(model, params, audio_dir / "c_16k.wav", predict_fn=predict)[0]["logits"]
+    expected = np.average(per_chunk, axis=0, weights=[len(p) for p in pieces])
+    np.testing.assert_allclose(whole, expected, atol=1e-5)
+
+
+def test_markdown_table_shape():
+    names = list(EMOTION_CLASSES)
+    a = {"corpus": "x", **metrics.summarize([0, 1, 2, 3], [0, 1, 2, 0], 6, names)}
+    b = {"corpus": "y", **metrics.summarize([5, 5], [5, 4], 6, names)}
+    table = ev.markdown_table([a, b])
+    lines = table.splitlines()
+    assert lines[0] == "| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |"
+    assert lines[2] == "| x | 4 | 75.0 | 75.0 | 66.7 |"
+    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 |"
+    assert lines[4] == "| **Average over all datasets** | 6 | 62.5 | 62.5 | 50.0 |"
+    assert "| Recall (%) | " + " | ".join(names) + " |" in lines
+    assert "| y | – | – | – | – | – | 50.0 |" in lines
+
+
+def test_resolve_corpora(data_dir):
+    assert ev.resolve_corpora("demo", data_dir) == list(DEMO)
+    assert ev.resolve_corpora("all", data_dir) == list(DEMO)
+    assert ev.resolve_corpora("demo-b, demo-a,demo-b", data_dir) == ["demo-b", "demo-a"]
+    with pytest.raises(ev.EvaluationError, match="none of the unseen corpora"):
+        ev.resolve_corpora("unseen", data_dir)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_cli_json_and_files(workdir, data_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = evaluate.main(["--corpus", "demo", "--checkpoint", str(workdir), "--data-dir", str(data_dir),
+                          "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    doc = json.loads(captured.out)  # stdout is exactly one JSON document
+    assert doc["checkpoint"].endswith("best") and [r["corpus"] for r in doc["results"]] == list(DEMO)
+    for r in doc["results"]:
+        assert len(r["utterances"]) == r["n"] == 6 and len(r["utterances"][0]["logits"]) == 6
+        assert (out / f"confusion_{r['corpus']}.png").read_bytes()[:8] == PNG_MAGIC
+        cm = json.loads((out / f"confusion_{r['corpus']}.json").read_text())["confusion_matrix"]
+        assert np.sum(cm) == 6
+    assert json.loads((out / "results.json").read_text())["results"][0]["uar"] == doc["results"][0]["uar"]
+    assert "**Average over all datasets**" in (out / "results.md").read_text()
+
+
+def test_cli_table_default_out(workdir, data_dir, capsys):
+    code = evaluate.main(["--corpus", "demo-c", "--checkpoint", str(workdir), "--data-dir", str(data_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| demo-c | 6 |" in out and "UAR (%)" in out and str(workdir / "best" / "eval") in out
+    assert (workdir / "best" / "eval" / "confusion_demo-c.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--corpus", "demo", "--checkpoint", "{tmp}/missing"], "does not exist"),
+    (["--corpus", "aesi", "--checkpoint", "{run}"], "python -m exhubert_jax.data.prepare --corpus aesi"),
+    (["--corpus", "demo-a", "--checkpoint", "{run}", "--labels", "native"], "native labels"),
+    (["--audio", "{tmp}/nothing_here", "--checkpoint", "{run}"], "no audio files"),
+])
+def test_cli_errors_exit_2_without_traceback(argv, message, workdir, data_dir, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, run=workdir) for a in argv] + ["--data-dir", str(data_dir)]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if "aesi" in argv:
+        assert "demo-a, demo-b, demo-c" in err  # lists what is prepared
+
+
+def test_cli_audio_json_and_bad_file(workdir, audio_dir, capsys):
+    code = evaluate.main(["--audio", str(audio_dir), "--checkpoint", str(workdir), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1  # one file failed, the others were predicted
+    doc = json.loads(captured.out)
+    ok = [f for f in doc["files"] if "error" not in f]
+    assert len(ok) == 3 and all(len(f["logits"]) == 6 for f in ok)
+    assert "d_corrupt.wav" in captured.err and "unreadable" in captured.err
+
+
+def test_cli_audio_table(workdir, audio_dir, capsys):
+    assert evaluate.main(["--audio", str(audio_dir / "a_8k.wav"), "--checkpoint", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "| File | Top class | low_negative |" in out and "a_8k.wav" in out
