@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..config import EMOTION_CLASSES
 from .errors import DataError, UnknownLabelError
 
-CLASSES: tuple[str, ...] = (
-    "low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral", "high_positive")
+CLASSES: tuple[str, ...] = EMOTION_CLASSES
 DROP = "drop"
 GENERIC = "*"
 TABLE_PATH = Path(__file__).with_name("label_map.csv")
