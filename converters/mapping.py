@@ -115,26 +115,23 @@ def leaves(config: HubertConfig, shapes: dict) -> list[Leaf]:
     return out
 
 
-def to_flax_array(kind: str, value: np.ndarray) -> np.ndarray:
-    """Torch layout -> Flax layout for one tensor."""
+def _transpose(kind: str, value: np.ndarray) -> np.ndarray:
+    """The layout swap between torch and Flax; each is its own inverse (Linear (out,in), Conv1d (out,in,k))."""
     if kind == "linear":
         return value.T
     if kind in ("conv", "pos_v"):
         return value.transpose(2, 1, 0)
-    if kind == "pos_g":
-        return value.reshape(-1, 1, 1)
     return value
+
+
+def to_flax_array(kind: str, value: np.ndarray) -> np.ndarray:
+    """Torch layout -> Flax layout for one tensor (weight-norm g: (1,1,k) -> (k,1,1))."""
+    return value.reshape(-1, 1, 1) if kind == "pos_g" else _transpose(kind, value)
 
 
 def to_torch_array(kind: str, value: np.ndarray) -> np.ndarray:
     """Flax layout -> torch layout for one tensor."""
-    if kind == "linear":
-        return value.T
-    if kind in ("conv", "pos_v"):
-        return value.transpose(2, 1, 0)
-    if kind == "pos_g":
-        return value.reshape(1, 1, -1)
-    return value
+    return value.reshape(1, 1, -1) if kind == "pos_g" else _transpose(kind, value)
 
 
 def canonical_key(key: str) -> str:

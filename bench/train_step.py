@@ -1,0 +1,132 @@
+"""Training step (forward, backward, AdamW): ours (jitted, donated) vs PyTorch, same config, weights and batch.
+
+HuBERT Large against transformers' HubertForSequenceClassification (feature encoder frozen, torch.optim.AdamW), and
+ExHuBERT Large (BBE, ZLL, originals frozen) against converters.expanded_torch's module. One process; one JSON line.
+
+Usage: python bench/train_step.py [--preset large] [--batch 2] [--seconds 3] [--repeats 5] [--models plain,expanded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_calls  # noqa: E402
+from converters.expanded_torch import ExpandedHubertForSequenceClassification  # noqa: E402
+from converters.mapping import leaves, params_to_state_dict  # noqa: E402
+from exhubert_jax.config import to_hf_config  # noqa: E402
+from exhubert_jax.expansion import expand  # noqa: E402
+from exhubert_jax.model import HubertForSequenceClassification  # noqa: E402
+from exhubert_jax.optim import count, make_optimizer, param_labels  # noqa: E402
+from exhubert_jax.training import create_state, make_train_step  # noqa: E402
+
+LR = 1e-5
+
+
+def ours(config, params, labels, x, mask, y, repeats: int) -> dict:
+    """Time our donated, jitted train step; returns stats + compile time."""
+    model = HubertForSequenceClassification(config)
+    tx = make_optimizer(labels, LR)
+    state = create_state(params, tx, seed=0)
+    step, counter = make_train_step(model, tx, labels)
+    batch = {"input_values": jax.numpy.asarray(x), "attention_mask": jax.numpy.asarray(mask),
+             "targets": jax.numpy.asarray(y), "weights": jax.numpy.ones(len(y), jax.numpy.float32)}
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics["loss"])
+    first = time.perf_counter() - start
+    holder = {"state": state}
+
+    def run():
+        holder["state"], m = step(holder["state"], batch)
+        jax.block_until_ready(m["loss"])
+
+    times = time_calls(run, repeats, warmup=0)
+    return {**stats(times), "first_call_s": first, "compiles": counter.count,
+            "trainable": count(params, labels)}
+
+
+def theirs(torch_model, trainable_names, x, mask, y, repeats: int) -> dict:
+    """Time a PyTorch train step with AdamW over the trainable parameters only."""
+    torch_model.train()
+    for name, p in torch_model.named_parameters():
+        p.requires_grad_(name in trainable_names)
+    params = [p for p in torch_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    xt, mt, yt = torch.from_numpy(x), torch.from_numpy(mask.astype(np.int64)), torch.from_numpy(y.astype(np.int64))
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        out = torch_model(xt, attention_mask=mt)
+        logits = out["logits"] if isinstance(out, dict) else out.logits
+        torch.nn.functional.cross_entropy(logits, yt).backward()
+        opt.step()
+
+    return {**stats(time_calls(run, repeats, warmup=1)), "trainable": sum(p.numel() for p in params)}
+
+
+def trainable_torch_names(config, params, labels) -> set[str]:
+    """Torch parameter names that our labels mark trainable (the same split on both sides)."""
+    def at(tree, path):
+        for k in path:
+            tree = tree[k]
+        return tree
+    return {leaf.torch_key for leaf in leaves(config, params) if at(labels, leaf.flax_path) == "trainable"}
+
+
+def compare(name, config, params, labels, torch_model, x, mask, y, repeats) -> dict:
+    """One model pair: our step vs the PyTorch step."""
+    names = trainable_torch_names(config, params, labels)
+    ours_s = ours(config, params, labels, x, mask, y, repeats)
+    theirs_s = theirs(torch_model, names, x, mask, y, repeats)
+    assert ours_s["trainable"] == theirs_s["trainable"], (ours_s["trainable"], theirs_s["trainable"])
+    return {"model": name, "ours": ours_s, "pytorch": theirs_s,
+            "speedup": theirs_s["median_s"] / ours_s["median_s"],
+            "audio_s_per_s": {"ours": x.shape[0] * x.shape[1] / 16000 / ours_s["median_s"],
+                              "pytorch": x.shape[0] * x.shape[1] / 16000 / theirs_s["median_s"]}}
+
+
+def main(argv=None) -> dict:
+    """Run the benchmark and print its JSON line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="large")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--models", default="plain,expanded")
+    args = ap.parse_args(argv)
+    x = audio_batch(args.batch, args.seconds)
+    mask = np.ones(x.shape, np.int32)
+    y = np.arange(args.batch, dtype=np.int32) % 6
+    # LayerDrop off on both sides: a randomly skipped layer would make single-step timings noisy.
+    torch_model, config, params = hf_and_flax(args.preset, layerdrop=0.0)
+    results = []
+    if "plain" in args.models:
+        labels = param_labels(params, config)
+        results.append(compare("hubert", config, params, labels, torch_model, x, mask, y, args.repeats))
+    if "expanded" in args.models:
+        big, big_config, big_labels = expand(params, config, copies=1, style="zll")
+        del torch_model
+        gc.collect()
+        from transformers import HubertConfig as HFConfig
+        big_torch = ExpandedHubertForSequenceClassification(HFConfig(**to_hf_config(big_config)))
+        big_torch.load_strict({k: torch.from_numpy(v) for k, v in params_to_state_dict(big, big_config).items()})
+        results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats))
+    out = {"bench": "train_step", "preset": args.preset, "batch": args.batch, "seconds": args.seconds,
+           "results": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
