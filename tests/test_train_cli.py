@@ -1,0 +1,105 @@
+"""End to end through train.py: prepare demo corpora -> finetune -> expand -> transfer, plus user errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import train as cli
+from exhubert_jax import from_pretrained
+from exhubert_jax.data.synthetic import prepare_demo
+
+FAST = ["--steps", "6", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Small synthetic demo corpora, prepared once for this module."""
+    path = tmp_path_factory.mktemp("prepared")
+    prepare_demo(path, n_per_class=1, n_speakers=4, log=lambda s: None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory):
+    """Workdirs of a finetune -> expand -> transfer chain run through the CLI."""
+    root = tmp_path_factory.mktemp("runs")
+    common = ["--data-dir", str(data_dir)]
+    codes = {
+        "finetune": cli.main(["--stage", "finetune", *common, "--workdir", str(root / "ft"), *FAST]),
+        "expand": cli.main(["--stage", "expand", "--init", str(root / "ft" / "best"), "--workdir", str(root / "ex")]),
+        "transfer": cli.main(["--stage", "transfer", "--corpus", "demo-b", "--labels", "native", *common,
+                              "--init", str(root / "ex" / "final"), "--workdir", str(root / "tr"), *FAST]),
+    }
+    return root, codes
+
+
+def test_finetune_writes_best_final_metrics_and_table(runs, capsys):
+    root, codes = runs
+    assert codes["finetune"] == 0
+    ft = root / "ft"
+    best = json.loads((ft / "best.json").read_text())
+    assert best["step"] in (3, 6) and set(best) >= {"demo-a", "demo-b", "demo-c", "mean"}
+    model, params = from_pretrained(ft / "final")
+    assert model.config.num_labels == 6 and model.config.label_names[0] == "low_negative"
+    events = [json.loads(l) for l in (ft / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [3, 6] and all(0 <= e["uar/mean"] <= 1 for e in evals)
+    assert list((ft / "tb").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (ft / "checkpoints").iterdir() if p.name.isdigit()) == ["3", "6"]
+
+
+def test_expand_then_transfer_with_native_head(runs, data_dir):
+    root, codes = runs
+    assert codes["expand"] == 0 and codes["transfer"] == 0
+    ex_model, ex_params = from_pretrained(root / "ex" / "final")
+    assert ex_model.config.expansion_copies == 1 and ex_model.config.expansion_style == "zll"
+    assert not np.any(np.asarray(ex_params["hubert"]["encoder"]["expansion"]["zll"]["kernel"]))
+    tr_model, tr_params = from_pretrained(root / "tr" / "final")
+    native = json.loads((data_dir / "demo-b" / "info.json").read_text())["native_labels"]
+    assert tr_model.config.label_names == tuple(native)
+    assert tr_model.config.expansion_copies == 1
+    # the frozen original layers did not move during transfer; the copies did
+    orig = lambda p: p["hubert"]["encoder"]["layers"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(orig(ex_params)), jax.tree.leaves(orig(tr_params))))
+    assert (root / "tr" / "uar_curve.png").stat().st_size > 1000
+
+
+def test_rerun_resumes_and_finishes_immediately(runs, data_dir, capsys):
+    root, _ = runs
+    code = cli.main(["--stage", "finetune", "--data-dir", str(data_dir), "--workdir", str(root / "ft"), *FAST])
+    out = capsys.readouterr().out
+    assert code == 0 and "resuming from" in out and "| **mean** |" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--corpora", "nope"], "corpus nope is not prepared"),
+    (["--corpora", "emoset"], "no such prepared corpora"),
+    (["--init", "/nonexistent/ckpt"], "/nonexistent/ckpt: no such checkpoint directory"),
+    (["--stage", "transfer"], "needs --corpus"),
+])
+def test_user_errors_exit_2_with_a_clear_message(argv, message, data_dir, tmp_path, capsys):
+    code = cli.main(["--data-dir", str(data_dir), "--workdir", str(tmp_path / "w"), *FAST, *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_init_for_expand_names_the_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--stage", "expand"]) == 2
+    assert "runs/finetune/best: no such checkpoint directory; run the previous stage first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embedded_demo_learns_well_above_chance(tmp_path, monkeypatch, capsys):
+    """`python train.py --stage finetune` on a fresh clone: demo corpora prepared and learned (chance = 1/6)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EXHUBERT_DATA", raising=False)
+    assert cli.main(["--stage", "finetune", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "NOTICE: no --corpora given" in out and (tmp_path / "data" / "prepared" / "demo-a" / "info.json").is_file()
+    final = json.loads((tmp_path / "runs" / "finetune" / "final.json").read_text())
+    assert final["mean"] >= 0.5, final

@@ -1,0 +1,182 @@
+"""The train step and loop: exact resume, one compilation per bucket shape, NaN guard, frozen CNN, head swap."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from exhubert_jax import HubertForSequenceClassification, from_pretrained, init_params, preset
+from exhubert_jax.optim import make_optimizer, param_labels
+from exhubert_jax.run_checkpoints import ResumeError
+from exhubert_jax.training import (TrainError, TrainOptions, batch_arrays, create_state, make_train_step, pad_rows,
+                                   to_device, train, uar_table, with_head)
+
+NO_DROPOUT = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
+
+
+class ToySource:
+    """In-memory source: class-dependent tones of varying length (what batching needs: len, [i])."""
+
+    def __init__(self, n: int, seed: int, min_len: int = 2000, max_len: int = 6000, nan: bool = False):
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for i in range(n):
+            label = i % 6
+            t = np.arange(rng.integers(min_len, max_len)) / 16000
+            audio = np.sin(2 * np.pi * (150 + 120 * label) * t) + 0.1 * rng.standard_normal(t.size)
+            if nan:
+                audio[:] = np.nan
+            self.items.append(dict(audio=audio.astype(np.float32), label=label, native_index=label))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def tiny(**overrides):
+    """A tiny model with SpecAugment + dropout on (so the rng path is exercised), and its params and labels."""
+    config = preset("tiny", **overrides)
+    model = HubertForSequenceClassification(config)
+    params = init_params(config, 0)
+    return model, params, param_labels(params, config)
+
+
+def sources(n=24, nan=False):
+    """Two toy corpora for training and validation."""
+    return ({"toy-a": ToySource(n, 0, nan=nan), "toy-b": ToySource(n, 1, nan=nan)},
+            {"toy-a": ToySource(12, 2), "toy-b": ToySource(12, 3)})
+
+
+def opts(**kw):
+    """Short-run TrainOptions."""
+    base = dict(steps=8, batch_size=4, max_seconds=0.25, lr=1e-3, eval_every=4, quiet=True)
+    return TrainOptions(**{**base, **kw})
+
+
+def leaves_equal(a, b) -> bool:
+    """Bitwise equality of two pytrees."""
+    la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def test_resume_is_bitwise_equal(tmp_path):
+    model, params, labels = tiny()
+    tr, va = sources()
+    full = train(model, params, labels, tr, va, tmp_path / "full", opts(), say=lambda s: None)
+    half = train(model, params, labels, tr, va, tmp_path / "split", opts(stop_after=4), say=lambda s: None)
+    assert not half.finished and int(half.state.step) == 4
+    resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(), say=lambda s: None)
+    assert resumed.resumed_from == 4 and resumed.finished
+    assert int(resumed.state.step) == int(full.state.step) == 8
+    assert leaves_equal(full.state.params, resumed.state.params)
+    assert leaves_equal(full.state.opt_state, resumed.state.opt_state)
+    assert not leaves_equal(full.state.params, params)  # it did train
+    assert [h["step"] for h in resumed.history] == [4, 8]
+    # exported artefacts: best (with best.json), final, metrics.jsonl and TensorBoard events
+    best = json.loads((tmp_path / "split" / "best.json").read_text())
+    assert best["mean"] == max(h["mean"] for h in resumed.history)
+    _, final_params = from_pretrained(tmp_path / "split" / "final")
+    assert leaves_equal(final_params, resumed.state.params)
+    events = [json.loads(line)["event"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert {"train", "eval", "compile"} <= set(events)
+    assert list((tmp_path / "split" / "tb").glob("events.out.tfevents.*"))
+    # a different model cannot silently resume from this workdir
+    other, other_params, other_labels = tiny(hidden_size=64, intermediate_size=64)
+    with pytest.raises(ResumeError, match="different model/optimizer state"):
+        train(other, other_params, other_labels, tr, va, tmp_path / "split", opts(), say=lambda s: None)
+
+
+def test_one_compilation_per_bucket_shape(tmp_path):
+    model, params, labels = tiny(**NO_DROPOUT)
+    tr, va = sources()
+    result = train(model, params, labels, tr, va, tmp_path, opts(steps=24, eval_every=24), say=lambda s: None)
+    shapes = set(result.bucket_shapes)
+    assert result.compiles == len(shapes) == len(result.bucket_shapes)
+    assert 1 <= result.compiles <= 3  # default_buckets(max_seconds) has 3 lengths
+
+
+def test_compile_counter_counts_shapes_not_calls():
+    model, params, labels = tiny(**NO_DROPOUT)
+    tx = make_optimizer(labels, 1e-3)
+    step, counter = make_train_step(model, tx, labels)
+    state = create_state(params, tx, 0)
+    rng = np.random.default_rng(0)
+    for width in (1600, 2400, 1600, 2400, 3200, 1600):
+        batch = dict(input_values=rng.standard_normal((2, width)).astype(np.float32),
+                     attention_mask=np.ones((2, width), np.int32), targets=np.array([0, 1], np.int32),
+                     weights=np.ones(2, np.float32))
+        state, _ = step(state, to_device(batch, None))
+    assert counter.count == 3 and int(state.step) == 6
+
+
+def test_nan_input_is_skipped_and_params_unchanged():
+    model, params, labels = tiny(**NO_DROPOUT)
+    tx = make_optimizer(labels, 1e-3)
+    step, _ = make_train_step(model, tx, labels)
+    state = create_state(params, tx, 0)
+    batch = dict(input_values=np.full((2, 1600), np.nan, np.float32), attention_mask=np.ones((2, 1600), np.int32),
+                 targets=np.array([0, 1], np.int32), weights=np.ones(2, np.float32))
+    before = jax.device_get((state.params, state.opt_state))
+    state, metrics = step(state, to_device(batch, None))
+    assert not bool(metrics["ok"])
+    assert int(state.skipped) == 1 and int(state.step) == 1
+    assert leaves_equal(before, (state.params, state.opt_state))
+    good = dict(batch, input_values=np.random.default_rng(0).standard_normal((2, 1600)).astype(np.float32))
+    state, metrics = step(state, to_device(good, None))
+    assert bool(metrics["ok"]) and int(state.skipped) == 1
+    assert not leaves_equal(before[0], state.params)
+
+
+def test_too_many_bad_steps_stop_with_clear_error(tmp_path):
+    model, params, labels = tiny(**NO_DROPOUT)
+    tr, va = sources(nan=True)
+    with pytest.raises(TrainError, match="3 consecutive steps had a non-finite"):
+        train(model, params, labels, tr, va, tmp_path, opts(steps=20, max_bad_steps=3), say=lambda s: None)
+    skips = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "skip" for e in skips) == 3
+
+
+def test_frozen_cnn_is_untouched_and_head_trains(tmp_path):
+    model, params, labels = tiny(**NO_DROPOUT)
+    tr, va = sources()
+    result = train(model, params, labels, tr, va, tmp_path, opts(steps=4, eval_every=4, clip_norm=1.0,
+                                                                 accumulate=2), say=lambda s: None)
+    new = jax.device_get(result.state.params)
+    assert leaves_equal(params["hubert"]["feature_extractor"], new["hubert"]["feature_extractor"])
+    assert not leaves_equal(params["classifier"], new["classifier"])
+
+
+def test_bfloat16_compute_keeps_float32_params(tmp_path):
+    config = preset("tiny", **NO_DROPOUT)
+    model = HubertForSequenceClassification(config, dtype=jax.numpy.bfloat16, remat=True)
+    params = init_params(config, 0)
+    tr, va = sources()
+    result = train(model, params, param_labels(params, config), tr, va, tmp_path, opts(steps=2, eval_every=2),
+                   say=lambda s: None)
+    assert {x.dtype for x in jax.tree.leaves(result.state.params)} == {np.dtype("float32")}
+    assert np.isfinite(result.final_uar["mean"])
+
+
+def test_with_head_swaps_only_the_classifier():
+    _, params, _ = tiny()
+    config = preset("tiny")
+    new_params, new_config = with_head(params, config, 4, ("a", "b", "c", "d"))
+    assert new_config.num_labels == 4 and new_params["classifier"]["kernel"].shape[-1] == 4
+    assert new_params["projector"] is params["projector"]
+    same, same_config = with_head(params, config, config.num_labels, config.label_names)
+    assert same is params and same_config is config
+
+
+def test_pad_rows_and_table():
+    arrays = batch_arrays(type("B", (), dict(input_values=np.ones((3, 5)), attention_mask=np.ones((3, 5)),
+                                             labels=np.arange(3), native_labels=np.arange(3),
+                                             weights=np.ones(3)))())
+    padded = pad_rows(arrays, 4)
+    assert padded["weights"].tolist() == [1, 1, 1, 0] and padded["attention_mask"][3].all()
+    table = uar_table({"b": 0.5, "a": 0.25, "mean": 0.375})
+    assert table.splitlines()[2] == "| a | 0.2500 |" and "**0.3750**" in table
