@@ -98,29 +98,3 @@ def state_size(tx: optax.GradientTransformation, params: Any) -> int:
     """Scalars held by tx's state for `params`, from shapes alone (frozen leaves hold none under multi_transform)."""
     shapes = jax.eval_shape(tx.init, params)
     return sum(int(x.size) for x in jax.tree.leaves(shapes) if hasattr(x, "size"))
-
-
-def cross_entropy(logits: Any, targets: Any) -> Any:
-    """Mean softmax cross-entropy over integer class targets (float32)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jax.numpy.float32), targets).mean()
-
-
-def make_train_step(model: Any, tx: optax.GradientTransformation, labels: Any) -> Callable:
-    """A pure step (params, opt_state, inputs, mask, targets, rng) -> (params, opt_state, loss).
-
-    Gradients are taken with respect to the trainable leaves only; frozen leaves pass through untouched
-    (bit-identical), and the optimiser sees zeros for them (set_to_zero keeps no state).
-    """
-    def loss_fn(trainable, frozen, inputs, mask, targets, rng):
-        params = merge_params(trainable, frozen)
-        out = model.apply({"params": params}, inputs, mask, deterministic=False, rngs={"dropout": rng})
-        return cross_entropy(out.logits, targets)
-
-    def step(params, opt_state, inputs, mask, targets, rng):
-        trainable, frozen = split_params(params, labels)
-        loss, grads = jax.value_and_grad(loss_fn)(trainable, frozen, inputs, mask, targets, rng)
-        updates, opt_state = tx.update(full_gradients(grads, frozen), opt_state, params)
-        trainable = optax.apply_updates(trainable, split_params(updates, labels)[0])
-        return merge_params(trainable, frozen), opt_state, loss
-
-    return step

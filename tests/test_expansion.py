@@ -15,8 +15,9 @@ from exhubert_jax import expansion
 from exhubert_jax.config import preset
 from exhubert_jax.expansion import ExpansionError, expand
 from exhubert_jax.model import HubertForSequenceClassification, init_params
+from exhubert_jax.training import create_state, make_train_step
 from exhubert_jax.optim import (FROZEN, TRAINABLE, LabelError, count, labels_from_rules, freezing_rules,
-                                make_optimizer, make_train_step, param_labels, path_str, state_size)
+                                make_optimizer, param_labels, path_str, state_size)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -143,26 +144,20 @@ def test_labels(freeze):
 
 @functools.lru_cache(maxsize=None)
 def trained(style: str, copies: int, stable: bool, steps: int = 2) -> dict:
-    """Expand a tiny model and take `steps` jitted train steps; params after step 0, 1 and the last, and stats."""
+    """Expand a tiny model and take `steps` jitted train steps; host copies of params after each step, and stats."""
     config = tiny(stable)
     params, config, labels = expand(cached_init(config, 3), config, copies=copies, style=style)
     tx = make_optimizer(labels, 1e-3)
-    inner = make_train_step(HubertForSequenceClassification(config), tx, labels)
-    traces = []
-
-    def counted(*args):
-        traces.append(1)
-        return inner(*args)
-
-    step = jax.jit(counted)
-    opt_state = tx.init(params)
-    history = [params]
+    step, counter = make_train_step(HubertForSequenceClassification(config), tx, labels)
+    state = create_state(params, tx, seed=0)
+    history = [jax.device_get(params)]
     for i in range(steps):
         audio, mask, targets = batch(i)
-        params, opt_state, loss = step(params, opt_state, audio, mask, targets, jax.random.PRNGKey(i))
-        assert np.isfinite(float(loss))
-        history.append(params)
-    return dict(history=history, config=config, labels=labels, traces=len(traces), cache=step._cache_size(),
+        state, metrics = step(state, {"input_values": audio, "attention_mask": mask, "targets": targets,
+                                      "weights": jnp.ones(targets.shape, jnp.float32)})
+        assert bool(metrics["ok"]) and np.isfinite(float(metrics["loss"]))
+        history.append(jax.device_get(state.params))  # the step donates its input state: keep host copies
+    return dict(history=history, config=config, labels=labels, traces=counter.count, cache=step._cache_size(),
                 state_size=state_size(tx, history[0]))
 
 
@@ -197,15 +192,17 @@ def test_train_step_compiles_once():
 
 def compile_seconds(config, samples: int = SAMPLES, batch_size: int = 2) -> float:
     """Wall time to lower + compile the train step of `config` on abstract shapes."""
-    model = HubertForSequenceClassification(config)
     params = expansion.param_shapes(config)
     labels = param_labels(params, config)
     tx = make_optimizer(labels)
-    abstract = (params, jax.eval_shape(tx.init, params), jax.ShapeDtypeStruct((batch_size, samples), jnp.float32),
-                jax.ShapeDtypeStruct((batch_size, samples), jnp.int32), jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-                jax.ShapeDtypeStruct((2,), jnp.uint32))
+    step, _ = make_train_step(HubertForSequenceClassification(config), tx, labels)
+    state = jax.eval_shape(lambda p: create_state(p, tx, seed=0), params)
+    batch = {"input_values": jax.ShapeDtypeStruct((batch_size, samples), jnp.float32),
+             "attention_mask": jax.ShapeDtypeStruct((batch_size, samples), jnp.int32),
+             "targets": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+             "weights": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
     t0 = time.perf_counter()
-    jax.jit(make_train_step(model, tx, labels)).lower(*abstract).compile()
+    step.lower(state, batch).compile()
     return time.perf_counter() - t0
 
 

@@ -1,4 +1,4 @@
-"""End to end through train.py: prepare demo corpora -> finetune -> expand -> transfer, plus user errors."""
+"""End to end through train.py and evaluate.py: demo corpora -> finetune -> expand -> transfer -> evaluate."""
 
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ def test_expand_then_transfer_with_native_head(runs, data_dir):
     orig = lambda p: p["hubert"]["encoder"]["layers"]
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(orig(ex_params)), jax.tree.leaves(orig(tr_params))))
     assert (root / "tr" / "uar_curve.png").stat().st_size > 1000
+
+
+def test_evaluate_after_each_stage(runs, data_dir, capsys):
+    import evaluate
+    root, _ = runs
+    capsys.readouterr()
+    assert evaluate.main(["--corpus", "demo", "--checkpoint", str(root / "ex"), "--data-dir", str(data_dir),
+                          "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["corpus"] for r in doc["results"]] == ["demo-a", "demo-b", "demo-c"]
+    assert all(0.0 <= r["uar"] <= 1.0 and r["n"] > 0 for r in doc["results"])
+    assert evaluate.main(["--corpus", "demo-b", "--checkpoint", str(root / "tr"), "--data-dir", str(data_dir),
+                          "--labels", "native"]) == 0
+    out = capsys.readouterr().out
+    assert "| demo-b |" in out and (root / "tr" / "best" / "eval" / "confusion_demo-b.png").exists()
 
 
 def test_rerun_resumes_and_finishes_immediately(runs, data_dir, capsys):
