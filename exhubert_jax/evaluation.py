@@ -110,16 +110,10 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
     predict = predict_fn or make_predict_fn(model)
     source = prepared.split(split)
-    # eval_batches yields the split in stable length order; that order gives each row its split index.
-    lengths = batching.source_lengths(source)
-    order = np.argsort(lengths, kind="stable")
-    labels, logits, seconds, seen = [], [], 0.0, 0
+    labels, logits, order, seconds = [], [], [], 0.0
     for batch in batching.eval_batches(source, batch_size, max_seconds=max_seconds, corpus=name):
         real = np.asarray(batch.weights) > 0
-        rows = order[seen:seen + int(real.sum())]
-        if not np.array_equal(lengths[rows], np.asarray(batch.attention_mask)[real].sum(axis=1)):
-            raise EvaluationError(f"{name}/{split}: evaluation batches are not in the expected order")
-        seen += len(rows)
+        order.extend(int(i) for i in batch.indices[real])
         out = predict(params, batch.input_values, batch.attention_mask)
         truth = batch.labels if label_space == "emotion" else batch.native_labels
         labels.append(np.asarray(truth)[real])
@@ -131,7 +125,7 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     result = {"corpus": name, "split": split, "label_space": label_space, "audio_seconds": seconds,
               **metrics.summarize(y_true, y_pred, len(names), names)}
     result["utterances"] = [{"index": int(i), "label": int(t), "pred": int(p), "logits": [float(v) for v in lg]}
-                            for i, t, p, lg in zip(order[:seen], y_true, y_pred, all_logits)]
+                            for i, t, p, lg in zip(order, y_true, y_pred, all_logits)]
     return result
 
 

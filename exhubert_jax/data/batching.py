@@ -30,6 +30,7 @@ class Batch(NamedTuple):
     native_labels: np.ndarray  # int32 (B,), index into the corpus's native_labels
     weights: np.ndarray  # float32 (B,), 1 real row, 0 padding row (eval only)
     n_seconds: float  # real audio seconds in the batch
+    indices: np.ndarray  # int64 (B,), each row's index in its split; -1 for padding rows
 
 
 def default_buckets(max_seconds: float, n: int = 3) -> tuple[int, ...]:
@@ -72,7 +73,7 @@ def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, i
             for ex in (source[int(i)] for i in indices)]
 
 
-def _assemble(corpus: str, items: Sequence[tuple[np.ndarray, int, int]], offsets: Sequence[int], max_len: int | None,
+def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int]], offsets: Sequence[int], max_len: int | None,
               buckets: Sequence[int], batch_size: int) -> Batch:
     """Crop, normalise and pad items to one bucket; rows beyond len(items) are zero-weight padding."""
     waves = [w[o:o + max_len] if max_len else w for (w, _, _), o in zip(items, offsets)]
@@ -82,11 +83,13 @@ def _assemble(corpus: str, items: Sequence[tuple[np.ndarray, int, int]], offsets
     labels = np.zeros(batch_size, np.int32)
     native = np.zeros(batch_size, np.int32)
     weights = np.zeros(batch_size, np.float32)
+    rows = np.full(batch_size, -1, np.int64)
+    rows[:len(items)] = indices
     for row, (w, (_, label, nat)) in enumerate(zip(waves, items)):
         x[row, :len(w)] = normalize(w)
         mask[row, :len(w)] = 1
         labels[row], native[row], weights[row] = label, nat, 1.0
-    return Batch(corpus, x, mask, labels, native, weights, float(mask.sum()) / SAMPLE_RATE)
+    return Batch(corpus, x, mask, labels, native, weights, float(mask.sum()) / SAMPLE_RATE, rows)
 
 
 def _corpus_name(source: Any, corpus: str | None) -> str:
@@ -146,7 +149,7 @@ class CorpusBatches:
             self.epoch, self.step = self.epoch + 1, 0
         spare = np.maximum(self.lengths[idx] - self.max_len, 0)
         offsets = np.floor(uni * (spare + 1)).astype(np.int64)
-        return _assemble(self.corpus, _fetch(self.source, idx), offsets, self.max_len, self.buckets, self.batch_size)
+        return _assemble(self.corpus, idx, _fetch(self.source, idx), offsets, self.max_len, self.buckets, self.batch_size)
 
     def state(self) -> dict[str, int]:
         """Position: the next batch is batch `step` of epoch `epoch`."""
@@ -179,7 +182,7 @@ def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
     name = _corpus_name(source, corpus)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        yield _assemble(name, _fetch(source, idx), [0] * len(idx), None, buckets, batch_size)
+        yield _assemble(name, idx, _fetch(source, idx), [0] * len(idx), None, buckets, batch_size)
 
 
 class RoundRobin:
