@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from .config import HubertConfig
-from .layers import (EncoderLayer, activation, conv_output_lengths, frame_mask, layer_norm, normal_init,
-                     spec_augment_feature_mask, spec_augment_time_mask)
+from .layers import (EncoderLayer, activation, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
+                     normal_init, spec_augment_feature_mask, spec_augment_time_mask)
 
 Array = jax.Array
 
@@ -124,9 +124,7 @@ class PositionalConvEmbedding(nn.Module):
                        (k, 1, 1))
         bias = self.param("bias", nn.initializers.zeros, (dim,), jnp.float32)
         kernel = g * v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=(1, 2), keepdims=True))
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1,), padding=[(k // 2, k // 2)],
-            dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=groups)
+        y = grouped_conv(x.astype(self.dtype), kernel.astype(self.dtype), groups)
         y = y + bias.astype(self.dtype)
         if k % 2 == 0:
             y = y[:, :-1]
