@@ -146,11 +146,17 @@ def make_train_step(model: Any, tx: optax.GradientTransformation, labels: Any, *
         loss, grads = jax.value_and_grad(loss_fn)(trainable, frozen, batch, key)
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(full_gradients(grads, frozen), state.opt_state, state.params)
-        trainable = optax.apply_updates(trainable, split_params(updates, labels)[0])
-        keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-        new = state.replace(step=state.step + 1, params=keep_new(merge_params(trainable, frozen), state.params),
-                            opt_state=keep_new(opt_state, state.opt_state),
+
+        def update(operands):
+            """The AdamW step on trainable leaves."""
+            params, opt_state = operands
+            updates, opt_state = tx.update(full_gradients(grads, frozen), opt_state, params)
+            trainable_new = optax.apply_updates(trainable, split_params(updates, labels)[0])
+            return merge_params(trainable_new, frozen), opt_state
+
+        # a non-finite step leaves params and optimizer state untouched (cond, not a tree-wide select: no extra pass)
+        params, opt_state = jax.lax.cond(ok, update, lambda operands: operands, (state.params, state.opt_state))
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             skipped=state.skipped + jnp.where(ok, 0, 1).astype(jnp.int32))
         return new, dict(loss=loss, grad_norm=grad_norm, ok=ok)
 
