@@ -112,12 +112,12 @@ def _decode(path: str) -> tuple[np.ndarray | None, str | None]:
 
 
 def _decoded(paths: Sequence[str], workers: int) -> Iterator[tuple[np.ndarray | None, str | None]]:
-    """Decode in order; in forked worker processes when asked and there is enough work (fork: call this before
-    JAX has started a backend in this process, as the CLI does)."""
+    """Decode in order; in worker processes when asked and there is enough work (forkserver, not fork: forking a
+    process that runs JAX's threads can deadlock)."""
     if workers <= 1 or len(paths) < 64:
         yield from map(_decode, paths)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         yield from pool.map(_decode, paths, chunksize=8)
 
 
