@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from .metrics import uar
 from .optim import full_gradients, make_optimizer, merge_params, split_params
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
 
@@ -177,13 +178,6 @@ def make_eval_fn(model: Any, *, mesh: Mesh | None = None) -> tuple[Callable, Com
     return jax.jit(predict, **kwargs), counter
 
 
-def local_uar(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """UAR via exhubert_jax.metrics (macro recall over classes present in y_true)."""
-    from .metrics import uar
-
-    return float(uar(y_true, y_pred, num_classes))
-
-
 def evaluate_sources(predict: Callable, params: Any, sources: Mapping[str, Any], *, batch_size: int,
                      max_seconds: float | None, num_classes: int, label_key: str = "labels",
                      mesh: Mesh | None = None) -> dict[str, float]:
@@ -200,7 +194,8 @@ def evaluate_sources(predict: Callable, params: Any, sources: Mapping[str, Any],
             keep = arrays["weights"] > 0
             trues.append(arrays["targets"][keep])
             preds.append(pred[keep])
-        result[name] = local_uar(np.concatenate(trues), np.concatenate(preds), num_classes) if trues else float("nan")
+        result[name] = (float(uar(np.concatenate(trues), np.concatenate(preds), num_classes)) if trues
+                        else float("nan"))
     result["mean"] = float(np.mean([result[n] for n in sorted(sources)])) if sources else float("nan")
     return result
 
