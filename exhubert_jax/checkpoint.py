@@ -11,12 +11,13 @@ import orbax.checkpoint as ocp
 
 from .config import HubertConfig
 from .model import HubertForSequenceClassification, param_shapes
+from .errors import ExhubertError
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ExhubertError, ValueError):
     """A checkpoint directory that cannot be read as asked."""
 
 

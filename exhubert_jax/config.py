@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 from typing import Any
+from .errors import ExhubertError
 
 # The 6 ExHuBERT classes (arousal x valence), in the model's output order.
 EMOTION_CLASSES = ("low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral", "high_positive")
@@ -35,7 +36,7 @@ IGNORED_HF_KEYS = frozenset(
 UNSUPPORTED_IF_SET = ("conv_pos_batch_norm", "add_adapter", "adapter_attn_dim")
 
 
-class ConfigError(ValueError):
+class ConfigError(ExhubertError, ValueError):
     """A configuration we cannot honour exactly."""
 
 

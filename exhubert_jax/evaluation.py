@@ -18,13 +18,14 @@ from .config import EMOTION_CLASSES, HubertConfig
 from .data.audio import load_audio
 from .data.batching import normalize
 from .data.errors import AudioError
+from .errors import ExhubertError
 
 SAMPLE_RATE = 16000
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
 LABEL_SPACES = ("emotion", "native")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(ExhubertError, ValueError):
     """An evaluation that cannot be run as asked (e.g. the model's head does not match the label space)."""
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from .config import EXPANSION_STYLES, HubertConfig, preset
 from .model import param_shapes
 from .optim import FREEZE_MODES, FROZEN, TRAINABLE, count, param_labels, path_str
+from .errors import ExhubertError
 
 # Parameters of a copy that style="zero_out" zeroes (LLaMA Pro: the block's output projections).
 ZERO_OUT_MODULES = (("attention", "out_proj"), ("feed_forward", "output_dense"))
@@ -41,7 +42,7 @@ NON_FROZEN_NOTE = (
 )
 
 
-class ExpansionError(ValueError):
+class ExpansionError(ExhubertError, ValueError):
     """An expansion request that cannot give an exact identity at initialisation."""
 
 

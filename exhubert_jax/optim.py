@@ -9,12 +9,13 @@ import jax
 import optax
 
 from .config import HubertConfig
+from .errors import ExhubertError
 
 TRAINABLE, FROZEN = "trainable", "frozen"
 FREEZE_MODES = ("original", "none")
 
 
-class LabelError(ValueError):
+class LabelError(ExhubertError, ValueError):
     """A parameter that no freezing rule covers."""
 
 

@@ -12,6 +12,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from .checkpoint import save_pretrained
+from .errors import ExhubertError
 
 CHECKPOINTS, BEST, FINAL, BEST_JSON = "checkpoints", "best", "final", "best.json"
 
@@ -26,7 +27,7 @@ def fingerprint(tree: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class ResumeError(RuntimeError):
+class ResumeError(ExhubertError, RuntimeError):
     """A workdir checkpoint that does not fit the run being resumed."""
 
 

@@ -20,11 +20,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from .metrics import uar
 from .optim import full_gradients, make_optimizer, merge_params, split_params
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
+from .errors import ExhubertError
 
 LABEL_KEYS = ("labels", "native_labels")
 
 
-class TrainError(RuntimeError):
+class TrainError(ExhubertError, RuntimeError):
     """A training run that cannot go on (bad options, too many non-finite steps)."""
 
 

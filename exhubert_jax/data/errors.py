@@ -1,9 +1,10 @@
 """Errors raised by the data pipeline: each message names the file (or corpus) and the problem."""
 
 from __future__ import annotations
+from ..errors import ExhubertError
 
 
-class DataError(Exception):
+class DataError(ExhubertError):
     """Base class of every data-pipeline error."""
 
 
