@@ -6,12 +6,26 @@ import dataclasses
 import json
 import os
 from typing import Any
+
 from .errors import ExhubertError
 
 # The 6 ExHuBERT classes (arousal x valence), in the model's output order.
 EMOTION_CLASSES = ("low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral", "high_positive")
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
 EXPANSION_STYLES = ("zll", "zero_out")
+# What a head is scored and trained against: the 6 emotion classes, or a corpus's own (native) classes.
+LABEL_SPACES = ("emotion", "native")
+# How audio reaches the model: whole utterances with an attention mask (ours), or the model card's protocol of every
+# clip padded or cropped to exactly 3 s with no attention mask (so pooling also averages the padding).
+INPUT_MODES = ("masked", "card")
+
+
+def label_field(label_space: str) -> str:
+    """The batch field holding the targets of a label space ('labels' or 'native_labels')."""
+    if label_space not in LABEL_SPACES:
+        raise ConfigError(f"label space must be one of {LABEL_SPACES}, got {label_space!r}")
+    return "labels" if label_space == "emotion" else "native_labels"
+
 
 # HF config keys that carry no meaning for the encoder + classification head (metadata, CTC, tokens, legacy names).
 IGNORED_HF_KEYS = frozenset(

@@ -1,62 +1,36 @@
-"""Evaluation: per-corpus metrics on prepared splits, direct prediction on audio files, tables and plots.
+"""Evaluation: per-corpus metrics on prepared splits and prediction on audio files, through the one Predictor.
 
-Prediction runs one jitted forward per padded batch shape (the data package's length buckets; a single fixed
-chunk shape for ``predict_audio``), so a whole evaluation compiles once per bucket, never per batch.
+Prediction runs one jitted forward per padded batch shape (length buckets), so a whole evaluation compiles once per
+bucket, never per batch or per file.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
-import jax
 import numpy as np
 
 from . import metrics
-from .config import EMOTION_CLASSES, HubertConfig
+from .config import EMOTION_CLASSES, LABEL_SPACES, HubertConfig
 from .data.audio import load_audio
-from .data.batching import normalize
+from .data.batching import default_buckets, bucket_length, normalize
 from .data.errors import AudioError
+from .data.readers import audio_files
 from .errors import ExhubertError
+from .predict import Predictor, predict_split
 
 SAMPLE_RATE = 16000
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
-LABEL_SPACES = ("emotion", "native")
+INFERENCE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
+DEMO_CAVEAT = ("caveat: this model was trained only on the synthetic demo corpora (procedural sounds, not speech); "
+               "its predictions on real audio mean nothing")
+SILENT_WARNING = "silent clip (all samples zero): the prediction carries no information"
 
 
 class EvaluationError(ExhubertError, ValueError):
     """An evaluation that cannot be run as asked (e.g. the model's head does not match the label space)."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Forward pass
-# --------------------------------------------------------------------------------------------------------------
-
-
-class PredictFn:
-    """Jitted `(params, input_values, attention_mask) -> logits` (numpy); records each shape it compiles for."""
-
-    def __init__(self, model):
-        self.model = model
-        self.compiled_shapes: list[tuple[int, ...]] = []
-        self._jitted = jax.jit(self._forward)
-
-    def _forward(self, params, input_values, attention_mask):
-        """Traced once per input shape: the list below grows only when XLA compiles."""
-        self.compiled_shapes.append(tuple(input_values.shape))
-        out = self.model.apply({"params": params}, input_values, attention_mask, deterministic=True)
-        return out.logits
-
-    def __call__(self, params, input_values, attention_mask) -> np.ndarray:
-        """float32 logits (B, num_labels)."""
-        return np.asarray(self._jitted(params, np.asarray(input_values, np.float32),
-                                       np.asarray(attention_mask, np.int32)))
-
-
-def make_predict_fn(model) -> PredictFn:
-    """A jitted forward pass for `model`, compiled once per (batch, samples) shape."""
-    return PredictFn(model)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -102,31 +76,21 @@ def check_label_space(config: HubertConfig, label_space: str, native_labels: Seq
 
 def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int = 8,
                     data_dir: str | Path | None = None, label_space: str = "emotion",
-                    predict_fn: PredictFn | None = None, max_seconds: float | None = None) -> dict:
+                    predictor: Predictor | None = None, max_seconds: float | None = None,
+                    input_mode: str = "masked") -> dict:
     """Metrics of `model` on one prepared split, with per-utterance split index, label, prediction and logits."""
-    from .data import batching, dataset
+    from .data import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
     name = prepared.name
     names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
-    predict = predict_fn or make_predict_fn(model)
-    source = prepared.split(split)
-    labels, logits, order, seconds = [], [], [], 0.0
-    for batch in batching.eval_batches(source, batch_size, max_seconds=max_seconds, corpus=name):
-        real = np.asarray(batch.weights) > 0
-        order.extend(int(i) for i in batch.indices[real])
-        out = predict(params, batch.input_values, batch.attention_mask)
-        truth = batch.labels if label_space == "emotion" else batch.native_labels
-        labels.append(np.asarray(truth)[real])
-        logits.append(out[real])
-        seconds += float(batch.n_seconds)
-    y_true = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    all_logits = np.concatenate(logits) if logits else np.zeros((0, len(names)), np.float32)
-    y_pred = all_logits.argmax(axis=-1)
-    result = {"corpus": name, "split": split, "label_space": label_space, "audio_seconds": seconds,
-              **metrics.summarize(y_true, y_pred, len(names), names)}
-    result["utterances"] = [{"index": int(i), "label": int(t), "pred": int(p), "logits": [float(v) for v in lg]}
-                            for i, t, p, lg in zip(order, y_true, y_pred, all_logits)]
+    p = predict_split(predictor or Predictor(model), params, prepared.split(split), batch_size=batch_size,
+                      max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name)
+    y_pred = p.logits.argmax(axis=-1)
+    result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
+              "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}
+    result["utterances"] = [{"index": int(i), "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
+                            for i, t, q, lg in zip(p.indices, p.targets, y_pred, p.logits)]
     return result
 
 
@@ -135,12 +99,10 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
 # --------------------------------------------------------------------------------------------------------------
 
 
-def audio_files(path_or_dir: str | Path) -> list[Path]:
+def input_files(path_or_dir: str | Path) -> list[Path]:
     """The file itself, or every audio file (by extension) under a directory, sorted."""
     path = Path(path_or_dir)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
-    return [path]
+    return audio_files(path, INFERENCE_EXTS) if path.is_dir() else [path]
 
 
 def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
@@ -150,41 +112,43 @@ def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
 
 
 def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float = 3.0, batch_size: int = 8,
-                  predict_fn: PredictFn | None = None) -> list[dict]:
+                  predictor: Predictor | None = None) -> list[dict]:
     """6-class (or head-class) probabilities for audio files; a bad file yields {'file', 'error'} and the rest run.
 
-    Each file is decoded at any sample rate to 16 kHz mono, split into near-equal chunks of at most
-    `chunk_seconds` (the model card feeds 3 s), each chunk normalised like Wav2Vec2FeatureExtractor(do_normalize)
-    and padded (with its mask) to one fixed shape. The file's logits are the chunk logits averaged with weights
-    proportional to chunk length; probabilities are their softmax.
+    Each file is decoded at any sample rate to 16 kHz mono and split into near-equal chunks of at most
+    `chunk_seconds` (the model card feeds 3 s). Chunks of all files are sorted by length, normalised like
+    Wav2Vec2FeatureExtractor(do_normalize) and padded (with their masks) to the smallest of three bucket lengths,
+    so a folder compiles at most three shapes and short clips are not padded to full length. A file's logits are
+    its chunk logits averaged with weights proportional to chunk length; probabilities are their softmax.
     """
-
     names = model_class_names(model.config)
     chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
     if chunk_samples < 400:
         raise EvaluationError(f"chunk_seconds={chunk_seconds} is shorter than one HuBERT frame (400 samples)")
-    predict = predict_fn or make_predict_fn(model)
-    files = audio_files(path_or_dir)
+    if batch_size < 1:
+        raise EvaluationError(f"batch size must be positive, got {batch_size}")
+    predict = predictor or Predictor(model)
+    files = input_files(path_or_dir)
     results: list[dict] = [{"file": str(f)} for f in files]
+    chunks: list[tuple[int, np.ndarray]] = []
+    for i, f in enumerate(files):
+        try:
+            audio = load_audio(f, SAMPLE_RATE)
+        except AudioError as e:
+            results[i]["error"] = e.reason
+            continue
+        except OSError as e:
+            results[i]["error"] = f"unreadable ({e})"
+            continue
+        results[i].update(duration=len(audio) / SAMPLE_RATE, chunks=0)
+        if not np.any(audio):
+            results[i]["warning"] = SILENT_WARNING
+        for piece in chunk_audio(audio, chunk_samples):
+            results[i]["chunks"] += 1
+            chunks.append((i, piece))
     sums = np.zeros((len(files), len(names)))
     lengths = np.zeros(len(files))
-
-    def chunks() -> Iterator[tuple[int, np.ndarray]]:
-        for i, f in enumerate(files):
-            try:
-                audio = load_audio(f, SAMPLE_RATE)
-            except AudioError as e:
-                results[i]["error"] = e.reason
-                continue
-            except OSError as e:
-                results[i]["error"] = f"unreadable ({e})"
-                continue
-            results[i].update(duration=len(audio) / SAMPLE_RATE, chunks=0)
-            for piece in chunk_audio(audio, chunk_samples):
-                results[i]["chunks"] += 1
-                yield i, piece
-
-    for owners, x, mask in _fixed_batches(chunks(), batch_size, chunk_samples):
+    for owners, x, mask in _length_batches(chunks, batch_size, default_buckets(chunk_seconds)):
         out = predict(params, x, mask)
         for row, owner in enumerate(owners):
             n = mask[row].sum()
@@ -200,114 +164,20 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     return results
 
 
-def _fixed_batches(items: Iterable[tuple[int, np.ndarray]], batch_size: int, samples: int):
-    """Group (owner, chunk) into normalised, zero-padded (batch_size, samples) arrays + masks; padding rows dropped."""
-    pending: list[tuple[int, np.ndarray]] = []
-
-    def emit():
-        x = np.zeros((batch_size, samples), np.float32)
-        mask = np.zeros((batch_size, samples), np.int32)
-        mask[len(pending):] = 1  # padding rows: full mask keeps the pooled mean finite; their outputs are ignored
-        for row, (_, chunk) in enumerate(pending):
+def _length_batches(chunks: list[tuple[int, np.ndarray]], batch_size: int, buckets: Sequence[int]):
+    """(owners, x, mask) batches of chunks in length order, each padded to the smallest bucket that fits its longest
+    chunk; rows past the last chunk are padding with a full mask (keeps the pooled mean finite; outputs ignored)."""
+    ordered = sorted(chunks, key=lambda item: len(item[1]))
+    for start in range(0, len(ordered), batch_size):
+        group = ordered[start:start + batch_size]
+        width = bucket_length(max(len(c) for _, c in group), buckets)
+        x = np.zeros((batch_size, width), np.float32)
+        mask = np.zeros((batch_size, width), np.int32)
+        mask[len(group):] = 1
+        for row, (_, chunk) in enumerate(group):
             x[row, :len(chunk)] = normalize(chunk)
             mask[row, :len(chunk)] = 1
-        return [owner for owner, _ in pending], x, mask
-
-    for item in items:
-        pending.append(item)
-        if len(pending) == batch_size:
-            yield emit()
-            pending = []
-    if pending:
-        yield emit()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _pct(v) -> str:
-    """A fraction as a percentage with one decimal, '–' when undefined."""
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    """Unweighted mean of the defined values (NaN when none is), as the paper's "Average UAR over all datasets"."""
-    defined = [v for v in values if not math.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
-
-
-def markdown_table(results: Sequence[dict]) -> str:
-    """Paper Table 1/2 shape: rows = corpora, columns n, UAR/WA/macro-F1 (%), an average row; then class recalls."""
-    lines = ["| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |", "|---|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['corpus']} | {r['n']} | {_pct(r['uar'])} | {_pct(r['wa'])} | {_pct(r['macro_f1'])} |")
-    if results:
-        mean = {k: _nanmean([r[k] for r in results]) for k in ("uar", "wa", "macro_f1")}
-        total = sum(r["n"] for r in results)
-        lines.append(f"| **Average over all datasets** | {total} | {_pct(mean['uar'])} | {_pct(mean['wa'])} | "
-                     f"{_pct(mean['macro_f1'])} |")
-    lines += ["", *per_class_table(results)]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def per_class_table(results: Sequence[dict]) -> list[str]:
-    """Markdown lines of per-class recall (%) per corpus, one table per distinct class-name list."""
-    lines: list[str] = []
-    groups: dict[tuple[str, ...], list[dict]] = {}
-    for r in results:
-        groups.setdefault(tuple(r["class_names"]), []).append(r)
-    for names, rows in groups.items():
-        lines += [f"| Recall (%) | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
-        lines += [f"| {r['corpus']} | " + " | ".join(_pct(r["per_class_recall"][n]) for n in names) + " |"
-                  for r in rows]
-        lines.append("")
-    return lines
-
-
-def plot_confusion(cm, class_names: Sequence[str], path: str | Path, title: str | None = None) -> Path:
-    """Write a row-normalised confusion-matrix heat map (counts annotated) as a PNG; returns the path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cm = np.asarray(cm, np.float64)
-    support = cm.sum(axis=1, keepdims=True)
-    frac = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0)
-    k = len(class_names)
-    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.8 * k), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(k):
-        for j in range(k):
-            count = cm[i, j]
-            text = f"{int(count)}" if float(count).is_integer() else f"{count:.1f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if frac[i, j] > 0.5 else "black")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
-
-
-def audio_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
-    """Markdown table of predict_audio results: file, top class, probability (%) per class; failed files marked."""
-    lines = [f"| File | Top class | {' | '.join(class_names)} |", "|---|---|" + "---:|" * len(class_names)]
-    for r in results:
-        if "error" in r:
-            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(class_names))
-        else:
-            probs = " | ".join(f"{100 * r['probabilities'][n]:.1f}" for n in class_names)
-            lines.append(f"| {r['file']} | {r['top']} | {probs} |")
-    return "\n".join(lines) + "\n"
+        yield [owner for owner, _ in group], x, mask
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -330,50 +200,37 @@ def resolve_checkpoint(path: str | Path) -> Path:
                           "workdir with best/ or final/")
 
 
-def prepared_corpora(data_dir: str | Path | None = None) -> list[str]:
-    """Names of the corpora prepared under data_dir (default: $EXHUBERT_DATA or data/prepared), sorted."""
-    from .data.dataset import default_data_dir
+def checkpoint_caveat(checkpoint: str | Path) -> str | None:
+    """DEMO_CAVEAT when the run that wrote this checkpoint trained on the synthetic demo corpora only, else None."""
+    from .data.resolve import group_of
 
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return sorted(p.parent.name for p in root.glob("*/info.json")) if root.is_dir() else []
-
-
-def prepare_command(name: str, data_dir: str | Path | None = None) -> str:
-    """The shell command that prepares corpus `name` into data_dir."""
-    if name.startswith("demo"):
-        return f"python -m exhubert_jax.data.synthetic --out data/demo_sources --prepare {data_dir or 'data/prepared'}"
-    out = f" --out {data_dir}" if data_dir is not None else ""
-    return f"python -m exhubert_jax.data.prepare --corpus {name} --source /path/to/{name}{out}"
+    run_json = Path(checkpoint).parent / "run.json"
+    if not run_json.is_file():
+        return None
+    try:
+        corpora = json.loads(run_json.read_text()).get("corpora", {})
+    except (OSError, ValueError):
+        return None
+    return DEMO_CAVEAT if corpora and all(group_of(n) == "demo" for n in corpora) else None
 
 
-def resolve_corpora(spec: str, data_dir: str | Path | None = None) -> list[str]:
-    """Expand 'a,b', 'demo', 'all' or 'unseen' into prepared corpus names; EvaluationError for unprepared ones."""
-    from .data.corpora import CORPORA
+def per_corpus_run(spec: str | Path, corpus: str) -> Path:
+    """A workdir's transfer run for this corpus (SPEC/transfer-CORPUS) when there is one, else SPEC itself."""
+    transfer = Path(spec) / f"transfer-{corpus}"
+    return transfer if transfer.is_dir() else Path(spec)
 
-    prepared = prepared_corpora(data_dir)
-    where = data_dir if data_dir is not None else "the data dir ($EXHUBERT_DATA or data/prepared)"
-    names: list[str] = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if item == "all":
-            if not prepared:
-                raise EvaluationError(f"no prepared corpora under {where}; prepare one with "
-                                      f"`{prepare_command('NAME', data_dir)}`")
-            names += prepared
-        elif item == "unseen":
-            unseen = [n for n, c in CORPORA.items() if c.group == "unseen"]
-            have = [n for n in unseen if n in prepared]
-            if not have:
-                raise EvaluationError(f"none of the unseen corpora ({', '.join(unseen)}) is prepared under {where}; "
-                                      f"prepare them with `{prepare_command('NAME', data_dir)}`")
-            names += have
-        elif item == "demo":
-            names += [n for n, c in CORPORA.items() if c.group == "demo"]
-        else:
-            names.append(item)
-    for n in names:
-        if n not in prepared and not (Path(n) / "info.json").is_file():
-            raise EvaluationError(f"corpus {n!r} is not prepared under {where} (prepared: "
-                                  f"{', '.join(prepared) or 'none'}); prepare it with `{prepare_command(n, data_dir)}`")
-    return list(dict.fromkeys(names))
+
+def trainable_parameters(checkpoint: str | Path, model, params) -> int:
+    """Trainable parameters of the run that wrote the checkpoint (its run.json), else of the model under the
+    default freezing rule (CNN frozen; originals frozen in an expanded model)."""
+    from .optim import count, param_labels
+
+    run_json = Path(checkpoint).parent / "run.json"
+    if run_json.is_file():
+        try:
+            recorded = json.loads(run_json.read_text()).get("trainable_params")
+        except (OSError, ValueError):
+            recorded = None
+        if recorded is not None:
+            return int(recorded)
+    return count(params, param_labels(params, model.config))

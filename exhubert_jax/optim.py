@@ -13,10 +13,11 @@ from .errors import ExhubertError
 
 TRAINABLE, FROZEN = "trainable", "frozen"
 FREEZE_MODES = ("original", "none")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 class LabelError(ExhubertError, ValueError):
-    """A parameter that no freezing rule covers."""
+    """A parameter that no freezing rule covers, or optimiser settings that cannot work."""
 
 
 def freezing_rules(config: HubertConfig, freeze: str = "original") -> list[tuple[str, str]]:
@@ -25,7 +26,7 @@ def freezing_rules(config: HubertConfig, freeze: str = "original") -> list[tuple
         raise LabelError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
     originals = FROZEN if (config.expansion_copies and freeze == "original") else TRAINABLE
     return [
-        (r"^hubert/feature_extractor/", FROZEN),  # the CNN is frozen throughout (paper, DESIGN 4)
+        (r"^hubert/feature_extractor/", FROZEN),  # the CNN is frozen for the entire training (paper, section 4.1)
         (r"^hubert/encoder/layers/", originals),
         (r"^hubert/encoder/expansion/", TRAINABLE),
         (r"^hubert/encoder/(pos_conv_embed|layer_norm)/", TRAINABLE),
@@ -58,6 +59,23 @@ def labels_from_rules(params: Any, rules: list[tuple[str, str]]) -> Any:
 def param_labels(params: Any, config: HubertConfig, freeze: str = "original") -> Any:
     """'trainable'/'frozen' for every parameter of a (plain or expanded) model."""
     return labels_from_rules(params, freezing_rules(config, freeze))
+
+
+def make_schedule(kind: str, lr: float, steps: int, warmup_steps: int = 0) -> float | optax.Schedule:
+    """Learning rate per optimizer update: an optional linear warm-up from 0 over warmup_steps, then constant (the
+    paper's), linear decay to 0 at `steps`, or cosine decay to 0 at `steps`. A plain float when nothing varies."""
+    if kind not in SCHEDULES:
+        raise LabelError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+    if not 0 <= warmup_steps < max(steps, 1):
+        raise LabelError(f"--warmup-steps must be in 0..{steps - 1} (fewer than --steps), got {warmup_steps}")
+    if kind == "constant" and warmup_steps == 0:
+        return lr
+    decay = steps - warmup_steps
+    after = {"constant": optax.constant_schedule(lr), "linear": optax.linear_schedule(lr, 0.0, decay),
+             "cosine": optax.cosine_decay_schedule(lr, decay)}[kind]
+    if warmup_steps == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup_steps), after], [warmup_steps])
 
 
 def make_optimizer(labels: Any, learning_rate: float | Callable = 1e-5, *, b1: float = 0.9, b2: float = 0.999,

@@ -8,6 +8,9 @@ import soundfile as sf
 
 import evaluate
 from exhubert_jax import evaluation as ev
+from exhubert_jax import reporting
+from exhubert_jax.predict import Predictor
+from exhubert_jax.data.resolve import CorpusSpecError, resolve_corpora
 from exhubert_jax import HubertForSequenceClassification, init_params, metrics, preset, save_pretrained
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import EMOTION_CLASSES
@@ -37,7 +40,7 @@ def model_params(workdir):
 @pytest.fixture(scope="module")
 def predict(model_params):
     """One jitted forward shared by the library tests (batch 8: every demo test split and chunk is (8, 48000))."""
-    return ev.make_predict_fn(model_params[0])
+    return Predictor(model_params[0])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def audio_dir(tmp_path_factory):
 
 def test_evaluate_corpus_metrics_and_utterance_ids(model_params, predict, data_dir):
     model, params = model_params
-    r = ev.evaluate_corpus(model, params, "demo-a", "test", batch_size=8, data_dir=data_dir, predict_fn=predict)
+    r = ev.evaluate_corpus(model, params, "demo-a", "test", batch_size=8, data_dir=data_dir, predictor=predict)
     split = open_prepared("demo-a", data_dir).split("test")
     utts = r["utterances"]
     assert r["corpus"] == "demo-a" and r["n"] == len(split) == len(utts)
@@ -89,15 +92,15 @@ def test_evaluate_corpus_metrics_and_utterance_ids(model_params, predict, data_d
 
 def test_one_compilation_per_bucket_shape(model_params, data_dir):
     model, params = model_params
-    predict = ev.make_predict_fn(model)
+    predict = Predictor(model)
     split = open_prepared("demo-a", data_dir).split("test")
     shapes = [b.input_values.shape for b in batching.eval_batches(split, 2)]
     expected = set(shapes)
     assert len(shapes) > len(expected) > 1  # several batches share a bucket, and there is more than one bucket
-    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predict_fn=predict)
+    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predictor=predict)
     assert len(predict.compiled_shapes) == len(set(predict.compiled_shapes)) == len(expected)
     assert set(predict.compiled_shapes) == expected
-    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predict_fn=predict)
+    ev.evaluate_corpus(model, params, "demo-a", batch_size=2, data_dir=data_dir, predictor=predict)
     assert len(predict.compiled_shapes) == len(expected)  # a second pass compiles nothing
 
 
@@ -125,8 +128,8 @@ def test_native_label_evaluation(model_params, data_dir):
 
 def test_predict_audio_rates_chunks_and_bad_file(model_params, audio_dir):
     model, params = model_params
-    predict = ev.make_predict_fn(model)  # fresh, to count its compilations
-    res = {r["file"].rsplit("/", 1)[-1]: r for r in ev.predict_audio(model, params, audio_dir, predict_fn=predict)}
+    predict = Predictor(model)  # fresh, to count its compilations
+    res = {r["file"].rsplit("/", 1)[-1]: r for r in ev.predict_audio(model, params, audio_dir, predictor=predict)}
     assert sorted(res) == ["a_8k.wav", "b_44k.flac", "c_16k.wav", "d_corrupt.wav"]
     assert "d_corrupt.wav" in res["d_corrupt.wav"]["file"] and "unreadable" in res["d_corrupt.wav"]["error"]
     assert [res[f]["chunks"] for f in ("a_8k.wav", "b_44k.flac", "c_16k.wav")] == [1, 2, 3]
@@ -145,8 +148,8 @@ def test_long_audio_is_length_weighted_mean_of_chunks(model_params, predict, aud
     assert len(pieces) == 3 and max(map(len, pieces)) <= 48000 and sum(map(len, pieces)) == len(audio)
     for i, p in enumerate(pieces):
         sf.write(tmp_path / f"piece{i}.wav", p, 16000, subtype="FLOAT")
-    per_chunk = [np.array(r["logits"]) for r in ev.predict_audio(model, params, tmp_path, predict_fn=predict)]
-    whole = ev.predict_audio(model, params, audio_dir / "c_16k.wav", predict_fn=predict)[0]["logits"]
+    per_chunk = [np.array(r["logits"]) for r in ev.predict_audio(model, params, tmp_path, predictor=predict)]
+    whole = ev.predict_audio(model, params, audio_dir / "c_16k.wav", predictor=predict)[0]["logits"]
     expected = np.average(per_chunk, axis=0, weights=[len(p) for p in pieces])
     np.testing.assert_allclose(whole, expected, atol=1e-5)
 
@@ -155,7 +158,7 @@ def test_markdown_table_shape():
     names = list(EMOTION_CLASSES)
     a = {"corpus": "x", **metrics.summarize([0, 1, 2, 3], [0, 1, 2, 0], 6, names)}
     b = {"corpus": "y", **metrics.summarize([5, 5], [5, 4], 6, names)}
-    table = ev.markdown_table([a, b])
+    table = reporting.markdown_table([a, b])
     lines = table.splitlines()
     assert lines[0] == "| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |"
     assert lines[2] == "| x | 4 | 75.0 | 75.0 | 66.7 |"
@@ -166,11 +169,11 @@ def test_markdown_table_shape():
 
 
 def test_resolve_corpora(data_dir):
-    assert ev.resolve_corpora("demo", data_dir) == list(DEMO)
-    assert ev.resolve_corpora("all", data_dir) == list(DEMO)
-    assert ev.resolve_corpora("demo-b, demo-a,demo-b", data_dir) == ["demo-b", "demo-a"]
-    with pytest.raises(ev.EvaluationError, match="none of the unseen corpora"):
-        ev.resolve_corpora("unseen", data_dir)
+    assert resolve_corpora("demo", data_dir) == list(DEMO)
+    assert resolve_corpora("all", data_dir) == list(DEMO)
+    assert resolve_corpora("demo-b, demo-a,demo-b", data_dir) == ["demo-b", "demo-a"]
+    with pytest.raises(CorpusSpecError, match="none of the unseen corpora"):
+        resolve_corpora("unseen", data_dir)
 
 
 # --------------------------------------------------------------------------------------------------------------

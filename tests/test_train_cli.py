@@ -92,7 +92,9 @@ def test_rerun_resumes_and_finishes_immediately(runs, data_dir, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--corpora", "nope"], "corpus nope is not prepared"),
-    (["--corpora", "emoset"], "no such prepared corpora"),
+    (["--corpora", "emoset"], "none of the emoset corpora"),
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
+    (["--lr", "-1"], "--lr must be positive"),
     (["--init", "/nonexistent/ckpt"], "/nonexistent/ckpt: no such checkpoint directory"),
     (["--stage", "transfer"], "needs --corpus"),
 ])
@@ -102,10 +104,31 @@ def test_user_errors_exit_2_with_a_clear_message(argv, message, data_dir, tmp_pa
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_missing_init_for_expand_names_the_path(tmp_path, capsys, monkeypatch):
+def test_expand_never_guesses_its_input(runs, tmp_path, capsys, monkeypatch):
+    root, _ = runs
     monkeypatch.chdir(tmp_path)
     assert cli.main(["--stage", "expand"]) == 2
-    assert "runs/finetune/best: no such checkpoint directory; run the previous stage first" in capsys.readouterr().err
+    assert "needs --init DIR" in capsys.readouterr().err and not (tmp_path / "runs" / "expand").exists()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "finetune").symlink_to(root / "ft")  # a demo fine-tune: named, not used silently
+    assert cli.main(["--stage", "expand"]) == 2
+    assert "trained on the synthetic demo corpora; pass --init" in capsys.readouterr().err
+
+
+def test_flags_are_never_abbreviated(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--step", "5"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --step 5" in capsys.readouterr().err
+
+
+def test_real_corpora_need_an_init(data_dir, tmp_path, capsys):
+    real = tmp_path / "prepared"
+    real.mkdir()
+    (real / "emodb").symlink_to(data_dir / "demo-a")  # any prepared corpus under a registry name of real speech
+    code = cli.main(["--data-dir", str(real), "--corpora", "emodb", "--workdir", str(tmp_path / "w"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs --init DIR" in err and "converters.torch_to_flax" in err
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ import pytest
 from exhubert_jax import HubertForSequenceClassification, from_pretrained, init_params, preset
 from exhubert_jax.optim import make_optimizer, param_labels
 from exhubert_jax.run_checkpoints import ResumeError
-from exhubert_jax.training import (TrainError, TrainOptions, batch_arrays, create_state, make_train_step, pad_rows,
-                                   to_device, train, uar_table, with_head)
+from exhubert_jax.head import with_head
+from exhubert_jax.reporting import uar_table
+from exhubert_jax.trainer import TrainOptions, train
+from exhubert_jax.training import TrainError, batch_arrays, create_state, make_train_step, pad_rows, to_device
 
 NO_DROPOUT = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
 

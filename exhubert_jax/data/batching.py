@@ -172,17 +172,18 @@ def train_batches(source: Any, batch_size: int, max_seconds: float, seed: int, b
 
 
 def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
-                 buckets: Sequence[int] | None = None, corpus: str | None = None) -> Iterator[Batch]:
-    """Every example once, whole (never cropped), in length order; the last batch is padded with zero-weight
-    rows. Batches are padded to the smallest bucket that fits; an utterance longer than the largest bucket gets
-    a width that is a multiple of the largest bucket, so shapes stay few. Buckets default to
+                 buckets: Sequence[int] | None = None, corpus: str | None = None,
+                 crop: int | None = None) -> Iterator[Batch]:
+    """Every example once, whole (or its first `crop` samples), in length order; the last batch is padded with
+    zero-weight rows. Batches are padded to the smallest bucket that fits; an utterance longer than the largest
+    bucket gets a width that is a multiple of the largest bucket, so shapes stay few. Buckets default to
     default_buckets(max_seconds or 3.0)."""
     buckets = tuple(buckets) if buckets else default_buckets(max_seconds or DEFAULT_MAX_SECONDS)
     order = np.argsort(source_lengths(source), kind="stable")
     name = _corpus_name(source, corpus)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        yield _assemble(name, idx, _fetch(source, idx), [0] * len(idx), None, buckets, batch_size)
+        yield _assemble(name, idx, _fetch(source, idx), [0] * len(idx), crop, buckets, batch_size)
 
 
 class RoundRobin:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -21,6 +22,12 @@ _HEAD = struct.Struct("<4sI")
 def default_data_dir() -> Path:
     """$EXHUBERT_DATA, else data/prepared (relative to the working directory)."""
     return Path(os.environ.get("EXHUBERT_DATA") or "data/prepared")
+
+
+def prepared_names(data_dir: str | Path | None = None) -> list[str]:
+    """Names of the corpora prepared under data_dir (default: default_data_dir()), sorted."""
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return sorted(p.parent.name for p in root.glob("*/info.json")) if root.is_dir() else []
 
 
 def encode_record(header: dict[str, Any], pcm: np.ndarray) -> bytes:
@@ -55,6 +62,8 @@ class PreparedSplit:
             self.labels = index["label"].astype(np.int32)
             self.native_indices = index["native_index"].astype(np.int32)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
+        # what a run records to notice a corpus prepared again (other files, labels or splits) on resume
+        self.fingerprint = hashlib.sha256(json.dumps([info, name], sort_keys=True).encode()).hexdigest()[:16]
         self._source = None
 
     def __len__(self) -> int:
@@ -144,7 +153,7 @@ def open_prepared(path_or_name: str | Path, data_dir: str | Path | None = None) 
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if (root / str(path_or_name) / "info.json").is_file():
         return PreparedCorpus(root / str(path_or_name))
-    have = sorted(p.parent.name for p in root.glob("*/info.json")) if root.is_dir() else []
+    have = prepared_names(root)
     raise PreparedDataError(f"no prepared corpus {str(path_or_name)!r} under {root} "
                             f"(prepared there: {', '.join(have) or 'none'}); run "
                             "python -m exhubert_jax.data.prepare --corpus NAME --source DIR first")

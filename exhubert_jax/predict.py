@@ -1,0 +1,88 @@
+"""The one forward pass for validation, evaluation and file inference: jitted, mesh-aware, compiled per batch shape."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from .config import label_field
+from .metrics import uar
+from .training import batch_arrays, pad_rows, replicated, to_device
+
+
+class Predictor:
+    """`(params, input_values, attention_mask) -> float32 logits` on the host for the real rows; records each shape
+    it compiles for. With a mesh the batch is padded to a multiple of its size and split over the data axis."""
+
+    def __init__(self, model: Any, mesh: Mesh | None = None):
+        self.model, self.mesh = model, mesh
+        self.compiled_shapes: list[tuple[int, ...]] = []
+        kwargs = dict(out_shardings=replicated(mesh)) if mesh is not None else {}
+        self._jitted = jax.jit(self._forward, **kwargs)
+
+    def _forward(self, params, input_values, attention_mask):
+        """Traced once per input shape: compiled_shapes grows only when XLA compiles."""
+        self.compiled_shapes.append(tuple(input_values.shape))
+        return self.model.apply({"params": params}, input_values, attention_mask, deterministic=True).logits
+
+    def __call__(self, params: Any, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """float32 logits (B, num_labels)."""
+        rows = len(input_values)
+        arrays = dict(input_values=np.asarray(input_values, np.float32),
+                      attention_mask=np.asarray(attention_mask, np.int32), weights=np.ones(rows, np.float32))
+        arrays = pad_rows(arrays, self.mesh.size if self.mesh is not None else 1)
+        device = to_device({k: arrays[k] for k in ("input_values", "attention_mask")}, self.mesh)
+        return np.asarray(jax.device_get(self._jitted(params, device["input_values"], device["attention_mask"])))[:rows]
+
+
+class SplitPredictions(NamedTuple):
+    """Every utterance of a split once: its index in the split, target, logits; and the audio seconds seen."""
+
+    indices: np.ndarray
+    targets: np.ndarray
+    logits: np.ndarray
+    seconds: float
+
+
+def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size: int, max_seconds: float | None,
+                  label_space: str = "emotion", input_mode: str = "masked", corpus: str | None = None) -> SplitPredictions:
+    """Logits for every utterance of a source, in length-bucketed batches (masked) or as the model card feeds them
+    (card: the first max_seconds of each clip, zero padded to exactly that length, no padding mask)."""
+    from .data.batching import DEFAULT_MAX_SECONDS, eval_batches
+
+    seconds_cap = max_seconds or DEFAULT_MAX_SECONDS
+    kwargs = {}
+    if input_mode == "card":
+        width = int(round(seconds_cap * 16000))
+        kwargs = dict(buckets=(width,), crop=width)
+    indices, targets, logits, seconds = [], [], [], 0.0
+    for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, **kwargs):
+        arrays = batch_arrays(batch, label_space, input_mode)
+        real = arrays["weights"] > 0
+        out = predictor(params, arrays["input_values"], arrays["attention_mask"])
+        indices.append(np.asarray(batch.indices)[real])
+        targets.append(arrays["targets"][real])
+        logits.append(out[real])
+        seconds += float(batch.n_seconds)
+    if not logits:
+        k = predictor.model.config.num_labels
+        return SplitPredictions(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, k), np.float32), 0.0)
+    return SplitPredictions(np.concatenate(indices), np.concatenate(targets), np.concatenate(logits), seconds)
+
+
+def validation_uar(predictor: Predictor, params: Any, sources: Mapping[str, Any], *, batch_size: int,
+                   max_seconds: float | None, label_space: str = "emotion",
+                   input_mode: str = "masked") -> dict[str, float]:
+    """UAR per corpus plus 'mean' (the unweighted mean over corpora, as the paper averages)."""
+    num_classes = predictor.model.config.num_labels
+    label_field(label_space)  # an unknown label space fails before any work
+    result = {}
+    for name in sorted(sources):
+        p = predict_split(predictor, params, sources[name], batch_size=batch_size, max_seconds=max_seconds,
+                          label_space=label_space, input_mode=input_mode, corpus=name)
+        result[name] = float(uar(p.targets, p.logits.argmax(-1), num_classes)) if len(p.targets) else float("nan")
+    result["mean"] = float(np.mean([result[n] for n in sorted(sources)])) if sources else float("nan")
+    return result

@@ -1,0 +1,167 @@
+"""Run logs (metrics.jsonl + TensorBoard), Markdown tables shaped like the paper's Tables 1 and 2, and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard (tensorboardX) in the workdir."""
+
+    def __init__(self, workdir: Path):
+        from tensorboardX import SummaryWriter
+
+        self.jsonl = open(workdir / "metrics.jsonl", "a")
+        self.tb = SummaryWriter(str(workdir / "tb"))
+
+    def write(self, event: str, step: int, values: Mapping[str, Any]) -> None:
+        """One JSON line and scalars under '{event}/{name}'."""
+        self.jsonl.write(json.dumps({"event": event, "step": int(step), "time": time.time(), **values}) + "\n")
+        self.jsonl.flush()
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                self.tb.add_scalar(f"{event}/{k}", v, int(step))
+        self.tb.flush()
+
+    def close(self) -> None:
+        """Flush and close both sinks."""
+        self.jsonl.close()
+        self.tb.close()
+
+
+def uar_table(uars: Mapping[str, float], title: str = "validation UAR") -> str:
+    """A Markdown table: one row per corpus, then the mean."""
+    rows = [f"| corpus | {title} |", "|---|---|"]
+    rows += [f"| {k} | {v:.4f} |" for k, v in sorted(uars.items()) if k not in ("mean", "step")]
+    if "mean" in uars:
+        rows.append(f"| **mean** | **{uars['mean']:.4f}** |")
+    return "\n".join(rows)
+
+
+def plot_uar_curve(history: list[dict], path: str | Path) -> Path:
+    """Validation UAR over steps, one line per corpus (the paper's Figure 3), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = sorted(k for k in history[0] if k not in ("step", "mean"))
+    for name in names:
+        ax.plot(steps, [h[name] for h in history], marker="o", label=name)
+    if len(names) > 1:
+        ax.plot(steps, [h["mean"] for h in history], color="black", linestyle="--", label="mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation UAR")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _pct(v) -> str:
+    """A fraction as a percentage with one decimal, '–' when undefined."""
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Unweighted mean of the defined values (NaN when none is), as the paper's "Average UAR over all datasets"."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def markdown_table(results: Sequence[dict]) -> str:
+    """Paper Table 1/2 shape: rows = corpora, columns n, UAR/WA/macro-F1 (%), an average row; then class recalls."""
+    lines = ["| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |", "|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['corpus']} | {r['n']} | {_pct(r['uar'])} | {_pct(r['wa'])} | {_pct(r['macro_f1'])} |")
+    if results:
+        mean = {k: _nanmean([r[k] for r in results]) for k in ("uar", "wa", "macro_f1")}
+        total = sum(r["n"] for r in results)
+        lines.append(f"| **Average over all datasets** | {total} | {_pct(mean['uar'])} | {_pct(mean['wa'])} | "
+                     f"{_pct(mean['macro_f1'])} |")
+    lines += ["", *per_class_table(results)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def per_class_table(results: Sequence[dict]) -> list[str]:
+    """Markdown lines of per-class recall (%) per corpus, one table per distinct class-name list."""
+    lines: list[str] = []
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for r in results:
+        groups.setdefault(tuple(r["class_names"]), []).append(r)
+    for names, rows in groups.items():
+        lines += [f"| Recall (%) | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
+        lines += [f"| {r['corpus']} | " + " | ".join(_pct(r["per_class_recall"][n]) for n in names) + " |"
+                  for r in rows]
+        lines.append("")
+    return lines
+
+
+def plot_confusion(cm, class_names: Sequence[str], path: str | Path, title: str | None = None) -> Path:
+    """Write a row-normalised confusion-matrix heat map (counts annotated) as a PNG; returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(cm, np.float64)
+    support = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0)
+    k = len(class_names)
+    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.8 * k), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            count = cm[i, j]
+            text = f"{int(count)}" if float(count).is_integer() else f"{count:.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if frac[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def audio_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
+    """Markdown table of predict_audio results: file, top class, probability (%) per class; failed files marked."""
+    lines = [f"| File | Top class | {' | '.join(class_names)} |", "|---|---|" + "---:|" * len(class_names)]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(class_names))
+        else:
+            probs = " | ".join(f"{100 * r['probabilities'][n]:.1f}" for n in class_names)
+            lines.append(f"| {r['file']} | {r['top']} | {probs} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(uars: Mapping[str, Mapping[str, float]], trainable: Mapping[str, int]) -> str:
+    """The paper's Table 2 shape: rows are corpora, columns are models (UAR %), then the average UAR over all
+    corpora and the number of trainable parameters (M). `uars` maps model -> corpus -> UAR."""
+    models = list(uars)
+    corpora = list(dict.fromkeys(c for m in models for c in uars[m]))
+    lines = ["| Dataset | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for c in corpora:
+        lines.append(f"| {c} | " + " | ".join(_pct(uars[m].get(c, float("nan"))) for m in models) + " |")
+    lines.append("| **Average UAR over all datasets** | "
+                 + " | ".join(_pct(_nanmean([uars[m].get(c, float("nan")) for c in corpora])) for m in models) + " |")
+    lines.append("| Number of trainable parameters | "
+                 + " | ".join(f"{trainable[m] / 1e6:.2f} M" for m in models) + " |")
+    return "\n".join(lines) + "\n"
