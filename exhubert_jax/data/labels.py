@@ -71,12 +71,17 @@ class LabelTable:
         """All section names."""
         return sorted(self._sections)
 
+    def known(self, corpus: str) -> list[str]:
+        """The labels an error message lists for a corpus: its section's, then a pointer to the generic words."""
+        own = [r.label for r in self.rules(corpus)]
+        return own + (["or a generic word (the '*' rows of the table)"] if self.section(corpus) != GENERIC else [])
+
     def lookup(self, corpus: str, label: str, path: str = "?") -> LabelRule:
         """The rule for one native label; an unknown label raises UnknownLabelError naming corpus, file, label."""
         key = normalize_label(label)
         rule = self._sections.get(self.section(corpus), {}).get(key) or self._sections.get(GENERIC, {}).get(key)
         if rule is None:
-            raise UnknownLabelError(corpus, str(path), label, [r.label for r in self.rules(corpus)])
+            raise UnknownLabelError(corpus, str(path), label, self.known(corpus))
         return rule
 
     def fingerprint(self, corpus: str) -> str:

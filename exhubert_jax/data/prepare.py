@@ -94,7 +94,7 @@ def _map_labels(table: LabelTable, name: str, utts: Sequence[Utterance]
             kept.append((u, rule))
     if unknown:
         (first, _), *rest = unknown.values()
-        raise UnknownLabelError(name, first.path, first.label, [r.label for r in table.rules(name)],
+        raise UnknownLabelError(name, first.path, first.label, table.known(name),
                                 {e.label: n for e, n in rest})
     if not kept:
         raise DataError(f"{name}: the label table drops every file ({dict(dropped)})")
