@@ -24,8 +24,8 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
 from .corpora import CORPORA, MANIFEST, Corpus, get_corpus, user_corpus
-from .emonet import find_corpora, is_emonet_folder, read_emonet
 from .dataset import FORMAT, default_data_dir, encode_record
+from .emonet import find_corpora, is_emonet_folder, read_emonet
 from .errors import AudioError, DataError, MissingSourceError, UnknownCorpusError, UnknownLabelError
 from .labels import CLASSES, GENERIC, LabelRule, LabelTable, load_label_table
 from .readers import READERS, SPLITS, Utterance, read_manifest
