@@ -1,5 +1,7 @@
 """Label space, mapping-table coverage and reasons, and the corpus registry."""
 
+import re
+
 import pytest
 
 from exhubert_jax.data import labels as L
@@ -91,6 +93,50 @@ def test_non_obvious_choices(table, corpus, label, target, word):
     rule = table.lookup(corpus, label)
     assert rule.target == target
     assert word.lower() in (rule.reason + rule.meaning).lower()
+
+
+# The debated labels: (corpus, label) -> (class, whether the reason must say the evidence is split)
+REVIEWED = {
+    ("tess", "ps"): ("high_positive", False), ("jl-corpus", "encouraging"): ("high_positive", True),
+    ("jl-corpus", "assertive"): ("high_neutral", True), ("fau-aibo", "E"): ("high_neutral", True),
+    ("fau-aibo", "P"): ("low_positive", True), ("mlend", "question"): ("high_neutral", True),
+    ("ravdess", "02"): ("low_positive", True), ("*", "calm"): ("low_positive", True),
+    ("asvp-esd", "02"): ("low_neutral", True), ("emodb", "L"): ("low_negative", False),
+    ("*", "boredom"): ("low_negative", False), ("mlend", "bored"): ("low_negative", False),
+    ("emodb", "E"): ("low_negative", True),
+}
+
+
+@pytest.mark.parametrize("key", sorted(REVIEWED))
+def test_reviewed_labels_decision_and_evidence(table, key):
+    target, contested = REVIEWED[key]
+    rule = table.lookup(*key)
+    assert rule.target == target
+    assert ("contested" in rule.reason) == contested, rule.reason
+    if "bored" in rule.reason:
+        assert "Russell (1980) places bored on the unpleasant side" in rule.reason
+
+
+def test_every_reason_cites_meaning_and_placement(table):
+    for section in table.sections():
+        for rule in table.rules(section):
+            meaning, sep, placement = rule.reason.partition("; placement: ")
+            assert meaning.startswith("meaning: ") and sep, (section, rule.label, rule.reason)
+            if section not in (L.GENERIC, "mlend"):  # a corpus section names its publication, with the year
+                assert re.search(r"\b(19|20)\d\d\b", meaning), (section, rule.label)
+            assert ("Russell (1980)" in placement or "Russell 1980" in placement
+                    or "by design" in placement or rule.target == L.DROP or rule.target == rule.label), \
+                (section, rule.label, placement)
+            assert "§" not in rule.reason  # reasons stand on their own, with no pointers to other notes
+
+
+def test_corpus_sections_fall_back_to_generic_words(table):
+    assert table.lookup("emodb", "W").corpus == "emodb"
+    spelled = table.lookup("emodb", "anger")  # how EmoNet's lists spell EMO-DB's W
+    assert (spelled.corpus, spelled.target) == (L.GENERIC, "high_negative")
+    assert table.lookup("gemep", "anxiety").target == "low_negative"  # the section wins over the generic row
+    with pytest.raises(UnknownLabelError, match="emodb: x.wav: unknown label 'grumpy'"):
+        table.lookup("emodb", "grumpy", "x.wav")
 
 
 def test_unknown_label_names_corpus_file_and_label(table):

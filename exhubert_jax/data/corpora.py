@@ -1,4 +1,5 @@
-"""Registry of the 37 EmoSet++ corpora, the 6 unseen test corpora (DESIGN §5) and the synthetic demo corpora."""
+"""Registry of the 37 EmoSet++ corpora, the 6 unseen test corpora, the synthetic demo corpora, and the folder
+names EmoNet's corpus layout uses for them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ MANIFEST = "manifest"
 _EMOSET = "listed in EmoSet (Gerczuk et al., EmoNet, IEEE Trans. Affective Computing 14(2), 2023)"
 _UNVERIFIED = _EMOSET + "; primary reference not verified here"
 _ASK = "licensed by its distributor; download it yourself and follow its terms"
+NO_SOURCE = "no public download: manifest or EmoNet layout"
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     # --- EmoSet++ (37) ---
     _c("abc", "Airplane Behaviour Corpus", _E, "German",
        "Schuller et al., Audiovisual behavior modeling by combined feature spaces, ICASSP 2007", _ASK),
-    _c("ad", "AD (anger detection corpus)", _E, "unknown", _UNVERIFIED, _ASK),
-    _c("bes", "BES", _E, "unknown", _UNVERIFIED, _ASK),
+    _c("ad", "AD (Anger Detection; EmoNet folder AngerDetection)", _E, "unknown", _UNVERIFIED, NO_SOURCE),
+    _c("bes", "BES (Burmese Emotional Speech)", _E, "Burmese", _UNVERIFIED, NO_SOURCE),
     _c("casia", "CASIA Chinese Emotional Speech Corpus", _E, "Mandarin",
        "Institute of Automation, Chinese Academy of Sciences (CASIA), 2005; " + _EMOSET,
        "distributed by the Chinese LDC under licence", "casia", "speaker",
@@ -60,9 +62,9 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
        "Parada-Cabaleiro et al., DEMoS: an Italian emotional speech corpus, Language Resources and Evaluation 54, 2020",
        "on request from the authors, research use", notes="Manifest labels: the file codes col, dis, gio, pau, rab, "
        "sor, tri, neu (own table section)."),
-    _c("ea-act", "EA-ACT", _E, "unknown", _UNVERIFIED, _ASK),
-    _c("ea-bmw", "EA-BMW", _E, "unknown", _UNVERIFIED, _ASK),
-    _c("ea-wsj", "EA-WSJ", _E, "unknown", _UNVERIFIED, _ASK),
+    _c("ea-act", "EA-ACT", _E, "unknown", _UNVERIFIED, NO_SOURCE),
+    _c("ea-bmw", "EA-BMW", _E, "unknown", _UNVERIFIED, NO_SOURCE),
+    _c("ea-wsj", "EA-WSJ", _E, "unknown", _UNVERIFIED, NO_SOURCE),
     _c("emodb", "Berlin Database of Emotional Speech (EMO-DB)", _E, "German",
        "Burkhardt et al., A database of German emotional speech, Interspeech 2005",
        "free for research from the authors' site", "emodb", "speaker",
@@ -96,13 +98,13 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
        "Bänziger, Mortillaro & Scherer, Introducing the Geneva Multimodal expression corpus, Emotion 12(5), 2012",
        "on request from the Swiss Center for Affective Sciences",
        notes="Manifest labels: GEMEP's emotion names (own table section, following its valence x arousal design)."),
-    _c("gvess", "GVESS", _E, "unknown", _UNVERIFIED, _ASK),
+    _c("gvess", "GVESS", _E, "unknown", _UNVERIFIED, NO_SOURCE),
     _c("iemocap", "IEMOCAP", _E, "English",
        "Busso et al., IEMOCAP: Interactive emotional dyadic motion capture database, LRE 42, 2008",
        "licence agreement with USC SAIL (research use)", "iemocap", "speaker",
        "Labels from the EmoEvaluation files (majority label); 'xxx' (no majority) and 'oth' are dropped by the "
        "table. Speaker = session + the turn's speaker letter (Ses01F, Ses01M, ...), 10 speakers."),
-    _c("mes", "Mandarin Emotional Speech", _E, "Mandarin", _UNVERIFIED, _ASK),
+    _c("mes", "MES (Mandarin Emotional Speech)", _E, "Mandarin", _UNVERIFIED, NO_SOURCE),
     _c("mesd", "Mexican Emotional Speech Database (MESD)", _E, "Spanish (Mexico)",
        "Duville, Alonso-Valerdi & Ibarra-Zarate, Mexican emotional speech database..., Data 6(12), 2021",
        "CC BY 4.0 (Mendeley Data)", "mesd", "random",
@@ -113,7 +115,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
        "Convert the mp4 clips to wav first (ffmpeg -i diaD_uttU.mp4 -ac 1 -ar 16000 diaD_uttU.wav, same folders). "
        "The official train/dev/test split shares speakers (the main characters), so the default is a speaker "
        "split; --split-method own gives the official one. Missing clips are reported and skipped."),
-    _c("ppmmk", "PPMMK", _E, "unknown", _UNVERIFIED, _ASK),
+    _c("ppmmk", "PPMMK (EmoNet folder PPMK-EMO)", _E, "unknown", _UNVERIFIED, NO_SOURCE),
     _c("ravdess", "RAVDESS", _E, "English",
        "Livingstone & Russo, The Ryerson Audio-Visual Database of Emotional Speech and Song, PLoS ONE 13(5), 2018",
        "CC BY-NC-SA 4.0", "ravdess", "speaker",
@@ -126,7 +128,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
        "detection, LRE 53, 2019", _ASK, "shemo", "speaker"),
     _c("smartkom", "SmartKom", _E, "German",
        "Schiel, Steininger & Türk, The SmartKom multimodal corpus at BAS, LREC 2002", "licence from BAS Munich"),
-    _c("simis", "SIMIS", _E, "unknown", _UNVERIFIED, _ASK),
+    _c("simis", "SIMIS", _E, "unknown", _UNVERIFIED, NO_SOURCE),
     _c("susas", "Speech Under Simulated and Actual Stress (SUSAS)", _E, "English",
        "Hansen & Bou-Ghazale, Getting started with SUSAS, Eurospeech 1997", "LDC99S78 (LDC licence)",
        notes="Its labels are speaking styles and stress levels; the generic table has no rows for styles such as "
@@ -137,7 +139,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     _c("tess", "Toronto Emotional Speech Set (TESS)", _E, "English",
        "Pichora-Fuller & Dupuis, Toronto emotional speech set (TESS), Borealis, 2020", "CC BY-NC-ND 4.0",
        "tess", "random", "Only 2 speakers (OAF, YAF): no speaker-disjoint 3-way split exists, so random 10 %/10 %."),
-    _c("turkishemo", "TurkishEmo", _E, "Turkish", _UNVERIFIED, _ASK),
+    _c("turkishemo", "TurkishEmo (EmoNet folder TurkishEmoBUEE)", _E, "Turkish", _UNVERIFIED, NO_SOURCE),
     _c("urdu", "URDU", _E, "Urdu",
        "Latif et al., Cross lingual speech emotion recognition: Urdu vs. Western languages, FIT 2018", _ASK),
     # --- unseen test corpora (6) ---
@@ -176,7 +178,18 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+# EmoNet's folder names (its training code and data layout) and the model card's spellings -> registry names.
+ALIASES: dict[str, str] = {
+    "AirplaneBehaviourCorpus": "abc", "AngerDetection": "ad", "BurmeseEmotionalSpeech": "bes", "CASIA": "casia",
+    "ChineseVocalEmotions": "cve", "DanishEmotionalSpeech": "des", "DEMoS": "demos", "EA-ACT": "ea-act",
+    "EA-BMW": "ea-bmw", "EA-WSJ": "ea-wsj", "EMO-DB": "emodb", "EmoFilm": "emofilm", "EmotiW-2014": "emotiw-2014",
+    "ENTERFACE": "enterface", "EU-EmoSS": "eu-emoss", "EU-EmoVoice": "eu-ev", "FAU_AIBO": "fau-aibo",
+    "GEMEP": "gemep", "GVESS": "gvess", "IEMOCAP-4cl": "iemocap", "MandarinEmotionalSpeech": "mes", "MELD": "meld",
+    "PPMK-EMO": "ppmmk", "SIMIS": "simis", "SMARTKOM": "smartkom", "SUSAS": "susas", "TurkishEmoBUEE": "turkishemo",
+}
+
 _BY_KEY = {_key(n): c for n, c in CORPORA.items()}
+_BY_KEY.update({_key(a): CORPORA[n] for a, n in ALIASES.items()})
 
 
 def corpus_names() -> list[str]:
@@ -185,7 +198,8 @@ def corpus_names() -> list[str]:
 
 
 def get_corpus(name: str) -> Corpus:
-    """The registry entry for a name (case, '-' and '_' ignored: 'EMO-DB' finds 'emodb')."""
+    """The registry entry for a name or an alias (case, '-' and '_' ignored: 'EMO-DB' finds 'emodb',
+    'AngerDetection' finds 'ad')."""
     corpus = _BY_KEY.get(_key(name))
     if corpus is None:
         raise UnknownCorpusError(name, corpus_names())

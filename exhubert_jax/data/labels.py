@@ -1,4 +1,5 @@
-"""The 6-class arousal x valence label space (DESIGN §4) and the reviewed native-label mapping table."""
+"""The 6-class arousal x valence label space (Russell's circumplex, as in the ExHuBERT paper) and the reviewed
+native-label mapping table."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class LabelRule:
 
 
 class LabelTable:
-    """Mapping from (corpus, native label) to a class; corpora without a section use the generic one."""
+    """Mapping from (corpus, native label) to a class: the corpus's own section first, then the generic one
+    (corpora without a section, and labels spelled out in words, e.g. 'anger' in an EmoNet list for EMO-DB)."""
 
     def __init__(self, rules: Iterable[LabelRule]):
         self._sections: dict[str, dict[str, LabelRule]] = {}
@@ -69,16 +71,23 @@ class LabelTable:
         """All section names."""
         return sorted(self._sections)
 
+    def known(self, corpus: str) -> list[str]:
+        """The labels an error message lists for a corpus: its section's, then a pointer to the generic words."""
+        own = [r.label for r in self.rules(corpus)]
+        return own + (["or a generic word (the '*' rows of the table)"] if self.section(corpus) != GENERIC else [])
+
     def lookup(self, corpus: str, label: str, path: str = "?") -> LabelRule:
         """The rule for one native label; an unknown label raises UnknownLabelError naming corpus, file, label."""
-        rule = self._sections.get(self.section(corpus), {}).get(normalize_label(label))
+        key = normalize_label(label)
+        rule = self._sections.get(self.section(corpus), {}).get(key) or self._sections.get(GENERIC, {}).get(key)
         if rule is None:
-            raise UnknownLabelError(corpus, str(path), label, [r.label for r in self.rules(corpus)])
+            raise UnknownLabelError(corpus, str(path), label, self.known(corpus))
         return rule
 
     def fingerprint(self, corpus: str) -> str:
-        """Hash of the rows that apply to a corpus (changes when the mapping changes)."""
-        text = "\n".join("\t".join((r.label, r.target)) for r in self.rules(corpus))
+        """Hash of the rows that apply to a corpus, its section's and the generic ones (changes with the mapping)."""
+        rows = self.rules(corpus) + (self.rules(GENERIC) if self.section(corpus) != GENERIC else [])
+        text = "\n".join("\t".join((r.corpus, r.label, r.target)) for r in rows)
         return hashlib.sha256(f"{self.section(corpus)}\n{text}".encode()).hexdigest()[:16]
 
     def merged(self, rules: Iterable[LabelRule]) -> "LabelTable":

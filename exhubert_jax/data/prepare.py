@@ -2,6 +2,7 @@
 
     python -m exhubert_jax.data.prepare --corpus emodb --source /path/to/emodb [--out data/prepared]
     python -m exhubert_jax.data.prepare --corpus mycorpus --manifest files.csv [--source DIR]
+    python -m exhubert_jax.data.prepare --emonet /path/to/EmoSet   # every corpus folder in EmoNet's layout
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
 from .corpora import CORPORA, MANIFEST, Corpus, get_corpus, user_corpus
 from .dataset import FORMAT, default_data_dir, encode_record
+from .emonet import find_corpora, is_emonet_folder, read_emonet
 from .errors import AudioError, DataError, MissingSourceError, UnknownCorpusError, UnknownLabelError
-from .labels import CLASSES, LabelRule, LabelTable, load_label_table
+from .labels import CLASSES, GENERIC, LabelRule, LabelTable, load_label_table
 from .readers import READERS, SPLITS, Utterance, read_manifest
 from .splits import assign_splits, auto_method, shared_speakers
 
@@ -40,49 +42,59 @@ def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def _resolve(corpus: str, manifest: str | Path | None) -> Corpus:
-    """Registry entry; with a manifest, an unknown name becomes a user corpus."""
+def _emonet(source: str | Path | None, manifest: str | Path | None) -> bool:
+    """True when the source folder is in EmoNet's layout (and no manifest overrides it)."""
+    return manifest is None and source is not None and Path(source).is_dir() and is_emonet_folder(source)
+
+
+def _resolve(corpus: str, source: str | Path | None, manifest: str | Path | None) -> Corpus:
+    """Registry entry (or alias); with a manifest or an EmoNet-layout source, an unknown name becomes a user
+    corpus."""
     try:
         return get_corpus(corpus)
     except UnknownCorpusError:
-        if manifest is None:
+        if manifest is None and not _emonet(source, manifest):
             raise
         return user_corpus(corpus)
 
 
 def read_corpus(entry: Corpus, source: str | Path | None, manifest: str | Path | None) -> list[Utterance]:
-    """The corpus's utterances through its reader, or through the given manifest."""
+    """The corpus's utterances through the given manifest, EmoNet's list files in source, or its reader."""
     if source is not None and not Path(source).is_dir():
         raise MissingSourceError(str(source), f"{entry.name} corpus folder")
     if manifest is not None:
         return read_manifest(manifest, source)
+    if _emonet(source, manifest):
+        return read_emonet(source)
     if entry.reader == MANIFEST:
         raise DataError(f"{entry.name} is read through a manifest: pass --manifest FILE "
-                        "(CSV or JSONL with columns path,label[,speaker][,split])")
+                        "(CSV or JSONL with columns path,label[,speaker][,split]), or --source DIR in EmoNet's "
+                        "layout (train.csv, devel.csv, test.csv with file,label)")
     if source is None:
         raise DataError(f"{entry.name}: pass --source DIR, the corpus folder as downloaded")
     return READERS[entry.reader](source)
 
 
 def _map_labels(table: LabelTable, name: str, utts: Sequence[Utterance]
-                ) -> tuple[list[tuple[Utterance, LabelRule]], Counter, set[str]]:
-    """(kept utterances with their rule, dropped-label counts, table labels used); every unknown label of the
-    corpus is reported in one UnknownLabelError."""
-    kept, dropped, used, unknown = [], Counter(), set(), {}
+                ) -> tuple[list[tuple[Utterance, LabelRule]], Counter, dict[str, LabelRule]]:
+    """(kept utterances with their rule, dropped-label counts, table rows used by label); every unknown label of
+    the corpus is reported in one UnknownLabelError, naming where the first one was read (list file and row, or
+    audio file)."""
+    kept, dropped, used, unknown = [], Counter(), {}, {}
     for u in utts:
         try:
-            rule = table.lookup(name, u.native_label, u.path)
+            rule = table.lookup(name, u.native_label, u.origin or u.path)
         except UnknownLabelError as e:
             unknown.setdefault(u.native_label, [e, 0])[1] += 1
             continue
-        used.add(rule.label)
+        used[rule.label] = rule
         if rule.index is None:
             dropped[u.native_label] += 1
         else:
             kept.append((u, rule))
     if unknown:
         (first, _), *rest = unknown.values()
-        raise UnknownLabelError(name, first.path, first.label, [r.label for r in table.rules(name)],
+        raise UnknownLabelError(name, first.path, first.label, table.known(name),
                                 {e.label: n for e, n in rest})
     if not kept:
         raise DataError(f"{name}: the label table drops every file ({dict(dropped)})")
@@ -121,11 +133,15 @@ def _decoded(paths: Sequence[str], workers: int) -> Iterator[tuple[np.ndarray | 
         yield from pool.map(_decode, paths, chunksize=8)
 
 
-def _summary(name: str, n_skipped: int, n_dropped: int, splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The JSON line printed last."""
-    per_split = {k: {"n": s["n"], "speakers": s["n_speakers"], "classes": s["classes"]} for k, s in splits.items()}
+def _summary(name: str, n_skipped: int, n_dropped: int, splits: dict[str, dict[str, Any]], method: str,
+             independent: bool | None) -> dict[str, Any]:
+    """The JSON line printed last; speaker counts and speaker independence are None when speakers are unknown."""
+    known = independent is not None
+    per_split = {k: {"n": s["n"], "speakers": s["n_speakers"] if known else None, "classes": s["classes"]}
+                 for k, s in splits.items()}
     return {"corpus": name, "n_examples": sum(s["n"] for s in splits.values()), "n_skipped": n_skipped,
-            "n_dropped": n_dropped, "splits": per_split}
+            "n_dropped": n_dropped, "split_method": method, "speaker_independent": independent,
+            "splits": per_split}
 
 
 def _write(name: str, tmp: Path, items: Sequence[tuple[Utterance, LabelRule, str]], native: list[str], base: Path,
@@ -193,11 +209,11 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
     log = log or _stderr
     if on_error not in ON_ERROR:
         raise DataError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
-    entry = _resolve(corpus, manifest)
+    entry = _resolve(corpus, source, manifest)
     name, out = entry.name, Path(out) if out is not None else default_data_dir()
     table = load_label_table(label_map)
     kept, dropped, used = _map_labels(table, name, read_corpus(entry, source, manifest))
-    method = split_method or entry.split
+    method = split_method or ("own" if _emonet(source, manifest) else entry.split)
     method = auto_method([u for u, _ in kept]) if method == "auto" else method
     splits = assign_splits([u for u, _ in kept], method, seed, key=name)
     items = [(u, r, s) for (u, r), s in zip(kept, splits)]
@@ -222,7 +238,8 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
             raise DataError(f"{name}: no usable audio ({len(skipped)} files skipped, e.g. "
                             f"{skipped[0]['path']}: {skipped[0]['reason']})")
         shared = shared_speakers([u for u, _, _ in items], [s for _, _, s in items])
-        summary = _summary(name, len(skipped), sum(dropped.values()), stats)
+        independent = not shared if all(u.speaker is not None for u, _, _ in items) else None
+        summary = _summary(name, len(skipped), sum(dropped.values()), stats, method, independent)
         info = {
             "format": FORMAT, "corpus": name, "title": entry.title, "synthetic": entry.synthetic,
             "sample_rate": SAMPLE_RATE, "source": str(Path(source).resolve()) if source is not None else None,
@@ -230,9 +247,9 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
             "split_method": method, "seed": seed, "fingerprint": fingerprint,
             "label_table": table.fingerprint(name), "label_section": table.section(name),
             "native_labels": native,
-            "label_map": {r.label: {"class": r.target, "meaning": r.meaning} for r in table.rules(name)
-                          if r.label in used},
-            "speaker_independent": not shared and all(u.speaker is not None for u, _, _ in items),
+            "label_map": {r.label: {"class": r.target, "meaning": r.meaning, "section": r.corpus}
+                          for _, r in sorted(used.items())},
+            "speaker_independent": independent,
             "shared_speakers": shared, "dropped": dict(sorted(dropped.items())), "skipped": skipped,
             "splits": stats, "summary": summary,
         }
@@ -245,13 +262,45 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
     if shared:
         log(f"{name}: warning: split method {method!r} puts {len(shared)} speaker(s) in more than one split "
             f"(e.g. {shared[0]}): not speaker-independent")
+    if independent is None:
+        log(f"{name}: speakers are unknown ({'EmoNet layout' if _emonet(source, manifest) else 'not given'}): "
+            f"split method {method!r}; whether the split is speaker-independent cannot be checked")
     return summary
 
 
+def _n_labels(table: LabelTable, name: str) -> str:
+    """How many native labels the table maps to a class for a corpus ('generic' without a section of its own)."""
+    if table.section(name) == GENERIC:
+        return "generic"
+    return str(sum(r.index is not None for r in table.rules(name)))
+
+
 def _list_corpora() -> str:
-    rows = [f"{'name':12} {'group':9} {'reader':9} {'split':8} language"]
-    rows += [f"{c.name:12} {c.group:9} {c.reader:9} {c.split:8} {c.language}" for c in CORPORA.values()]
-    return "\n".join(rows)
+    """The registry as a table: name, group, reader, split, native labels mapped, language, licence / access."""
+    table = load_label_table()
+    head = ("name", "group", "reader", "split", "labels", "language", "licence / access")
+    rows = [head] + [(c.name, c.group, c.reader, c.split, _n_labels(table, c.name), c.language, c.licence)
+                     for c in CORPORA.values()]
+    width = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    return "\n".join(" ".join(f"{v:{w}}" for v, w in zip(r, width)) + " " + r[-1] for r in rows)
+
+
+def _prepare_emonet(root: str, options: dict[str, Any]) -> int:
+    """Prepare every corpus folder under an EmoNet root, printing one JSON summary line per corpus; a folder that
+    fails is reported by name and the others still run (exit status 2 if any failed)."""
+    found, problems = find_corpora(root)
+    for _, problem in problems:
+        _stderr(f"error: {problem}")
+    failed = [str(d) for folders, _ in problems for d in folders]
+    for folder, entry in found:
+        try:
+            print(json.dumps(prepare_corpus(entry.name, folder, **options)), flush=True)
+        except DataError as e:
+            _stderr(f"error: {e}")
+            failed.append(str(folder))
+    if failed:
+        _stderr(f"error: {len(failed)} corpus folder(s) not prepared: {', '.join(failed)}")
+    return 2 if failed else 0
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -261,6 +310,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--corpus", help="registry name (see --list), or your own name with --manifest")
     p.add_argument("--source", help="the corpus folder as downloaded (with --manifest: base of relative paths)")
     p.add_argument("--manifest", help="CSV/TSV/JSONL with path,label[,speaker][,split]")
+    p.add_argument("--emonet", metavar="DIR",
+                   help="prepare every corpus folder in DIR that is in EmoNet's layout (train.csv, devel.csv, "
+                        "test.csv with file,label); folder names may be EmoNet's (e.g. AngerDetection)")
     p.add_argument("--out", help="output folder (default: $EXHUBERT_DATA or data/prepared)")
     p.add_argument("--split-method", choices=("own", "speaker", "random", "auto"),
                    help="override the registry's split method")
@@ -278,13 +330,20 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.list:
         print(_list_corpora())
         return 0
+    options = dict(out=args.out, split_method=args.split_method, seed=args.seed, on_error=args.on_error,
+                   force=args.force, label_map=args.label_map, workers=args.workers, progress=not args.no_progress)
+    if args.emonet:
+        if args.corpus or args.source or args.manifest:
+            p.error("--emonet DIR prepares every corpus folder in DIR; for one, use --corpus NAME --source DIR/NAME")
+        try:
+            return _prepare_emonet(args.emonet, options)
+        except DataError as e:
+            _stderr(f"error: {e}")
+            return 2
     if not args.corpus:
-        p.error("--corpus is required")
+        p.error("--corpus (or --emonet DIR) is required")
     try:
-        summary = prepare_corpus(args.corpus, args.source, args.out, manifest=args.manifest,
-                                 split_method=args.split_method, seed=args.seed, on_error=args.on_error,
-                                 force=args.force, label_map=args.label_map, workers=args.workers,
-                                 progress=not args.no_progress)
+        summary = prepare_corpus(args.corpus, args.source, manifest=args.manifest, **options)
     except DataError as e:
         _stderr(f"error: {e}")
         return 2

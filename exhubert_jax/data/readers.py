@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,12 +20,14 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validati
 
 @dataclass(frozen=True, order=True)
 class Utterance:
-    """One audio file of a corpus: path, native label, speaker (None if unknown), own split (None if none)."""
+    """One audio file of a corpus: path, native label, speaker (None if unknown), own split (None if none), and
+    where the label was read (a list file and row, for error messages; None when the file name gives it)."""
 
     path: str
     native_label: str
     speaker: str | None = None
     split: str | None = None
+    origin: str | None = field(default=None, compare=False)
 
 
 def normalize_split(name: str) -> str | None:
