@@ -30,8 +30,7 @@ READER_LABELS = {
     "jl-corpus": {"angry", "sad", "neutral", "happy", "excited",
                   "anxious", "apologetic", "assertive", "concerned", "encouraging"},
     "asvp-esd": {f"{i:02d}" for i in range(1, 14)},
-    "vivae": {f"{e}_{i}" for e in ("achievement", "anger", "fear", "pain", "pleasure", "surprise")
-              for i in ("low", "moderate", "strong", "peak")},
+    "vivae": {"achievement", "anger", "fear", "pain", "pleasure", "surprise"},  # intensity is not a class
     "iemocap": {"ang", "hap", "exc", "sad", "neu", "fru", "sur", "fea", "dis", "oth", "xxx"},
     "meld": {"neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"},
 }
@@ -78,9 +77,9 @@ def test_every_row_has_a_class_and_a_reason(table):
     ("asvp-esd", "13", "drop", "breath"),
     ("jl-corpus", "assertive", "high_neutral", "secondary"),
     ("jl-corpus", "apologetic", "low_negative", "secondary"),
-    ("vivae", "pain_low", "high_negative", "intensity"),
-    ("vivae", "pleasure_peak", "high_positive", "intensity"),
-    ("vivae", "surprise_moderate", "high_positive", "positive surprise"),
+    ("vivae", "pain", "high_negative", "intensity"),
+    ("vivae", "pleasure", "high_positive", "intensity"),
+    ("vivae", "surprise", "high_positive", "positive surprise"),
     ("iemocap", "xxx", "drop", "majority"),
     ("iemocap", "fru", "high_negative", "frustrat"),
     ("gemep", "irritation", "low_negative", "GEMEP"),

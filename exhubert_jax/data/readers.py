@@ -186,12 +186,13 @@ def read_asvp_esd(root: str | Path) -> list[Utterance]:
 
 
 def read_vivae(root: str | Path) -> list[Utterance]:
-    """VIVAE: [full_set/]SNN_emotion_intensity_NN.wav; native label is emotion_intensity."""
+    """VIVAE: [full_set/]SNN_emotion_intensity_NN.wav; the native label is the emotion (one of six), the intensity
+    (low, moderate, strong, peak) grades it and is not a class (Holz et al. 2022)."""
     root = _require_dir(root)
     full = sorted(d for d in root.rglob("full_set") if d.is_dir())  # core_set repeats part of full_set
     files = audio_files(full[0]) if full else None
     return _by_name("vivae", root, r"^(S\d+)_([a-z]+)_([a-z]+)_(\d+)$",
-                    lambda m, p: (f"{m[2]}_{m[3]}", m[1], None), files)
+                    lambda m, p: (m[2], m[1], None), files)
 
 
 _IEMOCAP_LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(Ses\d\d[FM]_\S+)\s+(\S+)\s+\[")
