@@ -1,4 +1,4 @@
-"""Convert a PyTorch HuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
+"""Convert a PyTorch HuBERT or ExHuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
 
 Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N]
 """
@@ -13,12 +13,15 @@ from exhubert_jax.checkpoint import save_pretrained
 from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset
 from exhubert_jax.model import init_params, param_shapes
 
+from . import zll_export
 from .mapping import ConversionReport, state_dict_to_params
 from .torch_io import read_source
 
 
 def config_for(hf_config: dict | str, state: dict, num_labels: int | None) -> HubertConfig:
     """Our config for a source: its HF config (or a preset), with a 6-class head unless the source has one."""
+    if isinstance(hf_config, dict) and hf_config.get("model_type") == zll_export.MODEL_TYPE:
+        hf_config = zll_export.hubert_config_dict(hf_config)
     config = preset(hf_config) if isinstance(hf_config, str) else from_hf_config(hf_config)
     has_head = any(k.startswith("classifier.") for k in state)
     if num_labels is not None:
