@@ -1,4 +1,4 @@
-"""transformers config for ExHuBERT with Zero Linear Layers (model_type "exhubert"); self-contained (copied into exports).
+"""transformers config for ExHuBERT with Zero Linear Layers (model_type "exhubert"); copied into exports as is.
 
 The HuBERT fields sit under `encoder`, not at the top level, so transformers' plain HuBERT classes cannot read
 them: HubertForSequenceClassification.from_pretrained on an ExHuBERT export builds a default-sized HuBERT and

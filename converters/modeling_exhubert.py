@@ -125,4 +125,5 @@ class ExHubertForSequenceClassification(mh.HubertPreTrainedModel):
             pooled = (h * m).sum(dim=1) / m.sum(dim=1)
         logits = self.classifier(pooled)
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=states if output_hidden_states else None)
+        hidden_states = states if output_hidden_states else None
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)

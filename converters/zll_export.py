@@ -21,6 +21,11 @@ class ExportConfigError(ValueError):
     """An exhubert config.json that does not describe a model we can convert."""
 
 
+def zll_positions(n_layers: int, copies: int, style: str | None) -> list[int]:
+    """Indices into the flattened PyTorch encoder.layers of the layers followed by a ZLL."""
+    return [s.position for s in spec.zll_slots(n_layers, copies, style)]
+
+
 def export_config(config: HubertConfig) -> dict:
     """config.json for a ZLL model: HuBERT fields nested under `encoder`, ZLL layers listed, auto_map to our code."""
     encoder = to_hf_config(config)
@@ -28,7 +33,7 @@ def export_config(config: HubertConfig) -> dict:
     labels = {k: encoder.pop(k) for k in LABEL_KEYS}
     for key in ("model_type", "num_labels"):
         encoder.pop(key)
-    zll = [s.position for s in spec.zll_slots(config.num_hidden_layers, config.expansion_copies, config.expansion_style)]
+    zll = zll_positions(config.num_hidden_layers, config.expansion_copies, config.expansion_style)
     return {"model_type": MODEL_TYPE, "architectures": [ARCHITECTURE], "auto_map": AUTO_MAP, "encoder": encoder,
             "zll_layers": zll, "expansion": expansion, **labels}
 
@@ -42,7 +47,7 @@ def copy_code(out: Path) -> None:
 
 def hubert_config_dict(data: dict, where: str = "config.json") -> dict:
     """The transformers HuBERT config dict (with exhubert_expansion) that an exhubert config.json describes."""
-    missing = [k for k in ("encoder", "zll_layers", "expansion") if not data.get(k) and data.get(k) != []]
+    missing = [k for k in ("encoder", "zll_layers", "expansion") if data.get(k) is None]
     if missing:
         raise ExportConfigError(f"{where}: model_type {MODEL_TYPE!r} but no {', '.join(missing)}")
     expansion = data["expansion"]
@@ -51,8 +56,7 @@ def hubert_config_dict(data: dict, where: str = "config.json") -> dict:
         raise ExportConfigError(f"{where}: encoder.num_hidden_layers {data['encoder'].get('num_hidden_layers')} does "
                                 f"not match expansion {expansion} ({layers} layers)")
     out = {**data["encoder"], **{k: data[k] for k in LABEL_KEYS if data.get(k)}, "exhubert_expansion": expansion}
-    want = [s.position for s in spec.zll_slots(int(expansion["original_layers"]), int(expansion["copies"]),
-                                               expansion["style"])]
+    want = zll_positions(int(expansion["original_layers"]), int(expansion["copies"]), expansion["style"])
     if list(data["zll_layers"]) != want:
         raise ExportConfigError(f"{where}: zll_layers {data['zll_layers']} is not the ZLL layout of expansion "
                                 f"{expansion} (expected {want})")
