@@ -1,7 +1,7 @@
 """Training step (forward, backward, AdamW): ours (jitted, donated) vs PyTorch, same config, weights and batch.
 
 HuBERT Large against transformers' HubertForSequenceClassification (feature encoder frozen, torch.optim.AdamW), and
-ExHuBERT Large (BBE, ZLL, originals frozen) against converters.expanded_torch's module. One process; one JSON line.
+ExHuBERT Large (BBE, ZLL, originals frozen) against converters.modeling_exhubert's module. One process; one JSON line.
 
 Usage: python bench/train_step.py [--preset large] [--batch 2] [--seconds 3] [--repeats 5] [--models plain,expanded]
 """
@@ -22,10 +22,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_calls  # noqa: E402
-from converters.expanded_torch import ExpandedHubertForSequenceClassification  # noqa: E402
+from converters.configuration_exhubert import ExHubertConfig  # noqa: E402
+from converters.modeling_exhubert import ExHubertForSequenceClassification  # noqa: E402
 from converters.mapping import leaves, params_to_state_dict  # noqa: E402
-from exhubert_jax.config import to_hf_config  # noqa: E402
+from converters.zll_export import export_config  # noqa: E402
 from exhubert_jax.expansion import expand  # noqa: E402
+from exhubert_jax.expansion_spec import subtree  # noqa: E402
 from exhubert_jax.model import HubertForSequenceClassification  # noqa: E402
 from exhubert_jax.optim import count, make_optimizer, param_labels  # noqa: E402
 from exhubert_jax.training import create_state, make_train_step  # noqa: E402
@@ -77,11 +79,7 @@ def theirs(torch_model, trainable_names, x, mask, y, repeats: int) -> dict:
 
 def trainable_torch_names(config, params, labels) -> set[str]:
     """Torch parameter names that our labels mark trainable (the same split on both sides)."""
-    def at(tree, path):
-        for k in path:
-            tree = tree[k]
-        return tree
-    return {leaf.torch_key for leaf in leaves(config, params) if at(labels, leaf.flax_path) == "trainable"}
+    return {leaf.torch_key for leaf in leaves(config, params) if subtree(labels, leaf.flax_path) == "trainable"}
 
 
 def compare(name, config, params, labels, torch_model, x, mask, y, repeats) -> dict:
@@ -118,9 +116,9 @@ def main(argv=None) -> dict:
         big, big_config, big_labels = expand(params, config, copies=1, style="zll")
         del torch_model
         gc.collect()
-        from transformers import HubertConfig as HFConfig
-        big_torch = ExpandedHubertForSequenceClassification(HFConfig(**to_hf_config(big_config)))
-        big_torch.load_strict({k: torch.from_numpy(v) for k, v in params_to_state_dict(big, big_config).items()})
+        big_torch = ExHubertForSequenceClassification(ExHubertConfig.from_dict(export_config(big_config)))
+        big_torch.load_state_dict({k: torch.from_numpy(v) for k, v in params_to_state_dict(big, big_config).items()},
+                                  strict=True)
         results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats))
     out = {"bench": "train_step", "preset": args.preset, "batch": args.batch, "seconds": args.seconds,
            "results": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}

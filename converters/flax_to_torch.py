@@ -1,8 +1,9 @@
-"""Convert an exhubert-jax Flax checkpoint to a PyTorch HF directory (config.json + model.safetensors).
+"""Convert an exhubert-jax Flax checkpoint (or a training workdir's best/final) to a PyTorch HF directory.
 
 Usage: python -m converters.flax_to_torch SRC OUT
-Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT);
-ZLL-expanded models load with converters.expanded_torch.ExpandedHubertForSequenceClassification.from_pretrained(OUT).
+Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT).
+ZLL-expanded models are written with their PyTorch code (model_type "exhubert"); load them with
+AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
 """
 
 from __future__ import annotations
@@ -17,21 +18,25 @@ import numpy as np
 
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, to_hf_config
+from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
 
 from .mapping import params_to_state_dict
 from .torch_io import write_safetensors
+from .zll_export import copy_code, export_config
 
 
 def export(params: dict, config: HubertConfig, out: str | Path) -> Path:
-    """Write config.json + model.safetensors for PyTorch; returns the directory."""
+    """Write config.json + model.safetensors (+ the PyTorch code for ZLL models); returns the directory."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
-    hf = to_hf_config(config)
-    hf["architectures"] = ["ExpandedHubertForSequenceClassification" if config.expansion_style == "zll"
-                           else "HubertForSequenceClassification"]
     if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
         state.pop("hubert.masked_spec_embed", None)
+    if config.expansion_style == "zll":
+        hf = export_config(config)
+        copy_code(out)
+    else:
+        hf = {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}
     write_safetensors(state, out / "model.safetensors")
     with open(out / "config.json", "w") as f:
         json.dump(hf, f, indent=2)
@@ -41,16 +46,20 @@ def export(params: dict, config: HubertConfig, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json)")
+    ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json), or a training workdir "
+                                "(uses best/, else final/)")
     ap.add_argument("out", help="output HF directory")
     args = ap.parse_args(argv)
     try:
-        model, params = from_pretrained(args.src)
+        src, which = resolve_checkpoint_dir(args.src)
+        if which:
+            print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
+        model, params = from_pretrained(src)
         out = export(params, model.config, args.out)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"out": str(out), "layers": model.config.total_layers,
+    print(json.dumps({"src": str(src), "out": str(out), "layers": model.config.total_layers,
                       "style": model.config.expansion_style or "plain"}))
     return 0
 

@@ -1,13 +1,21 @@
-"""Name and layout mapping between transformers' PyTorch HuBERT state dicts and our Flax parameter pytree."""
+"""Name and layout mapping between transformers' PyTorch HuBERT state dicts and our Flax parameter pytree.
+
+The mapping is two declarative tables: STACKS says which stacked Flax subtrees spread over numbered PyTorch
+modules (the encoder layers in execution order, the ZLLs), KEY_RULES maps every other Flax path to a PyTorch key
+and a layout transform. Named hooks handle the special cases: source-key aliases (`canonical_key`), tensors we
+drop knowingly (KNOWN_DROPS) and head tensors a source may lack (`fresh`).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Callable
 
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
+from exhubert_jax import expansion_spec as spec
 from exhubert_jax.config import HubertConfig
 
 HEAD_PREFIXES = ("projector.", "classifier.", "layer_weights")
@@ -17,16 +25,73 @@ KNOWN_DROPS = {
     r"^(hubert\.)?masked_spec_embed$": "SpecAugment embedding; this config does no time/feature masking",
     r"^(hubert\.)?encoder\.pos_conv_embed\.conv\.weight$": "redundant copy of the weight-normed conv weight",
 }
-# Old torch weight-norm names -> the torch>=2.1 parametrization names we use (and write).
-WEIGHT_NORM_ALIASES = {
+# Source-key aliases: old torch weight-norm names -> the torch>=2.1 parametrization names we use (and write).
+KEY_ALIASES = {
     r"\.weight_g$": ".parametrizations.weight.original0",
     r"\.weight_v$": ".parametrizations.weight.original1",
 }
-POS_CONV = "hubert.encoder.pos_conv_embed.conv."
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint whose keys or shapes do not fit the configuration."""
+
+
+# Layout transforms, Flax -> torch; each is its own inverse except weight_norm_g (see to_flax_array).
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda v: v,
+    "linear": lambda v: v.T,  # Dense kernel (in, out) <-> Linear weight (out, in)
+    "conv": lambda v: v.transpose(2, 1, 0),  # (k, in, out) <-> Conv1d weight (out, in, k)
+    "weight_norm_g": lambda v: v.reshape(1, 1, -1),  # g over the kernel axis: (k, 1, 1) <-> (1, 1, k)
+}
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """A Flax path (regex over '/'-joined names, inside a stack if any) and its torch key template + transform.
+
+    In the template, {m} is the regex group m (the module path) in torch naming.
+    """
+
+    flax: str
+    torch: str
+    transform: str
+
+
+KEY_RULES = (
+    KeyRule(r"(?P<m>.*pos_conv_embed)/weight_v", "{m}.conv.parametrizations.weight.original1", "conv"),
+    KeyRule(r"(?P<m>.*pos_conv_embed)/weight_g", "{m}.conv.parametrizations.weight.original0", "weight_norm_g"),
+    KeyRule(r"(?P<m>.*pos_conv_embed)/bias", "{m}.conv.bias", "none"),
+    KeyRule(r"(?P<m>(.*/)?conv)/kernel", "{m}.weight", "conv"),
+    KeyRule(r"(?P<m>.+)/kernel", "{m}.weight", "linear"),
+    KeyRule(r"kernel", "weight", "linear"),  # a stacked Linear's own kernel (the ZLLs)
+    KeyRule(r"(?P<m>.+)/scale", "{m}.weight", "none"),  # LayerNorm / GroupNorm scale
+    KeyRule(r"(?P<m>.+)", "{m}", "none"),
+)
+# Flax module names -> torch module names where they differ (Flax names cannot hold a '.').
+MODULE_RENAMES = ((r"conv_layers_(\d+)", r"conv_layers.\1"),)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A stacked Flax subtree whose index ranges over numbered torch modules (hook: `slots` says which)."""
+
+    flax: tuple[str, ...]
+    torch: str  # key prefix template, {j} = the torch module number
+    slots: Callable[[HubertConfig], list[spec.LayerSlot]]
+
+
+def _all_layers(config: HubertConfig) -> list[spec.LayerSlot]:
+    return spec.layer_slots(config.num_hidden_layers, config.expansion_copies)
+
+
+STACKS = (
+    Stack(spec.ORIGINAL_LAYERS, "hubert.encoder.layers.{j}",
+          lambda cfg: [s for s in _all_layers(cfg) if s.copy is None]),
+    Stack(spec.COPY_LAYERS, "hubert.encoder.layers.{j}",
+          lambda cfg: [s for s in _all_layers(cfg) if s.copy is not None]),
+    Stack(spec.ZLL, "hubert.encoder.zll.{j}",
+          lambda cfg: spec.zll_slots(cfg.num_hidden_layers, cfg.expansion_copies, cfg.expansion_style)),
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +101,7 @@ class Leaf:
     torch_key: str
     flax_path: tuple[str, ...]
     index: tuple[int, ...]  # index into the stacked Flax leaf ((), (i,), or (i, c))
-    kind: str  # "linear", "conv", "pos_v", "pos_g", "plain"
+    kind: str  # a TRANSFORMS key
 
 
 @dataclass
@@ -55,104 +120,73 @@ class ConversionReport:
         return out
 
 
-def torch_layer_slots(config: HubertConfig) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """For each torch encoder layer index, the Flax subtree and index it lives at (execution order)."""
-    slots = []
-    for i in range(config.num_hidden_layers):
-        slots.append((("hubert", "encoder", "layers"), (i,)))
-        for c in range(config.expansion_copies):
-            slots.append((("hubert", "encoder", "expansion", "layers"), (i, c)))
-    return slots
+def torch_name(flax_path: tuple[str, ...]) -> tuple[str, str]:
+    """(torch key, transform) for a Flax path relative to its stack (or the root) by the first matching KEY_RULE."""
+    name = "/".join(flax_path)
+    for rule in KEY_RULES:
+        match = re.fullmatch(rule.flax, name)
+        if match:
+            groups = {k: _torch_module(v) for k, v in match.groupdict().items() if v is not None}
+            return rule.torch.format(**groups), rule.transform
+    raise CheckpointMismatch(f"no mapping rule for parameter {name}")  # unreachable: the last rule matches all
 
 
-def _torch_suffix(flax_tail: tuple[str, ...]) -> tuple[str, str]:
-    """Torch name and kind for a leaf path inside a layer or module ('kernel' -> 'weight', 'scale' -> 'weight')."""
-    *mods, leaf = flax_tail
-    kind = "plain"
-    if leaf == "kernel":
-        leaf, kind = "weight", ("conv" if mods and mods[-1] == "conv" else "linear")
-    elif leaf == "scale":
-        leaf = "weight"
-    mods = [re.sub(r"^conv_layers_(\d+)$", r"conv_layers.\1", m) for m in mods]
-    return ".".join([*mods, leaf]), kind
-
-
-def _flatten(tree: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """(path, leaf) pairs of a nested dict."""
-    if isinstance(tree, dict):
-        for k in sorted(tree):
-            yield from _flatten(tree[k], (*prefix, k))
-    else:
-        yield prefix, tree
+def _torch_module(flax_module: str) -> str:
+    """'a/conv_layers_0/b' -> 'a.conv_layers.0.b'."""
+    parts = flax_module.split("/")
+    for pattern, repl in MODULE_RENAMES:
+        parts = [re.sub(f"^{pattern}$", repl, p) for p in parts]
+    return ".".join(parts)
 
 
 def leaves(config: HubertConfig, shapes: dict) -> list[Leaf]:
     """Every torch tensor of a HubertForSequenceClassification-style state dict, mapped to our pytree."""
-    out: list[Leaf] = []
-    layer_shapes = dict(_flatten(shapes["hubert"]["encoder"]["layers"]))
-    for j, (subtree, index) in enumerate(torch_layer_slots(config)):
-        for tail in layer_shapes:
-            name, kind = _torch_suffix(tail)
-            out.append(Leaf(f"hubert.encoder.layers.{j}.{name}", (*subtree, *tail), index, kind))
-        if len(index) == 2 and config.expansion_style == "zll":
-            for leaf in ("kernel", "bias"):
-                out.append(Leaf(f"hubert.encoder.zll.{j}.{'weight' if leaf == 'kernel' else 'bias'}",
-                                ("hubert", "encoder", "expansion", "zll", leaf), index,
-                                "linear" if leaf == "kernel" else "plain"))
-    for path, _ in _flatten(shapes):
-        if path[:3] == ("hubert", "encoder", "layers") or path[:3] == ("hubert", "encoder", "expansion"):
+    stacked: list[Leaf] = []
+    plain: list[Leaf] = []
+    for path in flatten_dict(shapes):
+        stack = next((s for s in STACKS if path[:len(s.flax)] == s.flax), None)
+        if stack is None:
+            key, kind = torch_name(path)
+            plain.append(Leaf(key, path, (), kind))
             continue
-        if path[-2:] == ("pos_conv_embed", "weight_v") or path[-2:] == ("pos_conv_embed", "weight_g"):
-            is_v = path[-1] == "weight_v"
-            key = POS_CONV + ("parametrizations.weight.original1" if is_v else "parametrizations.weight.original0")
-            out.append(Leaf(key, path, (), "pos_v" if is_v else "pos_g"))
-            continue
-        if path[-2:] == ("pos_conv_embed", "bias"):
-            out.append(Leaf(POS_CONV + "bias", path, (), "plain"))
-            continue
-        name, kind = _torch_suffix(path)
-        out.append(Leaf(name, path, (), kind))
-    return out
+        key, kind = torch_name(path[len(stack.flax):])
+        for slot in stack.slots(config):
+            stacked.append(Leaf(f"{stack.torch.format(j=slot.position)}.{key}", path, slot.index, kind))
+    return sorted(stacked, key=lambda leaf: _layer_number(leaf.torch_key)) + plain
 
 
-def _transpose(kind: str, value: np.ndarray) -> np.ndarray:
-    """The layout swap between torch and Flax; each is its own inverse (Linear (out,in), Conv1d (out,in,k))."""
-    if kind == "linear":
-        return value.T
-    if kind in ("conv", "pos_v"):
-        return value.transpose(2, 1, 0)
-    return value
+def _layer_number(key: str) -> int:
+    """The torch module number of a stacked key (keeps the state dict in execution order)."""
+    return int(re.search(r"\.(\d+)\.", key).group(1))
 
 
 def to_flax_array(kind: str, value: np.ndarray) -> np.ndarray:
-    """Torch layout -> Flax layout for one tensor (weight-norm g: (1,1,k) -> (k,1,1))."""
-    return value.reshape(-1, 1, 1) if kind == "pos_g" else _transpose(kind, value)
+    """Torch layout -> Flax layout for one tensor."""
+    return value.reshape(-1, 1, 1) if kind == "weight_norm_g" else TRANSFORMS[kind](value)
 
 
 def to_torch_array(kind: str, value: np.ndarray) -> np.ndarray:
     """Flax layout -> torch layout for one tensor."""
-    return value.reshape(1, 1, -1) if kind == "pos_g" else _transpose(kind, value)
+    return TRANSFORMS[kind](value)
 
 
 def canonical_key(key: str) -> str:
-    """Normalise a source key: old weight-norm names to parametrization names, 'hubert.' prefix on encoder keys."""
-    for alias, name in WEIGHT_NORM_ALIASES.items():
+    """Hook: normalise a source key (KEY_ALIASES; 'hubert.' prefix on the keys of a bare HubertModel)."""
+    for alias, name in KEY_ALIASES.items():
         key = re.sub(alias, name, key)
     if not key.startswith(("hubert.", *HEAD_PREFIXES, "lm_head.")):
         key = "hubert." + key
     return key
 
 
-def _get(tree: dict, path: tuple[str, ...]) -> Any:
-    for p in path:
-        tree = tree[p]
-    return tree
+def _drop_reason(key: str) -> str | None:
+    """Hook: why a source tensor with no place in the config may be dropped (None: it may not)."""
+    return next((why for pattern, why in KNOWN_DROPS.items() if re.search(pattern, key)), None)
 
 
-def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
-    for p in path[:-1]:
-        tree = tree.setdefault(p, {})
-    tree[path[-1]] = value
+def _is_head(key: str) -> bool:
+    """Head tensors may be missing from a source (then initialised fresh); encoder tensors may not."""
+    return key.startswith(HEAD_PREFIXES) or key == "hubert.masked_spec_embed"
 
 
 def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, shapes: dict,
@@ -168,58 +202,46 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
         if canon in source:
             raise CheckpointMismatch(f"checkpoint holds both {key!r} and an alias of it")
         source[canon] = (key, value)
-    arrays = {path: np.zeros(s.shape, np.float32) for path, s in _flatten(shapes)}
-    missing: list[str] = []
-    for leaf in leaves(config, shapes):
+    arrays = {path: np.zeros(s.shape, np.float32) for path, s in flatten_dict(shapes).items()}
+    table = leaves(config, shapes)
+    missing: list[Leaf] = []
+    for leaf in table:
         if leaf.torch_key not in source:
-            missing.append(leaf.torch_key)
+            missing.append(leaf)
             continue
         orig_key, value = source.pop(leaf.torch_key)
         value = to_flax_array(leaf.kind, np.asarray(value, np.float32))
         target = arrays[leaf.flax_path]
-        want = target[leaf.index].shape if leaf.index else target.shape
+        want = target[leaf.index].shape
         if value.shape != want:
             raise CheckpointMismatch(
                 f"{orig_key}: checkpoint shape {tuple(to_torch_array(leaf.kind, value).shape)} does not match the "
                 f"configured shape {tuple(to_torch_array(leaf.kind, np.zeros(want)).shape)}")
-        if leaf.index:
-            target[leaf.index] = value
-        else:
-            arrays[leaf.flax_path] = value
+        target[leaf.index] = value
         report.used.append(orig_key)
-    head_missing = [k for k in missing if k.startswith(HEAD_PREFIXES) or k == "hubert.masked_spec_embed"]
-    body_missing = [k for k in missing if k not in head_missing]
+    body_missing = [leaf.torch_key for leaf in missing if not _is_head(leaf.torch_key)]
     if body_missing:
         shown = ", ".join(body_missing[:8]) + (" ..." if len(body_missing) > 8 else "")
         raise CheckpointMismatch(f"checkpoint lacks {len(body_missing)} encoder tensor(s) the config needs: {shown}")
-    if head_missing:
-        if fresh is None:
-            raise CheckpointMismatch(f"checkpoint lacks head tensor(s) {', '.join(head_missing)}")
-        for path in {leaf.flax_path for leaf in leaves(config, shapes) if leaf.torch_key in head_missing}:
-            arrays[path] = np.asarray(_get(fresh, path), np.float32)
-            report.initialised.append("/".join(path))
+    if missing and fresh is None:
+        raise CheckpointMismatch(f"checkpoint lacks head tensor(s) {', '.join(leaf.torch_key for leaf in missing)}")
+    fresh_flat = flatten_dict(fresh) if missing else {}
+    for path in dict.fromkeys(leaf.flax_path for leaf in missing):
+        arrays[path] = np.asarray(fresh_flat[path], np.float32)
+        report.initialised.append("/".join(path))
     for canon, (orig_key, value) in sorted(source.items()):
-        reason = next((why for pat, why in KNOWN_DROPS.items() if re.search(pat, canon)), None)
+        reason = _drop_reason(canon)
         if reason is None:
             raise CheckpointMismatch(
                 f"checkpoint tensor {orig_key!r} (shape {tuple(np.shape(value))}) has no place in this config; "
                 "wrong config for this checkpoint?")
         report.dropped[orig_key] = reason
-    params: dict = {}
-    for path, value in arrays.items():
-        _set(params, path, value)
-    return params, report
+    return unflatten_dict(arrays), report
 
 
 def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.ndarray]:
     """Our pytree -> a torch-layout state dict (HubertForSequenceClassification names; ZLLs under encoder.zll)."""
-    shapes = {}
-    for path, value in _flatten(params):
-        _set(shapes, path, np.asarray(value))
-    out = {}
-    for leaf in leaves(config, shapes):
-        value = np.asarray(_get(shapes, leaf.flax_path), np.float32)
-        if leaf.index:
-            value = value[leaf.index]
-        out[leaf.torch_key] = np.ascontiguousarray(to_torch_array(leaf.kind, value))
-    return out
+    flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
+    return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, np.asarray(flat[leaf.flax_path][leaf.index],
+                                                                                   np.float32)))
+            for leaf in leaves(config, params)}

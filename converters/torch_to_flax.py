@@ -1,4 +1,4 @@
-"""Convert a PyTorch HuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
+"""Convert a PyTorch HuBERT or ExHuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
 
 Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N]
 """
@@ -8,17 +8,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from exhubert_jax.checkpoint import save_pretrained
 from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset
 from exhubert_jax.model import init_params, param_shapes
 
+from . import zll_export
 from .mapping import ConversionReport, state_dict_to_params
 from .torch_io import read_source
 
 
-def config_for(hf_config: dict | str, state: dict, num_labels: int | None) -> HubertConfig:
+def config_for(hf_config: dict | str, state: dict, num_labels: int | None, where: str = "config.json") -> HubertConfig:
     """Our config for a source: its HF config (or a preset), with a 6-class head unless the source has one."""
+    if isinstance(hf_config, dict) and hf_config.get("model_type") == zll_export.MODEL_TYPE:
+        hf_config = zll_export.hubert_config_dict(hf_config, where)
     config = preset(hf_config) if isinstance(hf_config, str) else from_hf_config(hf_config)
     has_head = any(k.startswith("classifier.") for k in state)
     if num_labels is not None:
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         state, hf_config = read_source(args.src, args.config)
-        config = config_for(hf_config, state, args.num_labels)
+        where = args.config or str(Path(args.src) / "config.json")
+        config = config_for(hf_config, state, args.num_labels, where)
         params, report = convert(state, config, args.seed)
         out = save_pretrained(args.out, config, params)
     except (ValueError, OSError) as e:

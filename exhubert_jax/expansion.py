@@ -15,25 +15,25 @@ import jax
 import jax.numpy as jnp
 
 from .config import EXPANSION_STYLES, HubertConfig, preset
+from .expansion_spec import (COPY_LAYERS, FREEZE_MODES, ORIGINAL_LAYERS, ZERO_OUT_MODULES, ZLL, subtree, with_subtree,
+                             zero_linear)
 from .model import param_shapes
-from .optim import FREEZE_MODES, FROZEN, TRAINABLE, count, param_labels, path_str
 from .errors import ExhubertError
+from .optim import FROZEN, TRAINABLE, count, param_labels, path_str
 
-# Parameters of a copy that style="zero_out" zeroes (LLaMA Pro: the block's output projections).
-ZERO_OUT_MODULES = (("attention", "out_proj"), ("feed_forward", "output_dense"))
 # Groups for the parameter summary: (name, path prefix); the first matching prefix wins.
 SUMMARY_GROUPS = (
     ("CNN feature encoder", "hubert/feature_extractor/"),
     ("feature projection", "hubert/feature_projection/"),
     ("positional conv", "hubert/encoder/pos_conv_embed/"),
-    ("original layers", "hubert/encoder/layers/"),
-    ("copies", "hubert/encoder/expansion/layers/"),
-    ("ZLLs", "hubert/encoder/expansion/zll/"),
+    ("original layers", "/".join(ORIGINAL_LAYERS) + "/"),
+    ("copies", "/".join(COPY_LAYERS) + "/"),
+    ("ZLLs", "/".join(ZLL) + "/"),
     ("final LayerNorm", "hubert/encoder/layer_norm/"),
     ("masked_spec_embed", "hubert/masked_spec_embed"),
     ("head", ""),
 )
-# Why our Non-Frozen count differs from the paper's Table 2 (DESIGN 4).
+# Why our Non-Frozen count differs from the paper's Table 2 (one ZLL per copy, as its Sec. 3.2 describes).
 NON_FROZEN_NOTE = (
     "note: the paper (Table 2) reports 664.18 M trainable for ExHuBERT Non-Frozen. With one ZLL per copy "
     "({n_zll} ZLLs) everything but the CNN is {ours:,} ({ours_m:.2f} M). Adding {n_orig} more ZLLs of D*D+D = "
@@ -75,11 +75,6 @@ def _copy_layers(layers: Any, copies: int, style: str) -> Any:
     return jax.tree_util.tree_map_with_path(one, layers)
 
 
-def _zero_linear(n_layers: int, copies: int, dim: int, dtype: Any) -> dict:
-    """Zero Linear Layers (weight and bias zero), one per copy."""
-    return {"kernel": jnp.zeros((n_layers, copies, dim, dim), dtype), "bias": jnp.zeros((n_layers, copies, dim), dtype)}
-
-
 def split_layer_weights(weights: Any, n_layers: int, copies: int) -> Any:
     """Weighted-layer-sum logits for the expanded stack with the same softmax-weighted sum at initialisation.
 
@@ -105,14 +100,12 @@ def expand(params: Any, config: HubertConfig, *, copies: int = 1, style: str = "
         raise ExpansionError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
     new_config = expanded_config(config, copies, style)
     params = jax.tree.map(jnp.asarray, params)  # new containers; numpy inputs are copied, never aliased
-    encoder = params["hubert"]["encoder"]
-    layers = encoder["layers"]
+    layers = subtree(params, ORIGINAL_LAYERS)
     n_layers = config.num_hidden_layers
-    expansion = {"layers": _copy_layers(layers, copies, style)}
+    new_params = with_subtree(params, COPY_LAYERS, _copy_layers(layers, copies, style))
     if style == "zll":
         dtype = jax.tree.leaves(layers)[0].dtype
-        expansion["zll"] = _zero_linear(n_layers, copies, config.hidden_size, dtype)
-    new_params = {**params, "hubert": {**params["hubert"], "encoder": {**encoder, "expansion": expansion}}}
+        new_params = with_subtree(new_params, ZLL, zero_linear(n_layers, copies, config.hidden_size, dtype))
     if config.use_weighted_layer_sum:
         new_params["layer_weights"] = split_layer_weights(params["layer_weights"], n_layers, copies)
     return new_params, new_config, param_labels(new_params, new_config, freeze)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import HubertConfig
+from .expansion_spec import zero_linear, zll_residual
 from .layers import (EncoderLayer, activation, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
                      normal_init, spec_augment_feature_mask, spec_augment_time_mask)
 
@@ -203,7 +204,7 @@ class Encoder(nn.Module):
                 out, keep = run_layer(copy_p, h, None if rng is None else rng[1 + c])
                 if cfg.expansion_style == "zll":
                     zll = exp_p["zll"]
-                    out = h + (jnp.dot(out, zll["kernel"][c].astype(out.dtype)) + zll["bias"][c].astype(out.dtype))
+                    out = zll_residual(h, out, zll["kernel"][c], zll["bias"][c])
                 h = out if keep is None else jnp.where(keep, out, h)
                 outs.append(h)
             return h, (jnp.stack(outs) if output_hidden_states else None)
@@ -224,8 +225,7 @@ class Encoder(nn.Module):
         """Fresh expansion parameters (normally made by exhubert_jax.expansion.expand from the originals)."""
         out = {"layers": self._stacked_layer_params(rng, (n_layers, copies))}
         if self.config.expansion_style == "zll":
-            d = self.config.hidden_size
-            out["zll"] = {"kernel": jnp.zeros((n_layers, copies, d, d)), "bias": jnp.zeros((n_layers, copies, d))}
+            out["zll"] = zero_linear(n_layers, copies, self.config.hidden_size)
         return out
 
 

@@ -10,9 +10,9 @@ import optax
 
 from .config import HubertConfig
 from .errors import ExhubertError
+from .expansion_spec import FREEZE_MODES, trainable_subtrees
 
 TRAINABLE, FROZEN = "trainable", "frozen"
-FREEZE_MODES = ("original", "none")
 SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -24,11 +24,11 @@ def freezing_rules(config: HubertConfig, freeze: str = "original") -> list[tuple
     """(regex, label) rules over '/'-joined parameter paths; the first match wins and every path must match one."""
     if freeze not in FREEZE_MODES:
         raise LabelError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
-    originals = FROZEN if (config.expansion_copies and freeze == "original") else TRAINABLE
+    expansion = [(rf"^{'/'.join(path)}/", TRAINABLE if trains else FROZEN)
+                 for path, trains in trainable_subtrees(config.expansion_copies, freeze).items()]
     return [
         (r"^hubert/feature_extractor/", FROZEN),  # the CNN is frozen for the entire training (paper, section 4.1)
-        (r"^hubert/encoder/layers/", originals),
-        (r"^hubert/encoder/expansion/", TRAINABLE),
+        *expansion,
         (r"^hubert/encoder/(pos_conv_embed|layer_norm)/", TRAINABLE),
         (r"^hubert/feature_projection/", TRAINABLE),
         (r"^hubert/masked_spec_embed$", TRAINABLE),

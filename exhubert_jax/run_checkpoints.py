@@ -81,3 +81,18 @@ class RunCheckpoints:
         """Finish pending writes and release the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """(checkpoint directory, which) for a save_pretrained directory (which=None) or a training workdir, whose
+    best/ is used, else final/ (which="best"/"final"); a FileNotFoundError names what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    if (path / "config.json").is_file():
+        return path, None
+    for kind in (BEST, FINAL):
+        if (path / kind / "config.json").is_file():
+            return path / kind, kind
+    raise FileNotFoundError(f"{path} is neither a checkpoint directory (config.json + params/) nor a training "
+                            f"workdir with {BEST}/ or {FINAL}/")
