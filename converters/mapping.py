@@ -17,6 +17,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from exhubert_jax import expansion_spec as spec
 from exhubert_jax.config import HubertConfig
+from exhubert_jax.errors import ExhubertError
 
 HEAD_PREFIXES = ("projector.", "classifier.", "layer_weights")
 # Source keys that we drop knowingly, with the reason reported to the user.
@@ -32,7 +33,7 @@ KEY_ALIASES = {
 }
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(ExhubertError, ValueError):
     """A checkpoint whose keys or shapes do not fit the configuration."""
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from exhubert_jax.errors import ExhubertError
+
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-class SourceError(ValueError):
+class SourceError(ExhubertError, ValueError):
     """A source checkpoint that cannot be read."""
 
 

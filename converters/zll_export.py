@@ -7,6 +7,7 @@ from pathlib import Path
 
 from exhubert_jax import expansion_spec as spec
 from exhubert_jax.config import HubertConfig, to_hf_config
+from exhubert_jax.errors import ExhubertError
 
 MODEL_TYPE = "exhubert"
 ARCHITECTURE = "ExHubertForSequenceClassification"
@@ -17,7 +18,7 @@ AUTO_MAP = {"AutoConfig": "configuration_exhubert.ExHubertConfig",
 LABEL_KEYS = ("id2label", "label2id")
 
 
-class ExportConfigError(ValueError):
+class ExportConfigError(ExhubertError, ValueError):
     """An exhubert config.json that does not describe a model we can convert."""
 
 

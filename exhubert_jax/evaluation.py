@@ -187,17 +187,12 @@ def _length_batches(chunks: list[tuple[int, np.ndarray]], batch_size: int, bucke
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A save_pretrained directory as given, or a training workdir's best/ (falling back to final/)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise EvaluationError(f"checkpoint directory {path} does not exist; train one with "
-                              "`python train.py --stage finetune` or pass --checkpoint DIR")
-    if (path / "config.json").is_file():
-        return path
-    for sub in ("best", "final"):
-        if (path / sub / "config.json").is_file():
-            return path / sub
-    raise EvaluationError(f"{path} is neither a checkpoint directory (config.json + params/) nor a training "
-                          "workdir with best/ or final/")
+    from .run_checkpoints import resolve_checkpoint_dir
+
+    try:
+        return resolve_checkpoint_dir(path)[0]
+    except FileNotFoundError as e:
+        raise EvaluationError(f"{e}; train one with `python train.py --stage finetune` or pass --checkpoint DIR") from e
 
 
 def checkpoint_caveat(checkpoint: str | Path) -> str | None:
