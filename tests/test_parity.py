@@ -11,7 +11,7 @@ from exhubert_jax.model import HubertForSequenceClassification, HubertModel
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")
-TOL = 1e-4  # DESIGN's ceiling; achieved figures are ~1e-6 (asserted below for the large layout)
+TOL = 1e-4  # the ceiling we accept on tiny random models; achieved figures are ~1e-6 (asserted below for the large layout)
 
 
 def load_converted(path):

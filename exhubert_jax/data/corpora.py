@@ -164,7 +164,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     _c("vivae", "Variably Intense Vocalizations of Affect and Emotion (VIVAE)", _U, "non-verbal",
        "Holz, Larrouy-Maestri & Poeppel, The variably intense vocalizations of affect and emotion (VIVAE) corpus, "
        "Emotion 22(1), 2022", "see its Zenodo record", "vivae", "speaker",
-       "Native label = emotion_intensity (e.g. pain_low); reads full_set/ when present (core_set repeats it)."),
+       "Native label = the emotion (6 classes; intensity is metadata); reads full_set/ when present (core_set repeats it)."),
     # --- synthetic demo corpora ---
     *[_c(f"demo-{k}", f"Synthetic demo corpus {k.upper()} (procedurally generated, not speech)", "demo",
          "none (synthetic voiced sounds)", "exhubert_jax.data.synthetic", "generated locally, no licence terms",
