@@ -1,8 +1,9 @@
 """Convert an exhubert-jax Flax checkpoint to a PyTorch HF directory (config.json + model.safetensors).
 
-Usage: python -m converters.flax_to_torch SRC OUT
+Usage: python -m converters.flax_to_torch SRC OUT [--peft]
 Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT);
 ZLL-expanded models load with converters.expanded_torch.ExpandedHubertForSequenceClassification.from_pretrained(OUT).
+With --peft, a LoRA-adapted model is written as that base plus a peft adapter in OUT (converters.peft_io).
 """
 
 from __future__ import annotations
@@ -43,10 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json)")
     ap.add_argument("out", help="output HF directory")
+    ap.add_argument("--peft", action="store_true", help="LoRA models: base + peft adapter (adapter_config.json, "
+                                                         "adapter_model.safetensors)")
     args = ap.parse_args(argv)
     try:
         model, params = from_pretrained(args.src)
-        out = export(params, model.config, args.out)
+        if args.peft:
+            from .peft_io import export_peft
+            out = export_peft(params, model.config, args.out)
+        else:
+            out = export(params, model.config, args.out)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

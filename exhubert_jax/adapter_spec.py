@@ -45,24 +45,27 @@ METHODS: dict[str, dict[str, Option]] = {
 ALIASES = {"rank": "r"}
 
 
+def _number(value: Any, kind: type) -> int | float | None:
+    """int/float from a string or number (an int must be integral), None if it is not one."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() and not isinstance(value, bool) else None
+    return number
+
+
 def _convert(method: str, key: str, option: Option, value: Any) -> Any:
     """A checked option value from a string (spec) or a Python value (keyword argument)."""
     where = f"adapter {method!r} option {key!r}"
-    try:
-        if option.kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            out = int(value)
-            if out < 1:
-                raise AdapterSpecError(f"{where} must be a positive integer, got {value!r}")
-            return out
-        if option.kind == "float":
-            out = float(value)
-            if not out > 0:
-                raise AdapterSpecError(f"{where} must be positive, got {value!r}")
-            return out
-    except (TypeError, ValueError):
-        raise AdapterSpecError(f"{where} must be a {option.kind}, got {value!r}") from None
+    if option.kind in ("int", "float"):
+        number = _number(value, int if option.kind == "int" else float)
+        if number is None:
+            raise AdapterSpecError(f"{where} must be a number ({option.kind}), got {value!r}")
+        if not number > 0:
+            raise AdapterSpecError(f"{where} must be positive, got {value!r}")
+        return number
     if option.kind == "choice":
         if value not in option.choices:
             raise AdapterSpecError(f"{where} must be one of {', '.join(option.choices)}, got {value!r}")
