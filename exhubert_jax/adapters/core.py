@@ -112,11 +112,15 @@ def is_adapter_leaf(name: str) -> bool:
     return any(m.owns(name) for m in REGISTRY.values())
 
 
-def labels(params: Any, config: HubertConfig) -> dict:
-    """'trainable'/'frozen' for every leaf, from the adapters recorded in the config (see the module docstring)."""
+def labels(params: Any, config: HubertConfig, freeze: str = "original") -> dict:
+    """'trainable'/'frozen' for every leaf, from the adapters recorded in the config (see the module docstring).
+
+    `freeze` applies to models without a recorded bbe adapter (plain, or expanded before adapters were recorded),
+    exactly as optim.param_labels; a recorded bbe brings its own.
+    """
     methods = applied(config)
     bbe = dict(methods).get("bbe")
-    base = param_labels(params, config, bbe["freeze"] if bbe else "original")
+    base = param_labels(params, config, bbe["freeze"] if bbe else freeze)
     steps = [REGISTRY[m] for m, _ in methods if m != "bbe"]
     unknown = [m for m, _ in methods if m not in REGISTRY]
     if unknown:
@@ -160,12 +164,10 @@ def merge(params: Any, config: HubertConfig) -> tuple[dict, HubertConfig]:
     LoRA folds before IA3 because an adapted Dense computes (x W + b + s x A B) * l.
     """
     params = jax.tree.map(jnp.asarray, params)
-    keep = []
+    methods = applied(config)
     order = {"lora": 0, "ia3": 1}
-    mergeable = [(m, o) for m, o in applied(config) if REGISTRY[m].merge is not None] if config.adapters else []
-    for method, options in sorted(mergeable, key=lambda mo: order.get(mo[0], 2)):
+    for method, options in sorted((mo for mo in methods if REGISTRY[mo[0]].merge is not None),
+                                  key=lambda mo: order.get(mo[0], 2)):
         params = REGISTRY[method].merge(params, options)
-    for spec, (method, _) in zip(config.adapters, applied(config)):
-        if REGISTRY.get(method) is None or REGISTRY[method].merge is None:
-            keep.append(spec)
-    return params, config.replace(adapters=tuple(keep))
+    keep = tuple(spec for spec, (method, _) in zip(config.adapters, methods) if REGISTRY[method].merge is None)
+    return params, config.replace(adapters=keep)
