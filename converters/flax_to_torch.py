@@ -3,7 +3,7 @@
 Usage: python -m converters.flax_to_torch SRC OUT [--peft]
 Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT);
 ZLL-expanded models load with converters.expanded_torch.ExpandedHubertForSequenceClassification.from_pretrained(OUT).
-With --peft, a LoRA-adapted model is written as that base plus a peft adapter in OUT (converters.peft_io).
+With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its base in OUT/base (converters.peft_io).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json)")
     ap.add_argument("out", help="output HF directory")
-    ap.add_argument("--peft", action="store_true", help="LoRA models: base + peft adapter (adapter_config.json, "
-                                                         "adapter_model.safetensors)")
+    ap.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
+                                                         "adapter_model.safetensors), the base in OUT/base")
     args = ap.parse_args(argv)
     try:
         model, params = from_pretrained(args.src)

@@ -1,8 +1,9 @@
 """LoRA adapters to and from PyTorch peft: adapter_config.json + adapter_model.safetensors next to an HF base.
 
-export_peft writes the base (other mergeable adapters folded in) as config.json + model.safetensors and the LoRA
-matrices plus the head (peft's modules_to_save) as a peft LoRA adapter in the same directory, so
-`PeftModel.from_pretrained(HubertForSequenceClassification.from_pretrained(OUT), OUT)` runs our model.
+export_peft writes the LoRA matrices plus the head (peft's modules_to_save) as a peft LoRA adapter in OUT and the
+base (other mergeable adapters folded in) as a transformers directory in OUT/base (apart: transformers would load an
+adapter lying beside a model's config.json by itself), so
+`PeftModel.from_pretrained(HubertForSequenceClassification.from_pretrained(OUT / "base"), OUT)` runs our model.
 import_peft reads such an adapter directory into our parameters (LoRA recorded in the config).
 """
 
@@ -21,7 +22,7 @@ from exhubert_jax.config import HubertConfig
 
 from .torch_io import read_weight_file, write_safetensors
 
-ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+ADAPTER_CONFIG, ADAPTER_WEIGHTS, BASE_DIR = "adapter_config.json", "adapter_model.safetensors", "base"
 PREFIX = "base_model.model."
 HEAD_MODULES = ("projector", "classifier")
 # peft options whose non-default values change the computation in ways our LoRA does not implement.
@@ -100,7 +101,7 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
 
 
 def export_peft(params: dict, config: HubertConfig, out: str | Path) -> Path:
-    """Write the HF base (config.json, model.safetensors) and the peft LoRA adapter into `out`."""
+    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors) into `out`/base."""
     from .flax_to_torch import export
 
     base, base_config, pairs = split_lora(params, config)
@@ -108,10 +109,11 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path) -> Path:
     if leftover:
         raise PeftError(f"adapters {leftover} have no peft LoRA form and cannot be merged; export only LoRA "
                         "(with optional ia3/bitfit) models with --peft")
-    out = export(base, base_config, out)
+    out = Path(out)
+    base_dir = export(base, base_config, out / BASE_DIR)
     write_safetensors(lora_state_dict(config, pairs, params), out / ADAPTER_WEIGHTS)
     with open(out / ADAPTER_CONFIG, "w") as f:
-        json.dump(adapter_config(config, str(out)), f, indent=2)
+        json.dump(adapter_config(config, str(base_dir.absolute())), f, indent=2)
     return out
 
 

@@ -250,9 +250,10 @@ def test_peft_round_trip(tmp_path, hf_tiny):
     params = perturb(params, config)
     save_pretrained(tmp_path / "ours", config, params)
     assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "peft"), "--peft"]) == 0
-    files = {p.name for p in (tmp_path / "peft").iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "model.safetensors"} <= files
-    base = TorchSeqCls.from_pretrained(tmp_path / "peft")
+    assert {p.name for p in (tmp_path / "peft").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert {p.name for p in (tmp_path / "peft" / "base").iterdir()} == {"config.json", "model.safetensors"}
+    base = TorchSeqCls.from_pretrained(tmp_path / "peft" / "base")
+    assert not any("lora" in name for name, _ in base.named_parameters())
     peft_model = PeftModel.from_pretrained(base, tmp_path / "peft").eval()
     x, mask = padded_batch()
     with torch.no_grad():
@@ -261,7 +262,7 @@ def test_peft_round_trip(tmp_path, hf_tiny):
     assert np.abs(theirs - ours).max() <= 1e-4
     # peft -> ours: the same function again (IA3 was folded into the base and into B on export)
     out = tmp_path / "back"
-    assert torch_to_flax.main([str(tmp_path / "peft"), str(out), "--peft", str(tmp_path / "peft")]) == 0
+    assert torch_to_flax.main([str(tmp_path / "peft" / "base"), str(out), "--peft", str(tmp_path / "peft")]) == 0
     model, back = from_pretrained(out)
     assert model.config.adapters == ("lora:r=3,alpha=6,targets=q+v+ff1",)
     assert np.abs(logits(model.config, back, jnp.asarray(x), jnp.asarray(mask)) - ours).max() <= 1e-4
