@@ -1,9 +1,10 @@
 """Convert an exhubert-jax Flax checkpoint (or a training workdir's best/final) to a PyTorch HF directory.
 
-Usage: python -m converters.flax_to_torch SRC OUT
+Usage: python -m converters.flax_to_torch SRC OUT [--peft]
 Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT).
 ZLL-expanded models are written with their PyTorch code (model_type "exhubert"); load them with
 AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
+With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its base in OUT/base (converters.peft_io).
 """
 
 from __future__ import annotations
@@ -49,13 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json), or a training workdir "
                                 "(uses best/, else final/)")
     ap.add_argument("out", help="output HF directory")
+    ap.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
+                                                         "adapter_model.safetensors), the base in OUT/base")
     args = ap.parse_args(argv)
     try:
         src, which = resolve_checkpoint_dir(args.src)
         if which:
             print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
         model, params = from_pretrained(src)
-        out = export(params, model.config, args.out)
+        if args.peft:
+            from .peft_io import export_peft
+            out = export_peft(params, model.config, args.out)
+        else:
+            out = export(params, model.config, args.out)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

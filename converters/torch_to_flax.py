@@ -1,6 +1,6 @@
 """Convert a PyTorch HuBERT or ExHuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
 
-Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N]
+Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N] [--peft ADAPTER_DIR]
 """
 
 from __future__ import annotations
@@ -46,12 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="HF config.json or preset name (tiny/base/large/xlarge) for bare state dicts")
     ap.add_argument("--num-labels", type=int, help="classifier size (default: the source's, or 6 emotion classes)")
     ap.add_argument("--seed", type=int, default=0, help="seed for freshly initialised head parameters")
+    ap.add_argument("--peft", metavar="ADAPTER_DIR", help="a peft LoRA adapter directory to load on top of SRC")
     args = ap.parse_args(argv)
     try:
         state, hf_config = read_source(args.src, args.config)
         where = args.config or str(Path(args.src) / "config.json")
         config = config_for(hf_config, state, args.num_labels, where)
         params, report = convert(state, config, args.seed)
+        if args.peft:
+            from .peft_io import import_peft
+            params, config = import_peft(params, config, args.peft)
         out = save_pretrained(args.out, config, params)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from .adapter_spec import AdapterSpecError, canonical, parse_spec
 from .errors import ExhubertError
 
 # The 6 ExHuBERT classes (arousal x valence), in the model's output order.
@@ -26,6 +27,9 @@ def label_field(label_space: str) -> str:
         raise ConfigError(f"label space must be one of {LABEL_SPACES}, got {label_space!r}")
     return "labels" if label_space == "emotion" else "native_labels"
 
+
+# Adapters that add parameters to the encoder layers (not plain HuBERT until merged or exported with --peft).
+STRUCTURAL_ADAPTERS = ("lora", "ia3", "bottleneck")
 
 # HF config keys that carry no meaning for the encoder + classification head (metadata, CTC, tokens, legacy names).
 IGNORED_HF_KEYS = frozenset(
@@ -93,12 +97,14 @@ class HubertConfig:
     label_names: tuple[str, ...] | None = None
     expansion_copies: int = 0
     expansion_style: str | None = None
+    adapters: tuple[str, ...] = ()  # canonical adapter specs in the order applied (exhubert_jax.adapters)
 
     def __post_init__(self):
         for name in ("conv_dim", "conv_stride", "conv_kernel"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.label_names is not None:
             object.__setattr__(self, "label_names", tuple(self.label_names))
+        object.__setattr__(self, "adapters", tuple(self.adapters))
         self.validate()
 
     def validate(self) -> None:
@@ -127,6 +133,33 @@ class HubertConfig:
             raise ConfigError(f"expansion_style must be one of {EXPANSION_STYLES}, got {self.expansion_style!r}")
         if not self.expansion_copies and self.expansion_style is not None:
             raise ConfigError("expansion_style is set but expansion_copies is 0")
+        self._validate_adapters()
+
+    def _validate_adapters(self) -> None:
+        """Adapters: canonical specs, each method at most once, bbe first and matching the expansion fields."""
+        methods = []
+        for spec in self.adapters:
+            try:
+                method, options = parse_spec(spec)
+                if canonical(spec) != spec:
+                    raise AdapterSpecError(f"not in canonical form (expected {canonical(spec)!r})")
+            except AdapterSpecError as e:
+                raise ConfigError(f"adapters entry {spec!r}: {e}") from None
+            if method in methods:
+                raise ConfigError(f"adapters: method {method!r} appears twice in {list(self.adapters)}")
+            if method == "bbe" and (methods or (options["copies"], options["style"]) !=
+                                    (self.expansion_copies, self.expansion_style)):
+                raise ConfigError(f"adapters entry {spec!r} must come first and match expansion_copies="
+                                  f"{self.expansion_copies}, expansion_style={self.expansion_style!r}")
+            methods.append(method)
+
+    def adapter_options(self, method: str) -> dict[str, Any] | None:
+        """The options of adapter `method` if it was applied to this config, else None."""
+        for spec in self.adapters:
+            name, options = parse_spec(spec)
+            if name == method:
+                return options
+        return None
 
     @property
     def head_dim(self) -> int:
@@ -211,7 +244,7 @@ def from_hf_config(source: dict[str, Any] | str | os.PathLike) -> HubertConfig:
         if data.get(key) not in (None, False):
             raise ConfigError(f"HF config field {key}={data[key]!r} is not implemented by exhubert-jax")
     fields = {f.name for f in dataclasses.fields(HubertConfig)} - {"label_names", "expansion_copies",
-                                                                   "expansion_style"}
+                                                                   "expansion_style", "adapters"}
     kwargs = {k: v for k, v in data.items() if k in fields}
     id2label = data.get("id2label")
     if id2label:
@@ -235,8 +268,12 @@ def from_hf_config(source: dict[str, Any] | str | os.PathLike) -> HubertConfig:
 
 def to_hf_config(config: HubertConfig, *, flatten_expansion: bool = True) -> dict[str, Any]:
     """A transformers HubertConfig dict for this config (expanded zero_out models become plain 2L/3L HuBERTs)."""
+    unmerged = [s for s in config.adapters if s.partition(":")[0] in STRUCTURAL_ADAPTERS]
+    if unmerged:
+        raise ConfigError(f"the model has unmerged adapters ({', '.join(unmerged)}) that plain HuBERT lacks: fold "
+                          "them in with exhubert_jax.adapters.merge, or export LoRA for peft with --peft")
     out = {k: v for k, v in config.to_dict().items()
-           if k not in ("label_names", "expansion_copies", "expansion_style")}
+           if k not in ("label_names", "expansion_copies", "expansion_style", "adapters")}
     out.update(model_type="hubert", num_feat_extract_layers=len(config.conv_dim))
     names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
     out["id2label"] = {str(i): n for i, n in enumerate(names)}

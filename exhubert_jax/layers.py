@@ -14,6 +14,8 @@ from .config import HubertConfig
 Array = jax.Array
 normal_init = nn.initializers.normal(0.02)
 NEG_INF = -1e30
+# LoRA's A as PEFT initialises it (torch kaiming_uniform with a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+lora_a_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def activation(name: str) -> Callable[[Array], Array]:
@@ -45,6 +47,54 @@ def frame_mask(lengths: Array, frames: int) -> Array:
     return jnp.arange(frames)[None, :] < lengths[:, None]
 
 
+class AdaptedDense(nn.Dense):
+    """nn.Dense plus optional LoRA (x A B alpha/r, B starts at zero) and IA3 (output times a vector of ones).
+
+    Computes (x W + b + scale * (x A) B) * l, so the folded kernel is (W + scale * A B) * l and the bias b * l.
+    """
+
+    lora_rank: int = 0
+    lora_scale: float = 0.0
+    ia3: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        y = super().__call__(x)
+        if self.lora_rank:
+            a = self.param("lora_a", lora_a_init, (x.shape[-1], self.lora_rank), jnp.float32)
+            b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, self.features), jnp.float32)
+            low = jnp.dot(jnp.dot(x.astype(self.dtype), a.astype(self.dtype)), b.astype(self.dtype))
+            y = y + (low * self.lora_scale).astype(y.dtype)
+        if self.ia3:
+            y = y * self.param("ia3", nn.initializers.ones, (self.features,), jnp.float32).astype(y.dtype)
+        return y
+
+
+def dense(config: HubertConfig, target: str, features: int, dtype: Any, name: str) -> nn.Module:
+    """The layer's Dense `name` (adapter target `target`): plain nn.Dense, or AdaptedDense if an adapter wraps it."""
+    lora, ia3 = config.adapter_options("lora"), config.adapter_options("ia3")
+    rank = lora["r"] if lora and target in lora["targets"] else 0
+    scaled = bool(ia3 and target in ia3["targets"])
+    if not rank and not scaled:
+        return nn.Dense(features, dtype=dtype, kernel_init=normal_init, name=name)
+    return AdaptedDense(features, dtype=dtype, kernel_init=normal_init, name=name, lora_rank=rank,
+                        lora_scale=lora["alpha"] / rank if rank else 0.0, ia3=scaled)
+
+
+class Bottleneck(nn.Module):
+    """Bottleneck adapter h + up(act(down(h))); the up-projection starts at zero, so it starts as the identity."""
+
+    config: HubertConfig
+    size: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, h: Array) -> Array:
+        z = nn.Dense(self.size, dtype=self.dtype, kernel_init=normal_init, name="down")(h)
+        z = activation(self.config.hidden_act)(z)
+        return h + nn.Dense(h.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros, name="up")(z)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a key padding mask; scale head_dim ** -0.5."""
 
@@ -54,10 +104,10 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
         cfg = self.config
-        dense = partial(nn.Dense, cfg.hidden_size, dtype=self.dtype, kernel_init=normal_init)
+        proj = lambda target, name: dense(cfg, target, cfg.hidden_size, self.dtype, name)
         heads, head_dim = cfg.num_attention_heads, cfg.head_dim
         split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)
-        q, k, v = (split(dense(name=n)(x)) for n in ("q_proj", "k_proj", "v_proj"))
+        q, k, v = (split(proj(t, f"{t}_proj")(x)) for t in ("q", "k", "v"))
         key_mask = None if mask is None else mask[:, None, None, :]
         if deterministic or cfg.attention_dropout == 0.0:
             out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, scale=head_dim ** -0.5)
@@ -69,7 +119,7 @@ class Attention(nn.Module):
             probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False).astype(v.dtype)
             out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         out = out.reshape(*out.shape[:-2], cfg.hidden_size)
-        return dense(name="out_proj")(out)
+        return proj("out", "out_proj")(out)
 
 
 class FeedForward(nn.Module):
@@ -81,15 +131,19 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: Array, deterministic: bool) -> Array:
         cfg = self.config
-        x = nn.Dense(cfg.intermediate_size, dtype=self.dtype, kernel_init=normal_init, name="intermediate_dense")(x)
+        x = dense(cfg, "ff1", cfg.intermediate_size, self.dtype, "intermediate_dense")(x)
         x = activation(cfg.hidden_act)(x)
         x = nn.Dropout(cfg.activation_dropout)(x, deterministic=deterministic)
-        x = nn.Dense(cfg.hidden_size, dtype=self.dtype, kernel_init=normal_init, name="output_dense")(x)
+        x = dense(cfg, "ff2", cfg.hidden_size, self.dtype, "output_dense")(x)
         return nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
 
 
 class EncoderLayer(nn.Module):
-    """One transformer layer: pre-LN (stable layer norm, large) or post-LN (base)."""
+    """One transformer layer: pre-LN (stable layer norm, large) or post-LN (base).
+
+    Bottleneck adapters (Houlsby: after attention and feed-forward; Pfeiffer: after feed-forward only) act on the
+    sub-layer output before its residual addition.
+    """
 
     config: HubertConfig
     dtype: Any = jnp.float32
@@ -102,11 +156,17 @@ class EncoderLayer(nn.Module):
         ffn = FeedForward(cfg, self.dtype, name="feed_forward")
         ln2 = layer_norm(cfg.layer_norm_eps, self.dtype, "final_layer_norm")
         drop = nn.Dropout(cfg.hidden_dropout)
+        bottleneck = cfg.adapter_options("bottleneck")
+        adapt_attn = adapt_ffn = lambda h: h
+        if bottleneck:
+            adapt_ffn = Bottleneck(cfg, bottleneck["size"], self.dtype, name="ffn_adapter")
+            if bottleneck["style"] == "houlsby":
+                adapt_attn = Bottleneck(cfg, bottleneck["size"], self.dtype, name="attention_adapter")
         if cfg.do_stable_layer_norm:
-            x = x + drop(attention(ln1(x), mask, deterministic), deterministic=deterministic)
-            return x + ffn(ln2(x), deterministic)
-        x = ln1(x + drop(attention(x, mask, deterministic), deterministic=deterministic))
-        return ln2(x + ffn(x, deterministic))
+            x = x + adapt_attn(drop(attention(ln1(x), mask, deterministic), deterministic=deterministic))
+            return x + adapt_ffn(ffn(ln2(x), deterministic))
+        x = ln1(x + adapt_attn(drop(attention(x, mask, deterministic), deterministic=deterministic)))
+        return ln2(x + adapt_ffn(ffn(x, deterministic)))
 
 
 def _num_spans(prob: float, length: Array, span: int, min_masks: int, epsilon: Array, axis_len: int) -> Array:

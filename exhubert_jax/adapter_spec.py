@@ -1,0 +1,130 @@
+"""Adapter specifications: 'method:key=value,...' strings, each method's options, and their canonical form.
+
+A config records the adapters applied to it as canonical spec strings (all options spelled out), e.g.
+"lora:r=8,alpha=16,targets=q+v"; the model layers and the label rules read their options from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Adaptable projections of an encoder layer: short name -> (module, Dense) inside the layer's parameter subtree.
+TARGETS = {
+    "q": ("attention", "q_proj"),
+    "k": ("attention", "k_proj"),
+    "v": ("attention", "v_proj"),
+    "out": ("attention", "out_proj"),
+    "ff1": ("feed_forward", "intermediate_dense"),
+    "ff2": ("feed_forward", "output_dense"),
+}
+BOTTLENECK_STYLES = ("houlsby", "pfeiffer")
+
+
+class AdapterSpecError(ValueError):
+    """An adapter specification that cannot be honoured."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of a method: kind ('int', 'float', 'choice', 'targets'), default, allowed choices."""
+
+    kind: str
+    default: Any
+    choices: tuple[str, ...] = ()
+
+
+METHODS: dict[str, dict[str, Option]] = {
+    "bbe": {"copies": Option("int", 1), "style": Option("choice", "zll", ("zll", "zero_out")),
+            "freeze": Option("choice", "original", ("original", "none"))},
+    "lora": {"r": Option("int", 8), "alpha": Option("float", 16.0), "targets": Option("targets", ("q", "v"))},
+    "ia3": {"targets": Option("targets", ("k", "v", "ff1"))},
+    "bitfit": {},
+    "bottleneck": {"size": Option("int", 64), "style": Option("choice", "houlsby", BOTTLENECK_STYLES)},
+}
+ALIASES = {"rank": "r"}
+
+
+def _number(value: Any, kind: type) -> int | float | None:
+    """int/float from a string or number (an int must be integral), None if it is not one."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() and not isinstance(value, bool) else None
+    return number
+
+
+def _convert(method: str, key: str, option: Option, value: Any) -> Any:
+    """A checked option value from a string (spec) or a Python value (keyword argument)."""
+    where = f"adapter {method!r} option {key!r}"
+    if option.kind in ("int", "float"):
+        number = _number(value, int if option.kind == "int" else float)
+        if number is None:
+            raise AdapterSpecError(f"{where} must be a number ({option.kind}), got {value!r}")
+        if not number > 0:
+            raise AdapterSpecError(f"{where} must be positive, got {value!r}")
+        return number
+    if option.kind == "choice":
+        if value not in option.choices:
+            raise AdapterSpecError(f"{where} must be one of {', '.join(option.choices)}, got {value!r}")
+        return value
+    names = value.split("+") if isinstance(value, str) else list(value)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown or not names:
+        raise AdapterSpecError(f"{where}: unknown target(s) {', '.join(unknown) or '(none given)'}; "
+                               f"choose among {', '.join(TARGETS)} joined by '+'")
+    return tuple(n for n in TARGETS if n in names)
+
+
+def normalise(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of `method` with defaults filled in and values checked; unknown names are an error."""
+    if method not in METHODS:
+        raise AdapterSpecError(f"unknown adapter method {method!r}; choose one of {', '.join(METHODS)}")
+    schema = METHODS[method]
+    given = {ALIASES.get(k, k): v for k, v in options.items()}
+    unknown = sorted(set(given) - set(schema))
+    if unknown:
+        allowed = ", ".join(schema) or "none"
+        raise AdapterSpecError(f"adapter {method!r} has no option(s) {', '.join(unknown)} (options: {allowed})")
+    return {k: _convert(method, k, opt, given[k]) if k in given else opt.default for k, opt in schema.items()}
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """'lora:r=8,alpha=16,targets=q+v' -> ('lora', {'r': 8, 'alpha': 16.0, 'targets': ('q', 'v')})."""
+    method, _, rest = text.strip().partition(":")
+    options = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise AdapterSpecError(f"adapter spec {text!r}: expected key=value, got {item!r}")
+        if key.strip() in options:
+            raise AdapterSpecError(f"adapter spec {text!r}: option {key.strip()!r} given twice")
+        options[key.strip()] = value.strip()
+    try:
+        return method, normalise(method, options)
+    except AdapterSpecError as e:
+        raise AdapterSpecError(f"adapter spec {text!r}: {e}") from None
+
+
+def _format_value(value: Any) -> str:
+    """One option value as it appears in a spec string."""
+    if isinstance(value, tuple):
+        return "+".join(value)
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def format_spec(method: str, options: dict[str, Any]) -> str:
+    """The canonical spec string (every option, in declaration order) of normalised options."""
+    options = normalise(method, options)
+    body = ",".join(f"{k}={_format_value(v)}" for k, v in options.items())
+    return f"{method}:{body}" if body else method
+
+
+def canonical(text: str) -> str:
+    """The canonical form of a spec string."""
+    return format_spec(*parse_spec(text))

@@ -1,0 +1,46 @@
+"""Functional adapters over parameter pytrees: bbe, lora, ia3, bitfit, bottleneck; composable and mergeable.
+
+    params, config, labels = adapters.add(params, config, "lora", r=8, alpha=16, targets=("q", "v"))
+    params, config, labels = adapters.apply_spec(params, config, "bbe:copies=1,style=zll")  # same, from a string
+    plain_params, plain_config = adapters.merge(params, config)                             # lora, ia3, bitfit
+
+`labels` goes to exhubert_jax.optim.make_optimizer; the model's apply needs no other change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..adapter_spec import METHODS, TARGETS, AdapterSpecError, canonical, format_spec, parse_spec
+from ..config import HubertConfig
+from ..expansion import expand
+from . import bbe, bitfit, bottleneck, ia3, lora
+from .core import REGISTRY, AdapterError, labels, merge
+
+MODULES = {m.NAME: m for m in (bbe, lora, ia3, bitfit, bottleneck)}
+
+
+def add(params: Any, config: HubertConfig, method: str, **options: Any) -> tuple[dict, HubertConfig, dict]:
+    """Add adapter `method` with its options: (new_params, new_config, labels); the inputs are never mutated."""
+    if method not in MODULES:
+        raise AdapterSpecError(f"unknown adapter method {method!r}; choose one of {', '.join(MODULES)}")
+    return MODULES[method].add(params, config, **options)
+
+
+def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
+               seed: int = 0) -> tuple[dict, HubertConfig, dict]:
+    """Apply one spec ('lora:r=8,alpha=16,targets=q+v') or several in order: (params, config, labels)."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    if not specs:
+        raise AdapterSpecError("no adapter spec given")
+    out_labels = None
+    for text in specs:
+        method, options = parse_spec(text)
+        if REGISTRY[method].init_leaf is not None:  # methods with random initial leaves
+            options["seed"] = seed
+        params, config, out_labels = add(params, config, method, **options)
+    return params, config, out_labels
+
+
+__all__ = ["AdapterError", "AdapterSpecError", "METHODS", "REGISTRY", "TARGETS", "add", "apply_spec", "canonical",
+           "expand", "format_spec", "labels", "merge", "parse_spec"]

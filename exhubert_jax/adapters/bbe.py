@@ -1,0 +1,26 @@
+"""Backbone Block Expansion (ExHuBERT) behind the adapter protocol: exhubert_jax.expansion.expand plus the record.
+
+Options: copies (per layer, default 1), style zll or zero_out, freeze original (default) or none. Must be the first
+adapter. Its Zero Linear Layers count as adapter leaves, so methods added later (e.g. LoRA on the frozen copies)
+keep them trainable.
+"""
+
+from __future__ import annotations
+
+from ..adapter_spec import format_spec, normalise
+from ..expansion import expand
+from .core import AdapterError, Method, labels, leaf_regex, register
+
+NAME = "bbe"
+
+METHOD = register(Method(NAME, leaf_regex(r"^hubert/encoder/expansion/zll/")))
+
+
+def add(params, config, **options):
+    """expand() with the spec recorded in the config: (new_params, new_config, labels)."""
+    if config.adapters:
+        raise AdapterError(f"bbe must be the first adapter; the model already has {list(config.adapters)}")
+    options = normalise(NAME, options)
+    new_params, new_config, _ = expand(params, config, **options)
+    new_config = new_config.replace(adapters=(format_spec(NAME, options),))
+    return new_params, new_config, labels(new_params, new_config)

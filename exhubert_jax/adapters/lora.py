@@ -1,0 +1,46 @@
+"""LoRA (Hu et al., 2021): W x + (alpha / r) B A x on chosen projections; A random, B zero, the base frozen.
+
+Options: r (rank, default 8), alpha (default 16), targets among q, k, v, out, ff1, ff2 joined by '+' (default q+v).
+Only the LoRA matrices and the head train, as with PyTorch peft. Mergeable: W <- W + (alpha / r) A B.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .core import Method, leaf_regex, map_dense, register
+
+NAME = "lora"
+
+
+def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.Array:
+    """A: PEFT's uniform init per layer (fan-in = its input size); B: zeros (identity at initialisation)."""
+    if name.endswith("/lora_b"):
+        return jnp.zeros(shape, dtype)
+    stacked = tuple(range(len(shape) - 2))  # (L, in, r) or (L, copies, in, r): one init per layer
+    return jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", batch_axis=stacked)(key, shape, dtype)
+
+
+def merge(params: dict, options: dict) -> dict:
+    """Fold every A B into its kernel and drop the LoRA leaves."""
+    scale = options["alpha"] / options["r"]
+
+    def fold(node):
+        if "lora_a" not in node:
+            return node
+        a, b = node.pop("lora_a"), node.pop("lora_b")
+        node["kernel"] = node["kernel"] + scale * jnp.einsum("...ir,...ro->...io", a, b,
+                                                             precision=jax.lax.Precision.HIGHEST)
+        return node
+
+    return map_dense(params, fold)
+
+
+METHOD = register(Method(NAME, leaf_regex(r"/lora_[ab]$"), init_leaf, merge=merge))
+
+
+def add(params, config, *, seed: int = 0, **options):
+    """LoRA on `targets` of every encoder layer (copies included): (new_params, new_config, labels)."""
+    from .core import add as add_method
+    return add_method(params, config, NAME, seed=seed, **options)
