@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-bad-steps", type=int, default=10, help="stop after N consecutive non-finite steps")
     ap.add_argument("--labels", choices=("emotion", "native"), default="native",
                     help="transfer: a fresh head for the corpus's own classes (default), or the 6 emotion classes")
+    ap.add_argument("--adapter", action="append", metavar="SPEC",
+                    help="finetune/transfer: add an adapter, e.g. lora:r=8,alpha=16,targets=q+v, ia3, bitfit, "
+                         "bottleneck:size=64,style=houlsby, bbe:copies=1,style=zll (repeat to compose, in order)")
     ap.add_argument("--copies", type=int, default=1, help="expand: copies per layer (1 = ExHuBERT, 2 = XLarge)")
     ap.add_argument("--style", choices=("zll", "zero_out"), default="zll", help="expand: ZLL or LLaMA-Pro style")
     ap.add_argument("--freeze", choices=("original", "none"), default="original",

@@ -74,12 +74,12 @@ def run(model, params, labels, corpora: dict, steps: int, eval_every: int, opts:
     """Train `steps` round-robin steps over `corpora`'s train splits; validation UAR every `eval_every` steps."""
     from exhubert_jax.data.batching import RoundRobin
     from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.training import (batch_arrays, create_state, evaluate_sources, make_eval_fn,
-                                       make_train_step, to_device)
+    from exhubert_jax.predict import Predictor, validation_uar
+    from exhubert_jax.training import batch_arrays, create_state, make_train_step, to_device
 
     tx = make_optimizer(labels, opts["lr"])
     step, compiles = make_train_step(model, tx, labels)
-    predict, _ = make_eval_fn(model)
+    predictor = Predictor(model)
     state = create_state(params, tx, opts["seed"])
     stream = RoundRobin({n: c.split("train") for n, c in corpora.items()}, opts["batch_size"], opts["max_seconds"],
                         opts["seed"])
@@ -93,8 +93,8 @@ def run(model, params, labels, corpora: dict, steps: int, eval_every: int, opts:
         if compiles.count == before:
             times.append(time.perf_counter() - start)
         if i % eval_every == 0 or i == steps:
-            uar = evaluate_sources(predict, state.params, val, batch_size=opts["batch_size"],
-                                   max_seconds=opts["max_seconds"], num_classes=model.config.num_labels)
+            uar = validation_uar(predictor, state.params, val, batch_size=opts["batch_size"],
+                                 max_seconds=opts["max_seconds"])
             history.append(dict(step=i, uar=uar["mean"]))
     return dict(params=state.params, history=history, step_s=statistics.median(times) if times else float("nan"),
                 compiles=compiles.count, optimiser_bytes=optimiser_bytes(tx, params))
@@ -104,7 +104,7 @@ def demo_model(seed: int):
     """The demo's tiny model (train.py's settings: no dropout or masking, group-norm CNN), randomly initialised."""
     from exhubert_jax import HubertForSequenceClassification, init_params, preset
     from exhubert_jax.config import EMOTION_CLASSES
-    from train import DEMO, DEMO_OVERRIDES
+    from exhubert_jax.stages import DEMO, DEMO_OVERRIDES
 
     config = preset(DEMO["preset"], label_names=EMOTION_CLASSES, **DEMO_OVERRIDES)
     return HubertForSequenceClassification(config), init_params(config, seed)
@@ -114,7 +114,7 @@ def train_backbone(data_dir: Path, out: Path, steps: int, opts: dict) -> dict:
     """Full fine-tuning of the demo model on the backbone corpora; saved to `out`."""
     from exhubert_jax import save_pretrained
     from exhubert_jax.optim import param_labels
-    from train import ensure_demo, open_corpora
+    from exhubert_jax.stages import ensure_demo, open_corpora
 
     ensure_demo(data_dir)
     model, params = demo_model(opts["seed"])
@@ -128,7 +128,7 @@ def run_method(name: str, backbone: Path, data_dir: Path, steps: int, eval_every
     """One method on the target corpus, from the saved backbone; the JSON row of the table."""
     from exhubert_jax import from_pretrained
     from exhubert_jax.optim import TRAINABLE, count
-    from train import open_corpora
+    from exhubert_jax.stages import open_corpora
 
     specs = specs_for(dict(METHODS)[name], 8)
     model, params = from_pretrained(backbone)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .errors import ExhubertError
+
 # Adaptable projections of an encoder layer: short name -> (module, Dense) inside the layer's parameter subtree.
 TARGETS = {
     "q": ("attention", "q_proj"),
@@ -21,7 +23,7 @@ TARGETS = {
 BOTTLENECK_STYLES = ("houlsby", "pfeiffer")
 
 
-class AdapterSpecError(ValueError):
+class AdapterSpecError(ExhubertError, ValueError):
     """An adapter specification that cannot be honoured."""
 
 

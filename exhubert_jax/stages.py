@@ -165,13 +165,14 @@ def train_options(args, demo: bool, **extra):
 
 def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: str | None) -> int:
     """Train over the given corpora and print the final validation table."""
-    from .optim import count, param_labels
+    from .adapters import labels as adapter_labels
+    from .optim import count
     from .reporting import uar_table
     from .trainer import train
     from .training import make_mesh
 
     opts.validate()  # before anything is printed or compiled
-    labels = param_labels(params, model.config, args.freeze)
+    labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
     mesh = make_mesh()
     unit = "rounds" if opts.update == "round" else "corpus steps"
     print(f"workdir {workdir}; corpora {', '.join(corpora)}; {count(params, labels) / 1e6:.2f} M trainable of "
@@ -180,7 +181,8 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
           f"dtype {args.dtype}, input {opts.input_mode}", flush=True)
     train_sources = {n: c.split("train") for n, c in corpora.items()}
     val_sources = {n: c.split("validation") for n, c in corpora.items()}
-    run_info = dict(stage=args.stage, init=init, freeze=args.freeze, dtype=args.dtype, remat=args.remat,
+    run_info = dict(stage=args.stage, init=init, freeze=args.freeze, adapters=list(model.config.adapters),
+                    dtype=args.dtype, remat=args.remat,
                     trainable_params=count(params, labels), total_params=count(params))
     result = train(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, run_info=run_info)
     print(f"compiled the train step {result.compiles} time(s) for bucket shapes {sorted(set(result.bucket_shapes))}")
@@ -192,6 +194,17 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
         print(f"\nbest mean validation UAR {result.best['mean']:.4f} at step {result.best['step']} -> {workdir}/best")
     print(f"final model -> {workdir}/final")
     return 0
+
+
+def with_adapters(args, model, params):
+    """(model, params) with the --adapter specs applied in order (pure functions; identity at initialisation)."""
+    if not args.adapter:
+        return model, params
+    from .adapters import apply_spec
+
+    params, config, _ = apply_spec(params, model.config, args.adapter, seed=args.seed)
+    print(f"adapters: {', '.join(args.adapter)}")
+    return model.clone(config=config), params
 
 
 def stage_finetune(args) -> int:
@@ -211,7 +224,7 @@ def stage_finetune(args) -> int:
     corpora = open_corpora(names, data_dir)
     model, params = load_model(args, args.init, demo and not args.init)
     params, config = with_head(params, model.config, len(EMOTION_CLASSES), EMOTION_CLASSES, args.seed)
-    model = model.clone(config=config)
+    model, params = with_adapters(args, model.clone(config=config), params)
     return run_training(args, model, params, corpora, train_options(args, demo), default_workdir(args), args.init)
 
 
@@ -252,7 +265,7 @@ def stage_transfer(args) -> int:
     model, params = load_model(args, init, demo=demo)
     classes = tuple(corpora[names[0]].native_labels) if args.labels == "native" else EMOTION_CLASSES
     params, config = with_head(params, model.config, len(classes), classes, args.seed)
-    model = model.clone(config=config)
+    model, params = with_adapters(args, model.clone(config=config), params)
     opts = train_options(args, demo, label_space=args.labels, curve_png=True)
     workdir = default_workdir(args)
     code = run_training(args, model, params, corpora, opts, workdir, init)

@@ -115,6 +115,15 @@ def test_expand_never_guesses_its_input(runs, tmp_path, capsys, monkeypatch):
     assert "trained on the synthetic demo corpora; pass --init" in capsys.readouterr().err
 
 
+def test_adapter_flag_trains_only_the_adapter_and_head(data_dir, tmp_path):
+    work = tmp_path / "lora"
+    assert cli.main(["--data-dir", str(data_dir), "--workdir", str(work), "--adapter", "lora:r=2,targets=q+v", *FAST]) == 0
+    model, _ = from_pretrained(work / "final")
+    assert model.config.adapters and model.config.adapters[0].startswith("lora")
+    run = json.loads((work / "run.json").read_text())
+    assert run["adapters"] == list(model.config.adapters) and run["trainable_params"] < run["total_params"] / 4
+
+
 def test_flags_are_never_abbreviated(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(["--step", "5"])
