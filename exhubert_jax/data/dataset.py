@@ -1,21 +1,27 @@
-"""Reading prepared corpora: random access to 16 kHz audio and metadata, without TensorFlow."""
+"""Reading prepared corpora: TensorFlow Datasets opened with builder_from_directory(...).as_data_source() (random
+access, no TensorFlow), after checking their version and their files.
+
+Layout of a prepared corpus under the data dir:
+
+    {data_dir}/{corpus}/info.json        the prepare record: current version, its files' sizes, the fingerprint
+                                         of the inputs, the command that rebuilds it, the summary
+    {data_dir}/{corpus}/{version}/       a TFDS dataset (dataset_info.json, features.json, metadata.json,
+                                         {tfds_name}-{split}.array_record-NNNNN-of-NNNNN)
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .audio import from_pcm16
-from .errors import PreparedDataError
+from .errors import DataError, PreparedDataError, UnknownCorpusError
 
-FORMAT = "exhubert-prepared/1"
-_MAGIC = b"EXR1"
-_HEAD = struct.Struct("<4sI")
+RECORD = "info.json"
 
 
 def default_data_dir() -> Path:
@@ -23,37 +29,55 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("EXHUBERT_DATA") or "data/prepared")
 
 
-def encode_record(header: dict[str, Any], pcm: np.ndarray) -> bytes:
-    """One record: magic, header length, JSON header, int16 little-endian PCM."""
-    head = json.dumps(header, sort_keys=True, ensure_ascii=False).encode()
-    return _HEAD.pack(_MAGIC, len(head)) + head + np.ascontiguousarray(pcm, dtype="<i2").tobytes()
+def read_record(directory: str | Path) -> dict[str, Any] | None:
+    """The prepare record of a corpus folder, or None when there is none (or it is unreadable)."""
+    path = Path(directory) / RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "version" in record and "files" in record else None
 
 
-def decode_record(buf: bytes) -> tuple[dict[str, Any], np.ndarray]:
-    """(header, int16 PCM) of one record."""
-    magic, n = _HEAD.unpack_from(buf)
-    if magic != _MAGIC:
-        raise PreparedDataError(f"not an exhubert record (magic {magic!r})")
-    start = _HEAD.size + n
-    return json.loads(buf[_HEAD.size:start]), np.frombuffer(buf, dtype="<i2", offset=start)
+def file_sizes(version_dir: Path) -> dict[str, int]:
+    """{file name: size in bytes} of a written dataset folder (recorded, then checked before every use)."""
+    return {p.name: p.stat().st_size for p in sorted(version_dir.iterdir()) if p.is_file()}
+
+
+def check_files(directory: Path, record: dict[str, Any]) -> str | None:
+    """The first file of a prepared corpus that is missing or not the size it was written with, as a message."""
+    for name, size in record["files"].items():
+        path = directory / record["version"] / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != size:
+            return f"{path} is {path.stat().st_size} bytes, {size} when written (truncated or overwritten)"
+    return None
+
+
+def _expected_version(corpus: str) -> str:
+    from .builders import corpus_version
+    from .corpora import get_corpus, user_corpus
+
+    try:
+        entry = get_corpus(corpus)
+    except UnknownCorpusError:
+        entry = user_corpus(corpus)
+    return corpus_version(entry)
 
 
 class PreparedSplit:
-    """One split of a prepared corpus: len, random access, and per-example lengths without decoding audio."""
+    """One split of a prepared corpus: len, random access, and per-example lengths without reading audio."""
 
-    def __init__(self, directory: Path, name: str, info: dict[str, Any]):
-        self.name, self.corpus = name, info["corpus"]
-        self.sample_rate = int(info["sample_rate"])
-        self.native_labels: tuple[str, ...] = tuple(info["native_labels"])
-        self._path = directory / f"{name}.array_record"
-        index_path = directory / f"{name}.index.npz"
-        if not self._path.is_file() or not index_path.is_file():
-            raise PreparedDataError(f"{directory}: split {name!r} is incomplete (missing {self._path.name} "
-                                    f"or {index_path.name}); prepare the corpus again with --force")
-        with np.load(index_path, allow_pickle=False) as index:
-            self.num_samples = index["num_samples"].astype(np.int64)
-            self.labels = index["label"].astype(np.int32)
-            self.native_indices = index["native_index"].astype(np.int32)
+    def __init__(self, corpus: "PreparedCorpus", name: str):
+        self.name, self.corpus = name, corpus.name
+        self.sample_rate = int(corpus.info["sample_rate"])
+        self.native_labels: tuple[str, ...] = corpus.native_labels
+        self._version_dir, self._command = corpus.version_dir, corpus.command
+        index = corpus.info["index"].get(name, {"num_samples": [], "label": [], "native_index": []})
+        self.num_samples = np.asarray(index["num_samples"], np.int64)
+        self.labels = np.asarray(index["label"], np.int32)
+        self.native_indices = np.asarray(index["native_index"], np.int32)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
         self._source = None
 
@@ -62,22 +86,38 @@ class PreparedSplit:
 
     def _records(self):
         if self._source is None:
-            from array_record.python.array_record_data_source import ArrayRecordDataSource
+            import tensorflow_datasets as tfds
 
-            self._source = ArrayRecordDataSource([str(self._path)])
+            self._source = tfds.builder_from_directory(str(self._version_dir)).as_data_source(split=self.name)
             if len(self._source) != len(self):
-                raise PreparedDataError(f"{self._path}: {len(self._source)} records but the index has {len(self)}")
+                raise PreparedDataError(f"{self._version_dir}: split {self.name} has {len(self._source)} examples, "
+                                        f"its index {len(self)}; rebuild it: {self._command}")
         return self._source
 
     def read_pcm(self, indices: Sequence[int]) -> list[tuple[dict[str, Any], np.ndarray]]:
-        """(header, int16 PCM) for several examples in one batched read."""
+        """(fields, int16 PCM) for several examples in one batched read; fields are label, native_index,
+        native_label, speaker and path."""
         if len(indices) == 0:
             return []
-        return [decode_record(b) for b in self._records().__getitems__([int(i) for i in indices])]
+        source = self._records()
+        try:
+            examples = source.__getitems__([int(i) for i in indices])
+        except Exception as e:  # noqa: BLE001 - a damaged file surfaces as a reader error of any type
+            raise PreparedDataError(f"{self._version_dir}: split {self.name} cannot be read "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                    f"rebuild it: {self._command}") from None
+        return [(self._fields(ex), ex["audio"]) for ex in examples]
 
-    def _example(self, header: dict[str, Any], pcm: np.ndarray) -> dict[str, Any]:
-        return dict(audio=from_pcm16(pcm), label=int(header["label"]), native_label=header["native_label"],
-                    native_index=int(header["native_index"]), speaker=header["speaker"], corpus=self.corpus,
+    def _fields(self, ex: dict[str, Any]) -> dict[str, Any]:
+        native = int(ex["native_label"])
+        speaker = ex["speaker"].decode() if isinstance(ex["speaker"], bytes) else str(ex["speaker"])
+        path = ex["utterance_id"]
+        return {"label": int(ex["label"]), "native_index": native, "native_label": self.native_labels[native],
+                "speaker": speaker or None, "path": path.decode() if isinstance(path, bytes) else str(path)}
+
+    def _example(self, fields: dict[str, Any], pcm: np.ndarray) -> dict[str, Any]:
+        return dict(audio=from_pcm16(pcm), label=fields["label"], native_label=fields["native_label"],
+                    native_index=fields["native_index"], speaker=fields["speaker"], corpus=self.corpus,
                     duration=pcm.shape[0] / self.sample_rate)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -85,7 +125,7 @@ class PreparedSplit:
         return self._example(*self.read_pcm([i])[0])
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        return [self._example(h, p) for h, p in self.read_pcm(indices)]
+        return [self._example(f, p) for f, p in self.read_pcm(indices)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_source": None}  # readers are reopened lazily in each process
@@ -95,56 +135,76 @@ class PreparedSplit:
 
 
 class PreparedCorpus:
-    """A prepared corpus folder: info.json plus one PreparedSplit per split."""
+    """A prepared corpus folder: its TFDS dataset, checked, plus one PreparedSplit per split."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        info_path = self.directory / "info.json"
-        if not info_path.is_file():
-            raise PreparedDataError(f"{self.directory}: no info.json (not a prepared corpus)")
-        self.info: dict[str, Any] = json.loads(info_path.read_text())
-        if self.info.get("format") != FORMAT:
-            raise PreparedDataError(f"{info_path}: format {self.info.get('format')!r}, expected {FORMAT!r}; "
-                                    "prepare the corpus again")
+        record = read_record(self.directory)
+        if record is None:
+            raise PreparedDataError(f"{self.directory}: no readable {RECORD} (not a prepared corpus, or prepared "
+                                    "by an older version: prepare it again)")
+        self.record = record
+        self.command = record.get("command", "python -m exhubert_jax.data.prepare --corpus NAME ...")
+        try:
+            expected = _expected_version(record["corpus"])
+        except DataError as e:
+            raise PreparedDataError(f"{self.directory}: {e}") from None
+        if record["version"] != expected:
+            raise PreparedDataError(
+                f"{self.directory}: prepared as version {record['version']}, this code reads {expected} (the "
+                f"reader, label table, split rule or audio decoding changed since); prepare it again: {self.command}")
+        problem = check_files(self.directory, record)
+        if problem:
+            raise PreparedDataError(f"{problem}; rebuild it: {self.command}")
+        self.version_dir = self.directory / record["version"]
+        import tensorflow_datasets as tfds
+
+        self.builder = tfds.builder_from_directory(str(self.version_dir))
+        self.info: dict[str, Any] = dict(self.builder.info.metadata or {})
         self._splits: dict[str, PreparedSplit] = {}
 
     @property
     def name(self) -> str:
         """Corpus name."""
-        return self.info["corpus"]
+        return self.record["corpus"]
 
     @property
     def native_labels(self) -> tuple[str, ...]:
         """The corpus's native labels, sorted; native_index points into this."""
-        return tuple(self.info["native_labels"])
+        return tuple(self.builder.info.features["native_label"].names)
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """Split names."""
-        return tuple(self.info["splits"])
+        """Names of the non-empty splits."""
+        return tuple(s for s in ("train", "validation", "test") if s in self.builder.info.splits)
 
     def split(self, name: str) -> PreparedSplit:
         """Random-access source for one split ('train', 'validation' or 'test')."""
-        if name not in self.info["splits"]:
+        if name not in self.splits:
             raise PreparedDataError(f"{self.name}: no split {name!r}; splits are {', '.join(self.splits)}")
         if name not in self._splits:
-            self._splits[name] = PreparedSplit(self.directory, name, self.info)
+            self._splits[name] = PreparedSplit(self, name)
         return self._splits[name]
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{s}={self.info['splits'][s]['n']}" for s in self.splits)
-        return f"PreparedCorpus({self.name}: {counts})"
+        counts = ", ".join(f"{s}={len(self.split(s))}" for s in self.splits)
+        return f"PreparedCorpus({self.name} {self.record['version']}: {counts})"
+
+
+def prepared_names(data_dir: str | Path | None = None) -> list[str]:
+    """Names of the corpora prepared under data_dir (default: default_data_dir()), sorted."""
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return sorted(p.parent.name for p in root.glob(f"*/{RECORD}")) if root.is_dir() else []
 
 
 def open_prepared(path_or_name: str | Path, data_dir: str | Path | None = None) -> PreparedCorpus:
     """Open a prepared corpus by folder path, or by name under data_dir (default: default_data_dir())."""
     path = Path(path_or_name)
-    if (path / "info.json").is_file():
+    if (path / RECORD).is_file():
         return PreparedCorpus(path)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    if (root / str(path_or_name) / "info.json").is_file():
+    if (root / str(path_or_name) / RECORD).is_file():
         return PreparedCorpus(root / str(path_or_name))
-    have = sorted(p.parent.name for p in root.glob("*/info.json")) if root.is_dir() else []
     raise PreparedDataError(f"no prepared corpus {str(path_or_name)!r} under {root} "
-                            f"(prepared there: {', '.join(have) or 'none'}); run "
+                            f"(prepared there: {', '.join(prepared_names(root)) or 'none'}); run "
                             "python -m exhubert_jax.data.prepare --corpus NAME --source DIR first")
