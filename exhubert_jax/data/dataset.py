@@ -55,6 +55,20 @@ def check_files(directory: Path, record: dict[str, Any]) -> str | None:
     return None
 
 
+def parse_example(record: bytes) -> dict[str, Any]:
+    """One serialized example (the tf.train.Example that TFDS writes for builders.features()) as
+    {audio: int16 array (a view of record), label, native_label, speaker, utterance_id, duration}. The same result
+    as the builder's features.deserialize_example_np(record) (tested), read field by field: 5x less time per example,
+    which keeps loading as fast as the earlier raw format."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    f = tf_example_pb2.Example.FromString(record).features.feature
+    return {"audio": np.frombuffer(f["audio"].bytes_list.value[0], dtype="<i2"),
+            "label": f["label"].int64_list.value[0], "native_label": f["native_label"].int64_list.value[0],
+            "speaker": f["speaker"].bytes_list.value[0], "utterance_id": f["utterance_id"].bytes_list.value[0],
+            "duration": f["duration"].float_list.value[0]}
+
+
 def _expected_version(corpus: str) -> str:
     from .builders import corpus_version
     from .corpora import get_corpus, user_corpus
@@ -88,7 +102,8 @@ class PreparedSplit:
         if self._source is None:
             import tensorflow_datasets as tfds
 
-            self._source = tfds.builder_from_directory(str(self._version_dir)).as_data_source(split=self.name)
+            self._source = tfds.builder_from_directory(str(self._version_dir)).as_data_source(
+                split=self.name, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)  # see parse_example
             if len(self._source) != len(self):
                 raise PreparedDataError(f"{self._version_dir}: split {self.name} has {len(self._source)} examples, "
                                         f"its index {len(self)}; rebuild it: {self._command}")
@@ -101,7 +116,7 @@ class PreparedSplit:
             return []
         source = self._records()
         try:
-            examples = source.__getitems__([int(i) for i in indices])
+            examples = [parse_example(r) for r in source.__getitems__([int(i) for i in indices])]
         except Exception as e:  # noqa: BLE001 - a damaged file surfaces as a reader error of any type
             raise PreparedDataError(f"{self._version_dir}: split {self.name} cannot be read "
                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "

@@ -244,12 +244,12 @@ def _build(entry: Corpus, plan: _Plan, tmp: Path, manual_dir: Path) -> Path:
     """Write the dataset through its TFDS builder under tmp; returns its version folder."""
     import tensorflow_datasets as tfds
 
-    from .builders import FILE_FORMAT, builder_class
+    from .builders import FILE_FORMAT, builder_class, uncompressed_array_record
 
     builder = builder_class(entry)(data_dir=str(tmp / "tfds"), plan=plan, file_format=FILE_FORMAT)
     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir),
                                           compute_stats=tfds.download.ComputeStatsMode.SKIP)
-    with _tfds_quiet():
+    with _tfds_quiet(), uncompressed_array_record():
         try:
             builder.download_and_prepare(download_dir=str(tmp / "downloads"), download_config=config)
         except Exception:
