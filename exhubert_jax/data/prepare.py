@@ -12,11 +12,13 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shlex
 import shutil
 import signal
 import sys
+import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -127,6 +129,14 @@ def _decoder(workers: int, n: int) -> Iterator[Callable[[Sequence[str]], Iterabl
     if workers <= 1 or n < 64:
         yield lambda paths: map(_decode, paths)
         return
+    if threading.current_thread() is threading.main_thread():
+        # the fork server inherits an ignored SIGINT across exec, and so does every worker it forks: Ctrl-C reaches
+        # only this process, even while a worker is still starting
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, before)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
                                initializer=_ignore_sigint)
     try:
@@ -135,14 +145,42 @@ def _decoder(workers: int, n: int) -> Iterator[Callable[[Sequence[str]], Iterabl
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _CtrlC:
+    """Within this block (main thread only), Ctrl-C sets a flag that check() turns into KeyboardInterrupt at a
+    known point, the next file: raised wherever the signal lands, it can be swallowed (inside a garbage-collection
+    callback such as JAX's). A second Ctrl-C raises at once."""
+
+    def __init__(self):
+        self.hit, self._before = False, None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed."""
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+
+
 class _Plan:
     """What a builder writes (see builders.py): the kept utterances with their rule and split, decoded in order;
     collects the skipped files and per-split statistics as it goes."""
 
     def __init__(self, name: str, items: Sequence[tuple[Utterance, LabelRule, str]], native: list[str], base: Path,
                  on_error: str, decode: Callable[[Sequence[str]], Iterable], bar: Any, log: Callable[[str], None],
-                 n_dropped: int, extra: dict[str, Any]):
-        self.name, self.items, self.native, self.base = name, items, native, base
+                 n_dropped: int, extra: dict[str, Any], ctrl_c: _CtrlC):
+        self.name, self.items, self.native, self.base, self.ctrl_c = name, items, native, base, ctrl_c
         self.on_error, self.decode, self.bar, self.log = on_error, decode, bar, log
         self.n_dropped, self.extra = n_dropped, extra
         self._native_index = {label: i for i, label in enumerate(native)}
@@ -160,6 +198,7 @@ class _Plan:
         mine = [(k, u, rule) for k, (u, rule, s) in enumerate(self.items) if s == split]
         written = 0
         for (key, u, rule), (pcm, reason) in zip(mine, self.decode([u.path for _, u, _ in mine])):
+            self.ctrl_c.check()
             self.bar.update()
             if pcm is None:
                 if self.on_error == "stop":
@@ -318,8 +357,8 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
             "speaker_independent": not shared and all(u.speaker is not None for u, _, _ in items),
             "shared_speakers": shared, "dropped": dict(sorted(dropped.items())), "command": command,
         }
-        with _decoder(workers, len(items)) as decode:
-            plan = _Plan(name, items, native, base, on_error, decode, bar, log, sum(dropped.values()), extra)
+        with _CtrlC() as ctrl_c, _decoder(workers, len(items)) as decode:
+            plan = _Plan(name, items, native, base, on_error, decode, bar, log, sum(dropped.values()), extra, ctrl_c)
             version_dir = _build(entry, plan, tmp, base)
         bar.close()
         summary = plan.summary()
