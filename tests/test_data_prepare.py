@@ -256,3 +256,9 @@ def test_emodb_real_subset(tmp_path):
     check_emodb(summary, info, 243, {"low_negative": 35 + 12 + 30, "low_neutral": 43, "low_positive": 0,
                                      "high_negative": 60 + 29, "high_neutral": 0, "high_positive": 34})
     assert sorted(sum((info["splits"][s]["speakers"] for s in info["splits"]), [])) == ["03", "08", "09", "10", "11"]
+    assert [summary["splits"][s]["n"] for s in ("train", "validation", "test")] == [150, 55, 38]  # as before TFDS
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("emodb", data_dir=str(tmp_path))
+    assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == {
+        "train": 150, "validation": 55, "test": 38}
