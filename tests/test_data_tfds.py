@@ -128,3 +128,26 @@ def test_ctrl_c_is_one_line_and_leaves_no_partial_corpus(tmp_path, monkeypatch, 
     assert main(args + ["--force"]) == 130  # a rebuild interrupted: the previous copy is untouched
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before and len(open_prepared("toy", tmp_path / "out").split("train")) > 0
+
+
+def test_parse_example_matches_tfds_decoding(tmp_path):
+    from exhubert_jax.data.dataset import _parse_proto, parse_example
+
+    root = tmp_path / "src"
+    make_corpus(root, n_speakers=3, per_speaker=3)
+    rows = (root / "manifest.csv").read_text().splitlines()  # no speakers: empty speaker strings
+    (root / "m.csv").write_text("path,label\n" + "\n".join(",".join(r.split(",")[:2]) for r in rows[1:]) + "\n")
+    prepare_corpus("nospk", out=tmp_path / "out", manifest=root / "m.csv", **QUIET)
+    pc = open_prepared("nospk", tmp_path / "out")
+    features = pc.builder.info.features
+    raw = pc.builder.as_data_source(split="train", deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    assert len(raw) > 0
+    for i in range(len(raw)):
+        record = raw[i]
+        want = features.deserialize_example_np(record)
+        for got in (parse_example(record), _parse_proto(record)):
+            assert set(got) == set(want) and got["speaker"] == want["speaker"] == b""
+            assert np.array_equal(got["audio"], want["audio"]) and got["audio"].dtype == want["audio"].dtype
+            for key in ("label", "native_label", "utterance_id", "duration"):
+                assert got[key] == want[key], key
+    assert pc.split("train")[0]["speaker"] is None
