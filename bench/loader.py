@@ -116,11 +116,11 @@ def one_pass(make_batches) -> tuple[float, float, float]:
 
 def rates(passes: dict, repeats: int) -> dict:
     """{name: audio-s per wall second (median, min, max) and per CPU second (median)}; the passes alternate
-    (A B A B ...), so load from other processes falls on every side alike."""
+    (A B B A ...), so load from other processes and cache effects fall on every side alike."""
     runs = {name: [] for name in passes}
-    for _ in range(repeats):
-        for name, make in passes.items():
-            runs[name].append(one_pass(make))
+    for r in range(repeats):
+        for name in (list(passes) if r % 2 == 0 else list(passes)[::-1]):  # A B, B A, ...: no side always first
+            runs[name].append(one_pass(passes[name]))
     out = {}
     for name, rs in runs.items():
         wall = [s / w for s, w, _ in rs]
