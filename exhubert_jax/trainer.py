@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from . import runconfig
 from .config import INPUT_MODES, LABEL_SPACES
 from .data.batching import RoundRobin
+from .data.prefetch import Prefetch
 from .data.audio import MIN_SAMPLES, SAMPLE_RATE
 from .optim import SCHEDULES, make_optimizer, make_schedule
 from .predict import Predictor, validation_uar
@@ -125,8 +126,10 @@ class Trainer:
         self.state = create_state(params, tx, opts.seed, mesh)
         self.ckpts = RunCheckpoints(self.workdir, opts.keep)
         buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
-        self.stream = RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds,
-                                 opts.seed + jax.process_index(), buckets)
+        self.n_corpora = len(train_sources)
+        # batches are made ahead in a thread while the device runs the step; state() stays exact for resume
+        self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds,
+                                          opts.seed + jax.process_index(), buckets), depth=2)
         self.run_document = runconfig.build(
             dataclasses.asdict(opts), model.config.to_dict(),
             {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))
@@ -138,7 +141,7 @@ class Trainer:
         self.sums = None  # the round step's gradient sums, reused across rounds
         self.pending = None  # metrics of the previous step, read one step late so the host does not stall the device
         self.bad_in_row = 0
-        self.seconds = self.data_seconds = 0.0
+        self.seconds = self.data_wait = 0.0
 
     # ---------------------------------------------------------------------------------------------------- run
     def run(self) -> TrainResult:
@@ -170,6 +173,7 @@ class Trainer:
             self._on_interrupt(last_saved)
             raise
         finally:
+            self.stream.close()
             bar.close()
             self.log.close()
             self.ckpts.close()
@@ -190,11 +194,12 @@ class Trainer:
         return int(jax.device_get(self.state.step))
 
     def _next_batches(self) -> list:
-        """One batch per corpus (a round) or the next corpus's batch (per-corpus updates)."""
-        t = time.perf_counter()
-        n = len(self.stream.names) if self.opts.update == "round" else 1
-        batches = [next(self.stream) for _ in range(n)]
-        self.data_seconds += time.perf_counter() - t
+        """One batch per corpus (a round) or the next corpus's batch (per-corpus updates); counts the time the loop
+        waited for them."""
+        batches = []
+        for _ in range(self.n_corpora if self.opts.update == "round" else 1):
+            batches.append(next(self.stream))
+            self.data_wait += self.stream.wait_s
         return batches
 
     def _train_step(self, step: int) -> None:
@@ -244,7 +249,7 @@ class Trainer:
             elapsed = max(time.perf_counter() - self.t0, 1e-9)
             unit = "rounds" if self.opts.update == "round" else "steps"
             rates = {f"{unit}_per_s": (step - self.start) / elapsed, "audio_s_per_s": self.seconds / elapsed,
-                     "data_s_per_step": self.data_seconds / max(step - self.start, 1)}
+                     "data_wait_s_per_step": self.data_wait / max(step - self.start, 1)}
             self.log.write("train", step, dict(loss=loss, grad_norm=grad_norm, lr=self._learning_rate(step),
                                                **per_corpus, **rates))
             self.bar.set_postfix(loss=f"{loss:.3f}", **{f"{unit}_s": f"{rates[f'{unit}_per_s']:.2f}"},

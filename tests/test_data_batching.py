@@ -172,3 +172,38 @@ def test_prepared_splits_batch_like_generic_sources(demo):
     got = list(eval_batches(test, 4))
     assert sum(int(b.weights.sum()) for b in got) == len(test)
     assert {int(x) for b in got for x in b.labels[b.weights == 1]} == set(range(6))
+
+
+def test_prefetch_gives_the_same_batches_and_exact_positions():
+    from exhubert_jax.data.prefetch import Prefetch
+
+    sources = {"a": ListSource(lengths(14, 1), "a", 1), "b": ListSource(lengths(5, 2), "b", 2)}
+    plain = RoundRobin(sources, 4, 1.0, seed=3)
+    ahead = Prefetch(RoundRobin(sources, 4, 1.0, seed=3), depth=3)
+    for _ in range(7):
+        assert_same(next(ahead), next(plain))
+        assert ahead.state() == plain.state()  # where the consumer is, not the thread that runs ahead
+    assert len(ahead.waits) == 7 and all(w >= 0 for w in ahead.waits) and ahead.wait_s == ahead.waits[-1]
+    with pytest.raises(DataError, match="seed=3"):  # load_state goes to the wrapped stream, with its checks
+        Prefetch(RoundRobin(sources, 4, 1.0, seed=0), depth=2).load_state(ahead.state())
+    resumed = Prefetch(RoundRobin(sources, 4, 1.0, seed=3), depth=0)
+    resumed.load_state(ahead.state())
+    for _ in range(5):
+        assert_same(next(resumed), next(plain))
+    with pytest.raises(DataError, match="before the first batch"):
+        resumed.load_state(plain.state())
+    ahead.close()
+
+
+def test_prefetch_raises_the_streams_error_in_the_consumer():
+    from exhubert_jax.data.prefetch import Prefetch
+
+    class Broken:
+        def __next__(self):
+            raise DataError("corpus x: unreadable")
+
+        def state(self):
+            return {}
+
+    with pytest.raises(DataError, match="corpus x: unreadable"):
+        next(Prefetch(Broken(), depth=2))

@@ -73,7 +73,7 @@ def test_bad_files_are_skipped_counted_and_reported(tmp_path):
     logs = []
     summary = prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, log=logs.append, progress=False)
     assert summary["n_examples"] == 12 and summary["n_skipped"] == len(BAD)
-    info = json.loads((tmp_path / "out/toy/info.json").read_text())
+    info = open_prepared("toy", tmp_path / "out").info
     reasons = {Path(s["path"]).name: s["reason"] for s in info["skipped"]}
     assert set(reasons) == set(BAD)
     for name, (_, fragment) in BAD.items():
@@ -120,10 +120,11 @@ def test_prepare_is_idempotent_and_force_rebuilds(tmp_path):
     manifest = make_corpus(tmp_path / "src")
     logs = []
     first = prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)
-    stamp = (tmp_path / "out/toy/train.array_record").stat().st_mtime_ns
+    train_file = next((tmp_path / "out/toy").glob("*/toy-train.array_record-*"))
+    stamp = train_file.stat().st_mtime_ns
     again = prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)
     assert again == first and "up to date" in logs[-1]
-    assert (tmp_path / "out/toy/train.array_record").stat().st_mtime_ns == stamp
+    assert train_file.stat().st_mtime_ns == stamp
     prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append, force=True)
     assert "up to date" not in logs[-1]
     wav(tmp_path / "src/s1/utt0.wav", seconds=0.9)  # a changed source file is noticed
@@ -139,11 +140,14 @@ def test_preparation_is_deterministic(tmp_path):
     for out in ("a", "b"):
         prepare_corpus("toy", out=tmp_path / out, manifest=manifest, progress=False, log=lambda m: None,
                        workers=2 if out == "b" else 1)
-    for f in sorted(os.listdir(tmp_path / "a/toy")):
-        if f != "info.json":
-            assert (tmp_path / "a/toy" / f).read_bytes() == (tmp_path / "b/toy" / f).read_bytes(), f
-    ia, ib = (json.loads((tmp_path / o / "toy/info.json").read_text()) for o in ("a", "b"))
-    assert ia["splits"] == ib["splits"] and ia["fingerprint"] == ib["fingerprint"]
+    (va,), (vb,) = ((tmp_path / o / "toy").glob("1.*") for o in ("a", "b"))
+    assert sorted(os.listdir(va)) == sorted(os.listdir(vb))
+    for f in sorted(set(os.listdir(va)) - {"metadata.json"}):
+        assert (va / f).read_bytes() == (vb / f).read_bytes(), f
+    for fa, fb in ((va / "metadata.json", vb / "metadata.json"), (va.parent / "info.json", vb.parent / "info.json")):
+        ja, jb = json.loads(fa.read_text()), json.loads(fb.read_text())
+        assert ja.pop("command").replace("/a", "/b") == jb.pop("command")  # only --out differs
+        assert ja == jb
 
 
 def test_failed_rebuild_keeps_previous_data(tmp_path):
@@ -252,3 +256,9 @@ def test_emodb_real_subset(tmp_path):
     check_emodb(summary, info, 243, {"low_negative": 35 + 12 + 30, "low_neutral": 43, "low_positive": 0,
                                      "high_negative": 60 + 29, "high_neutral": 0, "high_positive": 34})
     assert sorted(sum((info["splits"][s]["speakers"] for s in info["splits"]), [])) == ["03", "08", "09", "10", "11"]
+    assert [summary["splits"][s]["n"] for s in ("train", "validation", "test")] == [150, 55, 38]  # as before TFDS
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("emodb", data_dir=str(tmp_path))
+    assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == {
+        "train": 150, "validation": 55, "test": 38}

@@ -73,7 +73,7 @@ def test_compiles_do_not_grow_with_the_number_of_corpora(tmp_path):
         events = [json.loads(l) for l in (tmp_path / str(n) / "metrics.jsonl").read_text().splitlines()]
         train_events = [e for e in events if e["event"] == "train"]
         assert {f"loss/c{i}" for i in range(n)} <= set(train_events[-1])  # each corpus's loss in every round
-        assert {"lr", "rounds_per_s", "audio_s_per_s", "data_s_per_step"} <= set(train_events[-1])
+        assert {"lr", "rounds_per_s", "audio_s_per_s", "data_wait_s_per_step"} <= set(train_events[-1])
     assert counts[1] <= 3 and counts[0] <= 3
 
 

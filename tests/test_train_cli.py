@@ -10,6 +10,7 @@ import pytest
 
 import train as cli
 from exhubert_jax import from_pretrained
+from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.synthetic import prepare_demo
 
 FAST = ["--steps", "6", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "3", "--quiet"]
@@ -59,7 +60,7 @@ def test_expand_then_transfer_with_native_head(runs, data_dir):
     assert ex_model.config.expansion_copies == 1 and ex_model.config.expansion_style == "zll"
     assert not np.any(np.asarray(ex_params["hubert"]["encoder"]["expansion"]["zll"]["kernel"]))
     tr_model, tr_params = from_pretrained(root / "tr" / "final")
-    native = json.loads((data_dir / "demo-b" / "info.json").read_text())["native_labels"]
+    native = open_prepared("demo-b", data_dir).native_labels
     assert tr_model.config.label_names == tuple(native)
     assert tr_model.config.expansion_copies == 1
     # the frozen original layers did not move during transfer; the copies did

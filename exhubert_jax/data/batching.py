@@ -2,7 +2,8 @@
 deterministic, exactly resumable round-robin iterator over several corpora.
 
 A *source* is anything with __len__ and __getitem__ returning dict(audio, label, native_index) -- e.g.
-dataset.PreparedSplit, whose read_pcm() and num_samples make this fast (no audio decoded to find lengths).
+dataset.PreparedSplit, whose read_audio(), labels, native_indices and num_samples make this fast (one batched
+read per batch, no audio read to find lengths or labels).
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ def source_lengths(source: Any) -> np.ndarray:
 
 def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, int]]:
     """(float32 audio, label, native index) for indices, with one batched read when the source can."""
+    scale = np.float32(1.0 / 32768.0)
+    if hasattr(source, "read_audio"):  # labels from the source's index, audio only from the records
+        idx = [int(i) for i in indices]
+        return [(pcm.astype(np.float32) * scale, int(source.labels[i]), int(source.native_indices[i]))
+                for i, pcm in zip(idx, source.read_audio(idx))]
     if hasattr(source, "read_pcm"):
-        scale = np.float32(1.0 / 32768.0)
         return [(pcm.astype(np.float32) * scale, int(h["label"]), int(h["native_index"]))
                 for h, pcm in source.read_pcm(indices)]
     return [(np.asarray(ex["audio"], np.float32), int(ex["label"]), int(ex["native_index"]))

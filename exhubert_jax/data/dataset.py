@@ -1,22 +1,27 @@
-"""Reading prepared corpora: random access to 16 kHz audio and metadata, without TensorFlow."""
+"""Reading prepared corpora: TensorFlow Datasets opened with builder_from_directory(...).as_data_source() (random
+access, no TensorFlow), after checking their version and their files.
+
+Layout of a prepared corpus under the data dir:
+
+    {data_dir}/{corpus}/info.json        the prepare record: current version, its files' sizes, the fingerprint
+                                         of the inputs, the command that rebuilds it, the summary
+    {data_dir}/{corpus}/{version}/       a TFDS dataset (dataset_info.json, features.json, metadata.json,
+                                         {tfds_name}-{split}.array_record-NNNNN-of-NNNNN)
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .audio import from_pcm16
-from .errors import PreparedDataError
+from .errors import DataError, PreparedDataError, UnknownCorpusError
 
-FORMAT = "exhubert-prepared/1"
-_MAGIC = b"EXR1"
-_HEAD = struct.Struct("<4sI")
+RECORD = "info.json"
 
 
 def default_data_dir() -> Path:
@@ -24,46 +29,157 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("EXHUBERT_DATA") or "data/prepared")
 
 
-def prepared_names(data_dir: str | Path | None = None) -> list[str]:
-    """Names of the corpora prepared under data_dir (default: default_data_dir()), sorted."""
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return sorted(p.parent.name for p in root.glob("*/info.json")) if root.is_dir() else []
+def read_record(directory: str | Path) -> dict[str, Any] | None:
+    """The prepare record of a corpus folder, or None when there is none (or it is unreadable)."""
+    path = Path(directory) / RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "version" in record and "files" in record else None
 
 
-def encode_record(header: dict[str, Any], pcm: np.ndarray) -> bytes:
-    """One record: magic, header length, JSON header, int16 little-endian PCM."""
-    head = json.dumps(header, sort_keys=True, ensure_ascii=False).encode()
-    return _HEAD.pack(_MAGIC, len(head)) + head + np.ascontiguousarray(pcm, dtype="<i2").tobytes()
+def file_sizes(version_dir: Path) -> dict[str, int]:
+    """{file name: size in bytes} of a written dataset folder (recorded, then checked before every use)."""
+    return {p.name: p.stat().st_size for p in sorted(version_dir.iterdir()) if p.is_file()}
 
 
-def decode_record(buf: bytes) -> tuple[dict[str, Any], np.ndarray]:
-    """(header, int16 PCM) of one record."""
-    magic, n = _HEAD.unpack_from(buf)
-    if magic != _MAGIC:
-        raise PreparedDataError(f"not an exhubert record (magic {magic!r})")
-    start = _HEAD.size + n
-    return json.loads(buf[_HEAD.size:start]), np.frombuffer(buf, dtype="<i2", offset=start)
+def check_files(directory: Path, record: dict[str, Any]) -> str | None:
+    """The first file of a prepared corpus that is missing or not the size it was written with, as a message."""
+    for name, size in record["files"].items():
+        path = directory / record["version"] / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != size:
+            return f"{path} is {path.stat().st_size} bytes, {size} when written (truncated or overwritten)"
+    return None
+
+
+class _Unexpected(ValueError):
+    """A record that is not laid out as parse_example expects (it then falls back to protobuf)."""
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    """(value, next position) of the protobuf varint at b[i]."""
+    value, shift = 0, 0
+    while True:
+        c = b[i]
+        i += 1
+        value |= (c & 0x7F) << shift
+        if c < 128:
+            return value, i
+        shift += 7
+
+
+def _fields(b: bytes, i: int, end: int) -> list[tuple[int, int, int]]:
+    """(field number, start, end) of each field in b[i:end], all of which must be length-delimited."""
+    out = []
+    while i < end:
+        key, i = _varint(b, i)
+        if key & 7 != 2:
+            raise _Unexpected(f"wire type {key & 7}")
+        n, i = _varint(b, i)
+        out.append((key >> 3, i, i + n))
+        i += n
+    if i != end:
+        raise _Unexpected("overrun")
+    return out
+
+
+def _scan(b: bytes) -> dict[bytes, tuple[int, int, int]]:
+    """{feature name: (kind, start, end)} of a tf.train.Example whose features each hold one value: kind 1 is
+    bytes (b[start:end]), 2 packed floats, 3 packed int64 varints."""
+    (top, start, end), = _fields(b, 0, len(b))  # Example.features
+    out = {}
+    for _, entry_start, entry_end in _fields(b, start, end):  # Features.feature: map entries {1: key, 2: Feature}
+        parts = {f: (s, e) for f, s, e in _fields(b, entry_start, entry_end)}
+        (kind, s, e), = _fields(b, *parts[2])  # the Feature's one list
+        (_, vs, ve), = _fields(b, s, e)  # the list's values (one bytes value, or packed numbers)
+        out[bytes(b[parts[1][0]:parts[1][1]])] = (kind, vs, ve)
+    return out
+
+
+def _parse_proto(record: bytes) -> dict[str, Any]:
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    f = tf_example_pb2.Example.FromString(record).features.feature
+    return {"audio": np.frombuffer(f["audio"].bytes_list.value[0], dtype="<i2"),
+            "label": f["label"].int64_list.value[0], "native_label": f["native_label"].int64_list.value[0],
+            "speaker": f["speaker"].bytes_list.value[0], "utterance_id": f["utterance_id"].bytes_list.value[0],
+            "duration": f["duration"].float_list.value[0]}
+
+
+def parse_example(record: bytes) -> dict[str, Any]:
+    """One serialized example (the tf.train.Example that TFDS writes for builders.features()) as
+    {audio: int16 array, label, native_label, speaker, utterance_id, duration}: the same values as the builder's
+    features.deserialize_example_np(record) (tested). It walks the protobuf wire format to the fields and views
+    the audio in place: protobuf copies every waveform, and TFDS's own decoding costs more per example than
+    reading it. A record laid out otherwise is parsed with protobuf."""
+    try:
+        f = _scan(record)
+        (ka, sa, ea), (kl, sl, _), (kn, sn, _) = f[b"audio"], f[b"label"], f[b"native_label"]
+        (ks, ss, es), (ku, su, eu), (kd, sd, ed) = f[b"speaker"], f[b"utterance_id"], f[b"duration"]
+        if (ka, kl, kn, ks, ku, kd) != (1, 3, 3, 1, 1, 2) or (ea - sa) % 2 or ed - sd != 4:
+            raise _Unexpected("feature kinds")
+        return {"audio": np.frombuffer(record, dtype="<i2", count=(ea - sa) // 2, offset=sa),
+                "label": _varint(record, sl)[0], "native_label": _varint(record, sn)[0],
+                "speaker": record[ss:es], "utterance_id": record[su:eu],
+                "duration": float(np.frombuffer(record, dtype="<f4", count=1, offset=sd)[0])}
+    except (_Unexpected, ValueError, KeyError, IndexError):
+        return _parse_proto(record)
+
+
+def audio_of(record: bytes) -> np.ndarray:
+    """The int16 audio of one serialized example, viewed in place: parse_example's walk, stopping at the audio
+    entry (the batching hot path; labels come from the split's index)."""
+    try:
+        (_, start, end), = _fields(record, 0, len(record))
+        i = start
+        while i < end:  # Features.feature map entries, each {1: key, 2: Feature}
+            key, i = _varint(record, i)
+            n, i = _varint(record, i)
+            if key != 0x0A:
+                raise _Unexpected("map entry")
+            (k, ks, ke), (v, vs, ve) = _fields(record, i, i + n)
+            i += n
+            if (k, v) != (1, 2):
+                raise _Unexpected("map entry fields")
+            if record[ks:ke] == b"audio":
+                (kind, s, e), = _fields(record, vs, ve)
+                (_, s, e), = _fields(record, s, e)
+                if kind != 1 or (e - s) % 2:
+                    raise _Unexpected("audio kind")
+                return np.frombuffer(record, dtype="<i2", count=(e - s) // 2, offset=s)
+        raise _Unexpected("no audio")
+    except (_Unexpected, ValueError, KeyError, IndexError):
+        return _parse_proto(record)["audio"]
+
+
+def _expected_version(corpus: str) -> str:
+    from .builders import corpus_version
+    from .corpora import get_corpus, user_corpus
+
+    try:
+        entry = get_corpus(corpus)
+    except UnknownCorpusError:
+        entry = user_corpus(corpus)
+    return corpus_version(entry)
 
 
 class PreparedSplit:
-    """One split of a prepared corpus: len, random access, and per-example lengths without decoding audio."""
+    """One split of a prepared corpus: len, random access, and per-example lengths without reading audio."""
 
-    def __init__(self, directory: Path, name: str, info: dict[str, Any]):
-        self.name, self.corpus = name, info["corpus"]
-        self.sample_rate = int(info["sample_rate"])
-        self.native_labels: tuple[str, ...] = tuple(info["native_labels"])
-        self._path = directory / f"{name}.array_record"
-        index_path = directory / f"{name}.index.npz"
-        if not self._path.is_file() or not index_path.is_file():
-            raise PreparedDataError(f"{directory}: split {name!r} is incomplete (missing {self._path.name} "
-                                    f"or {index_path.name}); prepare the corpus again with --force")
-        with np.load(index_path, allow_pickle=False) as index:
-            self.num_samples = index["num_samples"].astype(np.int64)
-            self.labels = index["label"].astype(np.int32)
-            self.native_indices = index["native_index"].astype(np.int32)
+    def __init__(self, corpus: "PreparedCorpus", name: str):
+        self.name, self.corpus = name, corpus.name
+        self.sample_rate = int(corpus.info["sample_rate"])
+        self.native_labels: tuple[str, ...] = corpus.native_labels
+        self._version_dir, self._command = corpus.version_dir, corpus.command
+        index = corpus.info["index"].get(name, {"num_samples": [], "label": [], "native_index": []})
+        self.num_samples = np.asarray(index["num_samples"], np.int64)
+        self.labels = np.asarray(index["label"], np.int32)
+        self.native_indices = np.asarray(index["native_index"], np.int32)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
-        # what a run records to notice a corpus prepared again (other files, labels or splits) on resume
-        self.fingerprint = hashlib.sha256(json.dumps([info, name], sort_keys=True).encode()).hexdigest()[:16]
+        self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self._source = None
 
     def __len__(self) -> int:
@@ -71,22 +187,45 @@ class PreparedSplit:
 
     def _records(self):
         if self._source is None:
-            from array_record.python.array_record_data_source import ArrayRecordDataSource
+            import tensorflow_datasets as tfds
 
-            self._source = ArrayRecordDataSource([str(self._path)])
+            self._source = tfds.builder_from_directory(str(self._version_dir)).as_data_source(
+                split=self.name, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)  # see parse_example
             if len(self._source) != len(self):
-                raise PreparedDataError(f"{self._path}: {len(self._source)} records but the index has {len(self)}")
+                raise PreparedDataError(f"{self._version_dir}: split {self.name} has {len(self._source)} examples, "
+                                        f"its index {len(self)}; rebuild it: {self._command}")
         return self._source
 
+    def _read(self, indices: Sequence[int], parse) -> list:
+        source = self._records()
+        try:
+            return [parse(r) for r in source.__getitems__([int(i) for i in indices])]
+        except Exception as e:  # noqa: BLE001 - a damaged file surfaces as a reader error of any type
+            raise PreparedDataError(f"{self._version_dir}: split {self.name} cannot be read "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                    f"rebuild it: {self._command}") from None
+
+    def read_audio(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """int16 PCM of several examples in one batched read (their labels are in .labels/.native_indices)."""
+        return self._read(indices, audio_of) if len(indices) else []
+
     def read_pcm(self, indices: Sequence[int]) -> list[tuple[dict[str, Any], np.ndarray]]:
-        """(header, int16 PCM) for several examples in one batched read."""
+        """(fields, int16 PCM) for several examples in one batched read; fields are label, native_index,
+        native_label, speaker and path."""
         if len(indices) == 0:
             return []
-        return [decode_record(b) for b in self._records().__getitems__([int(i) for i in indices])]
+        return [(self._fields(ex), ex["audio"]) for ex in self._read(indices, parse_example)]
 
-    def _example(self, header: dict[str, Any], pcm: np.ndarray) -> dict[str, Any]:
-        return dict(audio=from_pcm16(pcm), label=int(header["label"]), native_label=header["native_label"],
-                    native_index=int(header["native_index"]), speaker=header["speaker"], corpus=self.corpus,
+    def _fields(self, ex: dict[str, Any]) -> dict[str, Any]:
+        native = int(ex["native_label"])
+        speaker = ex["speaker"].decode() if isinstance(ex["speaker"], bytes) else str(ex["speaker"])
+        path = ex["utterance_id"]
+        return {"label": int(ex["label"]), "native_index": native, "native_label": self.native_labels[native],
+                "speaker": speaker or None, "path": path.decode() if isinstance(path, bytes) else str(path)}
+
+    def _example(self, fields: dict[str, Any], pcm: np.ndarray) -> dict[str, Any]:
+        return dict(audio=from_pcm16(pcm), label=fields["label"], native_label=fields["native_label"],
+                    native_index=fields["native_index"], speaker=fields["speaker"], corpus=self.corpus,
                     duration=pcm.shape[0] / self.sample_rate)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -94,7 +233,7 @@ class PreparedSplit:
         return self._example(*self.read_pcm([i])[0])
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        return [self._example(h, p) for h, p in self.read_pcm(indices)]
+        return [self._example(f, p) for f, p in self.read_pcm(indices)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_source": None}  # readers are reopened lazily in each process
@@ -104,56 +243,76 @@ class PreparedSplit:
 
 
 class PreparedCorpus:
-    """A prepared corpus folder: info.json plus one PreparedSplit per split."""
+    """A prepared corpus folder: its TFDS dataset, checked, plus one PreparedSplit per split."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        info_path = self.directory / "info.json"
-        if not info_path.is_file():
-            raise PreparedDataError(f"{self.directory}: no info.json (not a prepared corpus)")
-        self.info: dict[str, Any] = json.loads(info_path.read_text())
-        if self.info.get("format") != FORMAT:
-            raise PreparedDataError(f"{info_path}: format {self.info.get('format')!r}, expected {FORMAT!r}; "
-                                    "prepare the corpus again")
+        record = read_record(self.directory)
+        if record is None:
+            raise PreparedDataError(f"{self.directory}: no readable {RECORD} (not a prepared corpus, or prepared "
+                                    "by an older version: prepare it again)")
+        self.record = record
+        self.command = record.get("command", "python -m exhubert_jax.data.prepare --corpus NAME ...")
+        try:
+            expected = _expected_version(record["corpus"])
+        except DataError as e:
+            raise PreparedDataError(f"{self.directory}: {e}") from None
+        if record["version"] != expected:
+            raise PreparedDataError(
+                f"{self.directory}: prepared as version {record['version']}, this code reads {expected} (the "
+                f"reader, label table, split rule or audio decoding changed since); prepare it again: {self.command}")
+        problem = check_files(self.directory, record)
+        if problem:
+            raise PreparedDataError(f"{problem}; rebuild it: {self.command}")
+        self.version_dir = self.directory / record["version"]
+        import tensorflow_datasets as tfds
+
+        self.builder = tfds.builder_from_directory(str(self.version_dir))
+        self.info: dict[str, Any] = dict(self.builder.info.metadata or {})
         self._splits: dict[str, PreparedSplit] = {}
 
     @property
     def name(self) -> str:
         """Corpus name."""
-        return self.info["corpus"]
+        return self.record["corpus"]
 
     @property
     def native_labels(self) -> tuple[str, ...]:
         """The corpus's native labels, sorted; native_index points into this."""
-        return tuple(self.info["native_labels"])
+        return tuple(self.builder.info.features["native_label"].names)
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """Split names."""
-        return tuple(self.info["splits"])
+        """Names of the non-empty splits."""
+        return tuple(s for s in ("train", "validation", "test") if s in self.builder.info.splits)
 
     def split(self, name: str) -> PreparedSplit:
         """Random-access source for one split ('train', 'validation' or 'test')."""
-        if name not in self.info["splits"]:
+        if name not in self.splits:
             raise PreparedDataError(f"{self.name}: no split {name!r}; splits are {', '.join(self.splits)}")
         if name not in self._splits:
-            self._splits[name] = PreparedSplit(self.directory, name, self.info)
+            self._splits[name] = PreparedSplit(self, name)
         return self._splits[name]
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{s}={self.info['splits'][s]['n']}" for s in self.splits)
-        return f"PreparedCorpus({self.name}: {counts})"
+        counts = ", ".join(f"{s}={len(self.split(s))}" for s in self.splits)
+        return f"PreparedCorpus({self.name} {self.record['version']}: {counts})"
+
+
+def prepared_names(data_dir: str | Path | None = None) -> list[str]:
+    """Names of the corpora prepared under data_dir (default: default_data_dir()), sorted."""
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return sorted(p.parent.name for p in root.glob(f"*/{RECORD}")) if root.is_dir() else []
 
 
 def open_prepared(path_or_name: str | Path, data_dir: str | Path | None = None) -> PreparedCorpus:
     """Open a prepared corpus by folder path, or by name under data_dir (default: default_data_dir())."""
     path = Path(path_or_name)
-    if (path / "info.json").is_file():
+    if (path / RECORD).is_file():
         return PreparedCorpus(path)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    if (root / str(path_or_name) / "info.json").is_file():
+    if (root / str(path_or_name) / RECORD).is_file():
         return PreparedCorpus(root / str(path_or_name))
-    have = prepared_names(root)
     raise PreparedDataError(f"no prepared corpus {str(path_or_name)!r} under {root} "
-                            f"(prepared there: {', '.join(have) or 'none'}); run "
+                            f"(prepared there: {', '.join(prepared_names(root)) or 'none'}); run "
                             "python -m exhubert_jax.data.prepare --corpus NAME --source DIR first")

@@ -1,4 +1,5 @@
-"""Prepare a corpus: read, map labels, split, decode to 16 kHz int16, write array_record files + info.json.
+"""Prepare a corpus: read, map labels, split, decode to 16 kHz int16, and write it as a TensorFlow Dataset
+(array_record files, through the corpus's TFDS builder; see builders.py and dataset.py for the layout).
 
     python -m exhubert_jax.data.prepare --corpus emodb --source /path/to/emodb [--out data/prepared]
     python -m exhubert_jax.data.prepare --corpus mycorpus --manifest files.csv [--source DIR]
@@ -8,12 +9,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +30,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
 from .corpora import CORPORA, MANIFEST, Corpus, get_corpus, user_corpus
-from .dataset import FORMAT, default_data_dir, encode_record
+from .dataset import RECORD, check_files, default_data_dir, file_sizes, read_record
 from .emonet import find_corpora, is_emonet_folder, read_emonet
 from .errors import AudioError, DataError, MissingSourceError, UnknownCorpusError, UnknownLabelError
 from .labels import CLASSES, GENERIC, LabelRule, LabelTable, load_label_table
@@ -32,7 +38,6 @@ from .readers import READERS, SPLITS, Utterance, read_manifest
 from .splits import assign_splits, auto_method, shared_speakers
 
 ON_ERROR = ("skip", "stop")
-_WRITER_OPTIONS = "group_size:1,uncompressed"
 
 
 def _stderr(msg: str) -> None:
@@ -101,10 +106,11 @@ def _map_labels(table: LabelTable, name: str, utts: Sequence[Utterance]
     return kept, dropped, used
 
 
-def _fingerprint(name: str, items: Sequence[tuple[Utterance, LabelRule, str]], table_fp: str, method: str,
-                 seed: int) -> str:
-    """Hash of everything the prepared data depends on: files (path, size, mtime), labels, splits, table, seed."""
-    h = hashlib.sha256(f"{FORMAT}\n{name}\n{table_fp}\n{method}\n{seed}\n".encode())
+def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, LabelRule, str]], table_fp: str,
+                 method: str, seed: int) -> str:
+    """Hash of everything the prepared data depends on: dataset version, files (path, size, mtime), labels,
+    splits, table, seed."""
+    h = hashlib.sha256(f"{version}\n{name}\n{table_fp}\n{method}\n{seed}\n".encode())
     for u, rule, split in items:
         try:
             st = os.stat(u.path)
@@ -123,71 +129,136 @@ def _decode(path: str) -> tuple[np.ndarray | None, str | None]:
         return None, e.reason
 
 
-def _decoded(paths: Sequence[str], workers: int) -> Iterator[tuple[np.ndarray | None, str | None]]:
-    """Decode in order; in worker processes when asked and there is enough work (forkserver, not fork: forking a
-    process that runs JAX's threads can deadlock)."""
-    if workers <= 1 or len(paths) < 64:
-        yield from map(_decode, paths)
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is handled once, by the parent (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _decoder(workers: int, n: int) -> Iterator[Callable[[Sequence[str]], Iterable]]:
+    """A function decoding paths in order; in worker processes when asked and there is enough work (forkserver,
+    not fork: forking a process that runs JAX's threads can deadlock). Pending work is cancelled on exit."""
+    if workers <= 1 or n < 64:
+        yield lambda paths: map(_decode, paths)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        yield from pool.map(_decode, paths, chunksize=8)
-
-
-def _summary(name: str, n_skipped: int, n_dropped: int, splits: dict[str, dict[str, Any]], method: str,
-             independent: bool | None) -> dict[str, Any]:
-    """The JSON line printed last; speaker counts and speaker independence are None when speakers are unknown."""
-    known = independent is not None
-    per_split = {k: {"n": s["n"], "speakers": s["n_speakers"] if known else None, "classes": s["classes"]}
-                 for k, s in splits.items()}
-    return {"corpus": name, "n_examples": sum(s["n"] for s in splits.values()), "n_skipped": n_skipped,
-            "n_dropped": n_dropped, "split_method": method, "speaker_independent": independent,
-            "splits": per_split}
-
-
-def _write(name: str, tmp: Path, items: Sequence[tuple[Utterance, LabelRule, str]], native: list[str], base: Path,
-           on_error: str, workers: int, progress: bool, log: Callable[[str], None]
-           ) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
-    """Decode and write every split into tmp; returns per-split statistics and the skipped files."""
-    from array_record.python.array_record_module import ArrayRecordWriter
-    from tqdm import tqdm
-
-    native_index = {label: i for i, label in enumerate(native)}
-    writers = {s: ArrayRecordWriter(str(tmp / f"{s}.array_record"), _WRITER_OPTIONS) for s in SPLITS}
-    index: dict[str, dict[str, list]] = {s: {"num_samples": [], "label": [], "native_index": [], "speaker": []}
-                                         for s in SPLITS}
-    skipped: list[dict[str, str]] = []
-    bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    if threading.current_thread() is threading.main_thread():
+        # the fork server inherits an ignored SIGINT across exec, and so does every worker it forks: Ctrl-C reaches
+        # only this process, even while a worker is still starting
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, before)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=_ignore_sigint)
     try:
-        for (u, rule, split), (pcm, reason) in zip(items, _decoded([u.path for u, _, _ in items], workers)):
-            bar.update()
-            if pcm is None:
-                if on_error == "stop":
-                    raise AudioError(u.path, reason)
-                skipped.append({"path": u.path, "reason": reason})
-                log(f"skipped {u.path}: {reason}")
-                continue
-            header = {"path": os.path.relpath(u.path, base), "native_label": u.native_label,
-                      "native_index": native_index[u.native_label], "label": rule.index, "speaker": u.speaker,
-                      "n": int(pcm.shape[0])}
-            writers[split].write(encode_record(header, pcm))
-            for key, value in (("num_samples", pcm.shape[0]), ("label", rule.index),
-                               ("native_index", header["native_index"]), ("speaker", u.speaker)):
-                index[split][key].append(value)
+        yield lambda paths: pool.map(_decode, paths, chunksize=8)
     finally:
-        bar.close()
-        for w in writers.values():
-            w.close()
-    stats = {}
-    for s, ix in index.items():
-        np.savez(tmp / f"{s}.index.npz", num_samples=np.asarray(ix["num_samples"], np.int64),
-                 label=np.asarray(ix["label"], np.int8), native_index=np.asarray(ix["native_index"], np.int32))
-        counts, speakers = Counter(ix["label"]), sorted({sp for sp in ix["speaker"] if sp is not None})
-        stats[s] = {"n": len(ix["label"]), "n_speakers": len(speakers), "speakers": speakers,
-                    "classes": {c: counts.get(i, 0) for i, c in enumerate(CLASSES)},
-                    "native": dict(sorted(Counter(native[i] for i in ix["native_index"]).items())),
-                    "seconds": round(float(np.sum(ix["num_samples"], dtype=np.int64)) / SAMPLE_RATE, 3)}
-    return stats, skipped
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _CtrlC:
+    """Within this block (main thread only), Ctrl-C sets a flag that check() turns into KeyboardInterrupt at a
+    known point, the next file: raised wherever the signal lands, it can be swallowed (inside a garbage-collection
+    callback such as JAX's). A second Ctrl-C raises at once."""
+
+    def __init__(self):
+        self.hit, self._before = False, None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed."""
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+
+
+class _Plan:
+    """What a builder writes (see builders.py): the kept utterances with their rule and split, decoded in order;
+    collects the skipped files and per-split statistics as it goes."""
+
+    def __init__(self, name: str, items: Sequence[tuple[Utterance, LabelRule, str]], native: list[str], base: Path,
+                 on_error: str, decode: Callable[[Sequence[str]], Iterable], bar: Any, log: Callable[[str], None],
+                 n_dropped: int, extra: dict[str, Any], ctrl_c: _CtrlC):
+        self.name, self.items, self.native, self.base, self.ctrl_c = name, items, native, base, ctrl_c
+        self.on_error, self.decode, self.bar, self.log = on_error, decode, bar, log
+        self.n_dropped, self.extra = n_dropped, extra
+        self._native_index = {label: i for i, label in enumerate(native)}
+        self.skipped: list[dict[str, str]] = []
+        self.index = {s: {"num_samples": [], "label": [], "native_index": []} for s in SPLITS}
+        self.speakers: dict[str, list[str | None]] = {s: [] for s in SPLITS}
+        self.error: DataError | None = None
+
+    def counts(self) -> Counter:
+        """Planned examples per split."""
+        return Counter(s for _, _, s in self.items)
+
+    def examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(key, example) of one split, bad audio skipped (or stopping, per on_error)."""
+        mine = [(k, u, rule) for k, (u, rule, s) in enumerate(self.items) if s == split]
+        written = 0
+        for (key, u, rule), (pcm, reason) in zip(mine, self.decode([u.path for _, u, _ in mine])):
+            self.ctrl_c.check()
+            self.bar.update()
+            if pcm is None:
+                if self.on_error == "stop":
+                    self.error = AudioError(u.path, reason)
+                    raise self.error
+                self.skipped.append({"path": u.path, "reason": reason})
+                self.log(f"skipped {u.path}: {reason}")
+                continue
+            native = self._native_index[u.native_label]
+            for field, value in (("num_samples", int(pcm.shape[0])), ("label", rule.index), ("native_index", native)):
+                self.index[split][field].append(value)
+            self.speakers[split].append(u.speaker)
+            written += 1
+            yield key, {"audio": pcm, "label": rule.index, "native_label": native, "speaker": u.speaker or "",
+                        "utterance_id": os.path.relpath(u.path, self.base), "duration": pcm.shape[0] / SAMPLE_RATE}
+        if not written:
+            self.error = DataError(f"{self.name}: no usable audio in split {split} ({len(mine)} files skipped, e.g. "
+                                   f"{self.skipped[-1]['path']}: {self.skipped[-1]['reason']})")
+            raise self.error
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-split statistics of what was written."""
+        out = {}
+        for s, ix in self.index.items():
+            counts, speakers = Counter(ix["label"]), sorted({sp for sp in self.speakers[s] if sp is not None})
+            out[s] = {"n": len(ix["label"]), "n_speakers": len(speakers), "speakers": speakers,
+                      "classes": {c: counts.get(i, 0) for i, c in enumerate(CLASSES)},
+                      "native": dict(sorted(Counter(self.native[i] for i in ix["native_index"]).items())),
+                      "seconds": round(float(np.sum(ix["num_samples"], dtype=np.int64)) / SAMPLE_RATE, 3)}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON line printed last; speaker counts and speaker independence are None when speakers are unknown."""
+        splits = self.stats()
+        independent = self.extra["speaker_independent"]
+        known = independent is not None
+        per_split = {k: {"n": s["n"], "speakers": s["n_speakers"] if known else None, "classes": s["classes"]}
+                     for k, s in splits.items()}
+        return {"corpus": self.name, "n_examples": sum(s["n"] for s in splits.values()),
+                "n_skipped": len(self.skipped), "n_dropped": self.n_dropped,
+                "split_method": self.extra["split_method"], "speaker_independent": independent,
+                "splits": per_split}
+
+    def report(self) -> dict[str, Any]:
+        """The metadata stored with the dataset (metadata.json): the prepare options, what was written, skipped
+        and dropped, and the per-example lengths and labels (so batching needs no pass over the audio)."""
+        return {**self.extra, "skipped": self.skipped, "splits": self.stats(), "summary": self.summary(),
+                "index": {s: ix for s, ix in self.index.items() if ix["label"]}}
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:
@@ -199,13 +270,63 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _command(name: str, source: str | Path | None, out: Path, manifest: str | Path | None, split_method: str | None,
+             seed: int, label_map: str | Path | None) -> str:
+    """The command line that prepares this corpus again with the same options."""
+    args = [f"--corpus {shlex.quote(name)}"]
+    for flag, value in (("--source", source), ("--manifest", manifest), ("--out", out),
+                        ("--split-method", split_method), ("--label-map", label_map)):
+        if value is not None:
+            args.append(f"{flag} {shlex.quote(str(Path(value).resolve()) if flag != '--split-method' else value)}")
+    if seed:
+        args.append(f"--seed {seed}")
+    return "python -m exhubert_jax.data.prepare " + " ".join(args)
+
+
+@contextlib.contextmanager
+def _tfds_quiet() -> Iterator[None]:
+    """No TFDS progress bars while we build (ours shows progress); the previous setting is restored."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    before = getattr(tqdm_utils, "_active", True)
+    tqdm_utils.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        tqdm_utils.display_progress_bar(before)
+
+
+def _build(entry: Corpus, plan: _Plan, tmp: Path, manual_dir: Path) -> Path:
+    """Write the dataset through its TFDS builder under tmp; returns its version folder."""
+    import tensorflow_datasets as tfds
+
+    from .builders import FILE_FORMAT, builder_class, uncompressed_array_record
+
+    builder = builder_class(entry)(data_dir=str(tmp / "tfds"), plan=plan, file_format=FILE_FORMAT)
+    config = tfds.download.DownloadConfig(manual_dir=str(manual_dir),
+                                          compute_stats=tfds.download.ComputeStatsMode.SKIP)
+    with _tfds_quiet(), uncompressed_array_record():
+        try:
+            builder.download_and_prepare(download_dir=str(tmp / "downloads"), download_config=config)
+        except Exception:
+            if plan.error is not None:  # ours, raised inside the generator: re-raise it as it was
+                raise plan.error from None
+            raise
+    return Path(builder.data_dir)
+
+
 def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Path | None = None, *,
                    manifest: str | Path | None = None, split_method: str | None = None, seed: int = 0,
                    on_error: str = "skip", force: bool = False, label_map: str | Path | None = None,
                    workers: int = 1, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Prepare one corpus into {out}/{name}/ and return the summary; a no-op when nothing changed.
-    Messages (skipped files, counts) go to log, by default stderr."""
+    """Prepare one corpus into {out}/{name}/ (a TFDS dataset, see dataset.py) and return the summary; a no-op
+    when nothing changed and its files are intact. Messages (skipped files, counts) go to log, by default
+    stderr."""
+    from tqdm import tqdm
+
+    from .builders import corpus_version, tfds_name
+
     log = log or _stderr
     if on_error not in ON_ERROR:
         raise DataError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
@@ -217,47 +338,59 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
     method = auto_method([u for u, _ in kept]) if method == "auto" else method
     splits = assign_splits([u for u, _ in kept], method, seed, key=name)
     items = [(u, r, s) for (u, r), s in zip(kept, splits)]
-    fingerprint = _fingerprint(name, items, table.fingerprint(name), method, seed)
+    version = corpus_version(entry)
+    fingerprint = _fingerprint(name, version, items, table.fingerprint(name), method, seed)
 
     dest = out / name
-    if not force and (dest / "info.json").is_file():
-        info = json.loads((dest / "info.json").read_text())
-        if info.get("format") == FORMAT and info.get("fingerprint") == fingerprint:
-            log(f"{name}: up to date in {dest} ({info['summary']['n_examples']} examples, "
-                f"{info['summary']['n_skipped']} skipped); use --force to rebuild")
-            return info["summary"]
+    record = read_record(dest)
+    if not force and record is not None and record.get("fingerprint") == fingerprint:
+        problem = check_files(dest, record)
+        if problem is None:
+            summary = record["summary"]
+            log(f"{name}: up to date in {dest} ({summary['n_examples']} examples, {summary['n_skipped']} "
+                "skipped); use --force to rebuild")
+            return summary
+        log(f"{name}: {problem}; rebuilding")
 
     base = Path(source) if source is not None else Path(manifest).parent
     native = sorted({u.native_label for u, _ in kept})
+    command = _command(name, source, out, manifest, split_method, seed, label_map)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
     try:
-        stats, skipped = _write(name, tmp, items, native, base, on_error, workers, progress, log)
-        if not any(s["n"] for s in stats.values()):
-            raise DataError(f"{name}: no usable audio ({len(skipped)} files skipped, e.g. "
-                            f"{skipped[0]['path']}: {skipped[0]['reason']})")
         shared = shared_speakers([u for u, _, _ in items], [s for _, _, s in items])
         independent = not shared if all(u.speaker is not None for u, _, _ in items) else None
-        summary = _summary(name, len(skipped), sum(dropped.values()), stats, method, independent)
-        info = {
-            "format": FORMAT, "corpus": name, "title": entry.title, "synthetic": entry.synthetic,
-            "sample_rate": SAMPLE_RATE, "source": str(Path(source).resolve()) if source is not None else None,
+        extra = {
+            "corpus": name, "tfds_name": tfds_name(name), "version": version, "title": entry.title,
+            "synthetic": entry.synthetic, "sample_rate": SAMPLE_RATE,
+            "source": str(Path(source).resolve()) if source is not None else None,
             "manifest": str(Path(manifest).resolve()) if manifest is not None else None,
-            "split_method": method, "seed": seed, "fingerprint": fingerprint,
-            "label_table": table.fingerprint(name), "label_section": table.section(name),
-            "native_labels": native,
+            "split_method": method, "seed": seed, "label_table": table.fingerprint(name),
+            "label_section": table.section(name), "native_labels": native,
             "label_map": {r.label: {"class": r.target, "meaning": r.meaning, "section": r.corpus}
                           for _, r in sorted(used.items())},
             "speaker_independent": independent,
-            "shared_speakers": shared, "dropped": dict(sorted(dropped.items())), "skipped": skipped,
-            "splits": stats, "summary": summary,
+            "shared_speakers": shared, "dropped": dict(sorted(dropped.items())), "command": command,
         }
-        (tmp / "info.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
-        _swap_in(tmp, dest)
+        with _CtrlC() as ctrl_c, _decoder(workers, len(items)) as decode:
+            plan = _Plan(name, items, native, base, on_error, decode, bar, log, sum(dropped.values()), extra, ctrl_c)
+            version_dir = _build(entry, plan, tmp, base)
+        bar.close()
+        summary = plan.summary()
+        final = tmp / "final"
+        final.mkdir()
+        version_dir.rename(final / version)
+        record = {"corpus": name, "tfds_name": tfds_name(name), "version": version, "fingerprint": fingerprint,
+                  "command": command, "files": file_sizes(final / version), "summary": summary}
+        (final / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        _swap_in(final, dest)
     finally:
+        bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"{name}: {summary['n_examples']} examples written to {dest}; {len(skipped)} skipped (bad audio), "
+    log(f"{name}: {summary['n_examples']} examples written to {dest}; {len(plan.skipped)} skipped (bad audio), "
         f"{sum(dropped.values())} dropped by the label table {dict(sorted(dropped.items())) or ''}".rstrip())
     if shared:
         log(f"{name}: warning: split method {method!r} puts {len(shared)} speaker(s) in more than one split "
@@ -340,6 +473,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         except DataError as e:
             _stderr(f"error: {e}")
             return 2
+        except KeyboardInterrupt:
+            _stderr("interrupted: the corpus being prepared was not written (nothing half-written is left; a "
+                    "previous copy, if any, is unchanged); corpora already prepared are kept")
+            return 130
     if not args.corpus:
         p.error("--corpus (or --emonet DIR) is required")
     try:
@@ -347,6 +484,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     except DataError as e:
         _stderr(f"error: {e}")
         return 2
+    except KeyboardInterrupt:
+        _stderr(f"interrupted: {args.corpus} was not prepared (nothing half-written is left; "
+                "a previous copy, if any, is unchanged)")
+        return 130
     print(json.dumps(summary))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .corpora import CORPORA
-from .dataset import default_data_dir, prepared_names
+from .dataset import RECORD, default_data_dir, prepared_names
 from .errors import DataError
 
 GROUPS = {"emoset": "emoset++", "unseen": "unseen", "demo": "demo"}
@@ -72,7 +72,7 @@ def resolve_corpora(spec: str, data_dir: str | Path | None = None) -> list[str]:
     if not names:
         raise CorpusSpecError(f"no corpus named in {spec!r}")
     for n in names:
-        if n not in prepared and not (Path(n) / "info.json").is_file():
+        if n not in prepared and not (Path(n) / RECORD).is_file():
             raise CorpusSpecError(f"corpus {n} is not prepared under {where} ({listing}); prepare it with "
                                   f"`{prepare_command(n, data_dir)}`")
     return list(dict.fromkeys(names))
