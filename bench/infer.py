@@ -1,0 +1,106 @@
+"""File inference: `evaluate.py --audio DIR`'s path (decode, chunk, length-bucketed batches, one jitted forward) against
+transformers' pipeline("audio-classification") on the same model exported to PyTorch, over the same files decoded
+the same way. One process; one JSON line with audio-seconds per second, compiles and the agreement of the two.
+
+Usage: python bench/infer.py [--preset base] [--files 200] [--min-seconds 0.5] [--max-seconds 12] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+
+def make_files(root: Path, n: int, lo: float, hi: float, seed: int = 0) -> list[Path]:
+    """n WAV files of uniformly drawn lengths in [lo, hi] seconds (voiced tones in noise, 16 kHz)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        t = np.arange(int(rng.uniform(lo, hi) * 16000)) / 16000
+        f0 = rng.uniform(90, 300)
+        wave = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) + 0.05 * rng.standard_normal(t.size)
+        paths.append(root / f"clip{i:03d}.wav")
+        sf.write(paths[-1], wave.astype(np.float32), 16000)
+    return paths
+
+
+def main(argv=None) -> dict:
+    """Time both paths on the same files; print and return the JSON result."""
+    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
+    ap.add_argument("--preset", default="base")
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--min-seconds", type=float, default=0.5)
+    ap.add_argument("--max-seconds", type=float, default=12.0)
+    ap.add_argument("--batch", type=int, default=8)
+    args = ap.parse_args(argv)
+
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, pipeline
+
+    from bench.common import hf_and_flax, machine
+    from converters.flax_to_torch import export
+    from exhubert_jax import HubertForSequenceClassification
+    from exhubert_jax.config import EMOTION_CLASSES
+    from exhubert_jax.data.audio import load_audio
+    from exhubert_jax.evaluation import predict_audio
+    from exhubert_jax.predict import Predictor
+
+    torch_model, config, params = hf_and_flax(args.preset)
+    config = config.replace(label_names=EMOTION_CLASSES)
+    model = HubertForSequenceClassification(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "clips").mkdir()
+        files = make_files(tmp / "clips", args.files, args.min_seconds, args.max_seconds)
+        lengths = [len(load_audio(f)) for f in files]
+        audio_seconds = sum(lengths) / 16000
+        exported = export(params, config, tmp / "exported")
+
+        predictor = Predictor(model)
+        start = time.perf_counter()
+        ours = predict_audio(model, params, tmp / "clips", chunk_seconds=3.0, batch_size=args.batch,
+                             predictor=predictor)
+        ours_s = time.perf_counter() - start
+        start = time.perf_counter()
+        predict_audio(model, params, tmp / "clips", chunk_seconds=3.0, batch_size=args.batch, predictor=predictor)
+        ours_warm_s = time.perf_counter() - start
+
+        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                             do_normalize=True, return_attention_mask=True)
+        classify = pipeline("audio-classification", model=str(exported), feature_extractor=extractor,
+                            device="cpu", top_k=None)
+        start = time.perf_counter()
+        inputs = [{"raw": load_audio(f), "sampling_rate": 16000} for f in files]
+        theirs = classify(inputs, batch_size=args.batch)
+        theirs_s = time.perf_counter() - start
+
+    # files of at most one chunk go through the same computation both ways (longer ones: our chunk average vs the
+    # pipeline's whole-file pass), so their probabilities must agree
+    single = [i for i, n in enumerate(lengths) if n <= 48000]
+    gap = max((abs(ours[i]["probabilities"][d["label"]] - d["score"]) for i in single for d in theirs[i]), default=0.0)
+    result = {"bench": "infer", "preset": args.preset, "files": len(files), "audio_seconds": round(audio_seconds, 1),
+              "batch": args.batch, "ours": {"seconds": ours_s, "audio_s_per_s": audio_seconds / ours_s,
+                                            "warm_seconds": ours_warm_s,
+                                            "warm_audio_s_per_s": audio_seconds / ours_warm_s,
+                                            "compiled_shapes": sorted(set(predictor.compiled_shapes))},
+              "pipeline": {"seconds": theirs_s, "audio_s_per_s": audio_seconds / theirs_s},
+              "speedup_cold": theirs_s / ours_s, "speedup_warm": theirs_s / ours_warm_s,
+              "single_chunk_files": len(single), "single_chunk_max_prob_diff": gap,
+              "loadavg": os.getloadavg(), "torch_threads": torch.get_num_threads(), **machine()}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
