@@ -93,6 +93,7 @@ class RunCheckpoints:
             kept = f"step {max(intact)} is the newest kept one" if intact else "no earlier checkpoint is kept"
             raise CheckpointWriteError(f"cannot write checkpoint {self.directory}/{step} ({one_line(e)}); {kept}. "
                                        "Free space and run the same command to resume") from e
+        self.damaged.pop(int(step), None)
 
     def restore(self, like_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """(state, meta) of `step` (default latest), shaped and sharded like `like_state`.

@@ -19,9 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def patch_open(pattern: str, action: str) -> None:
-    """Make opening a matching path for writing kill the process or fail with ENOSPC."""
-    regex, real_open = re.compile(pattern), builtins.open
+def failing_open(pattern: str, action: str, real_open=builtins.open):
+    """An open() that kills the process ('kill') or fails with ENOSPC ('enospc') on writing a path matching pattern."""
+    regex = re.compile(pattern)
+    if action not in ("kill", "enospc"):
+        raise SystemExit(f"unknown open action {action!r}")
 
     def hooked(file, mode="r", *args, **kwargs):
         if isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+") and regex.search(os.fspath(file)):
@@ -30,7 +32,12 @@ def patch_open(pattern: str, action: str) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(file))
         return real_open(file, mode, *args, **kwargs)
 
-    builtins.open = io.open = hooked
+    return hooked
+
+
+def patch_open(pattern: str, action: str) -> None:
+    """Install failing_open for the whole process (Orbax writes its JSON files through builtins.open)."""
+    builtins.open = io.open = failing_open(pattern, action)
 
 
 def sigint_at_batch(n: int) -> None:
