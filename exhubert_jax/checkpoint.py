@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -42,6 +43,21 @@ def quiet_orbax():
         yield
     finally:
         logger.setLevel(level)
+
+
+def _drop_closed_loop_noise(unraisable) -> None:
+    """sys.unraisablehook that drops 'Event loop is closed' (see ignore_late_reads) and passes on everything else."""
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+        return
+    _drop_closed_loop_noise.previous(unraisable)
+
+
+def ignore_late_reads() -> None:
+    """After a failed Orbax read, TensorStore reads still in flight finish on Orbax's closed event loop, and each
+    prints a 'RuntimeError: Event loop is closed' traceback through sys.unraisablehook: drop exactly those."""
+    if sys.unraisablehook is not _drop_closed_loop_noise:
+        _drop_closed_loop_noise.previous = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_loop_noise
 
 
 def orbax_damage(item: Path) -> str | None:
@@ -126,6 +142,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
         try:
             params = ckptr.restore(path / PARAMS_DIR, abstract)
         except Exception as e:  # noqa: BLE001 - the tree matches, so a failing read is a damaged data file
+            ignore_late_reads()
             raise damaged(path, f"{PARAMS_DIR}/ data unreadable: {one_line(e)}") from e
     kwargs = {} if dtype is None else {"dtype": dtype}
     return HubertForSequenceClassification(config, remat=remat, **kwargs), params

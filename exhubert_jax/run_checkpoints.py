@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from .checkpoint import CheckpointWriteError, orbax_damage, quiet_orbax, save_pretrained
+from .checkpoint import CheckpointWriteError, ignore_late_reads, orbax_damage, quiet_orbax, save_pretrained
 from .errors import ExhubertError, one_line
 
 CHECKPOINTS, BEST, FINAL, BEST_JSON = "checkpoints", "best", "final", "best.json"
@@ -130,6 +130,7 @@ class RunCheckpoints:
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as e:  # noqa: BLE001
+            ignore_late_reads()
             if saved.get(FINGERPRINT) is not None:  # same tree as ours, so the failure is in the files
                 raise _Damaged(f"state/ unreadable: {one_line(e)}") from e
             raise ResumeError(f"{self.directory}/{step}: checkpoint does not match this run's model/optimizer or is "

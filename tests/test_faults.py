@@ -304,3 +304,15 @@ def test_damaged_latest_checkpoint_resumes_from_intact(cli, damage):
     out = resume_equals_reference(cli, work, 3, fell_back=damage.startswith("state data"))
     assert f"checkpoint {work}/checkpoints/6 is damaged (" in out and reason in out
     assert (work / DAMAGED / "6").is_dir()
+
+
+def test_export_of_another_config_is_a_mismatch_not_damage(tmp_path, export_dir):
+    import json
+
+    other = tmp_path / "final"
+    shutil.copytree(export_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "num_labels": 3, "label_names": None}))
+    with pytest.raises(CheckpointError, match=r"params does not match .*config\.json: parameter .*classifier") as info:
+        from_pretrained(other)
+    assert "damaged" not in str(info.value)
