@@ -45,19 +45,30 @@ def quiet_orbax():
         logger.setLevel(level)
 
 
-def _drop_closed_loop_noise(unraisable) -> None:
-    """sys.unraisablehook that drops 'Event loop is closed' (see ignore_late_reads) and passes on everything else."""
-    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
-        return
-    _drop_closed_loop_noise.previous(unraisable)
+def _late_read_noise(unraisable) -> bool:
+    """An unraisable error left by a failed Orbax read: a closed event loop, or the read error raised again."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return True
+    tb, files = unraisable.exc_traceback, []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return any("/orbax/" in f or "tensorstore" in f for f in files)
+
+
+def _drop_late_read_noise(unraisable) -> None:
+    """sys.unraisablehook that drops _late_read_noise and passes on everything else."""
+    if not _late_read_noise(unraisable):
+        _drop_late_read_noise.previous(unraisable)
 
 
 def ignore_late_reads() -> None:
-    """After a failed Orbax read, TensorStore reads still in flight finish on Orbax's closed event loop, and each
-    prints a 'RuntimeError: Event loop is closed' traceback through sys.unraisablehook: drop exactly those."""
-    if sys.unraisablehook is not _drop_closed_loop_noise:
-        _drop_closed_loop_noise.previous = sys.unraisablehook
-        sys.unraisablehook = _drop_closed_loop_noise
+    """After a failed Orbax read (already reported as one line), TensorStore reads still in flight finish on Orbax's
+    closed event loop and print tracebacks through sys.unraisablehook: drop exactly those."""
+    if sys.unraisablehook is not _drop_late_read_noise:
+        _drop_late_read_noise.previous = sys.unraisablehook
+        sys.unraisablehook = _drop_late_read_noise
 
 
 def orbax_damage(item: Path) -> str | None:

@@ -186,6 +186,7 @@ def test_five_steps_equal_pytorch(tmp_path, kind):
         assert frozen and all(np.array_equal(ours[1][k], initial[k]) for k in frozen)
 
 
+@pytest.mark.slow  # ~15 s each on 2 CPU cores: two compilations (one per corpus length) per framework
 @pytest.mark.parametrize("kind", sorted(SETUPS))
 def test_rounds_over_two_corpora_equal_pytorch(tmp_path, kind):
     """Each update averages the gradients of one batch per corpus (two corpora, different lengths)."""
