@@ -1,8 +1,12 @@
-"""Flax checkpoints on disk: an Orbax parameter checkpoint plus config.json."""
+"""Flax checkpoints on disk: an Orbax parameter checkpoint plus config.json; damage is reported in one line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -10,15 +14,85 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from .config import HubertConfig
+from .errors import ExhubertError, one_line
 from .model import HubertForSequenceClassification, param_shapes
-from .errors import ExhubertError
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
+# Files every Orbax (OCDBT) item directory holds once its save has finished.
+ORBAX_FILES = ("_METADATA", "manifest.ocdbt")
+RECOVER = ("restore it from a copy or write it again (a converter re-run; a training run's final/ is rewritten "
+           "by running the same train.py command)")
 
 
 class CheckpointError(ExhubertError, ValueError):
     """A checkpoint directory that cannot be read as asked."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, no permission)."""
+
+
+@contextlib.contextmanager
+def quiet_orbax():
+    """Silence Orbax's absl error logs (tracebacks from its save threads) while we turn its failures into one line."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _late_read_noise(unraisable) -> bool:
+    """An unraisable error left by a failed Orbax read: a closed event loop, or the read error raised again."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return True
+    tb, files = unraisable.exc_traceback, []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return any("/orbax/" in f or "tensorstore" in f for f in files)
+
+
+def _drop_late_read_noise(unraisable) -> None:
+    """sys.unraisablehook that drops _late_read_noise and passes on everything else."""
+    if not _late_read_noise(unraisable):
+        _drop_late_read_noise.previous(unraisable)
+
+
+def ignore_late_reads() -> None:
+    """After a failed Orbax read (already reported as one line), TensorStore reads still in flight finish on Orbax's
+    closed event loop and print tracebacks through sys.unraisablehook: drop exactly those."""
+    if sys.unraisablehook is not _drop_late_read_noise:
+        _drop_late_read_noise.previous = sys.unraisablehook
+        sys.unraisablehook = _drop_late_read_noise
+
+
+def orbax_damage(item: Path) -> str | None:
+    """Why an Orbax item directory is not a finished checkpoint (a missing, empty or unparsable file), or None."""
+    if not item.is_dir():
+        return f"{item.name}/ is missing"
+    for name in ORBAX_FILES:
+        f = item / name
+        if not f.is_file():
+            return f"{item.name}/{name} is missing"
+        if f.stat().st_size == 0:
+            return f"{item.name}/{name} is empty"
+    try:
+        json.loads((item / "_METADATA").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"{item.name}/_METADATA is truncated or not JSON"
+    empty = sorted(str(f.relative_to(item)) for f in item.rglob("*") if f.is_file() and f.stat().st_size == 0
+                   and f.name != "commit_success.txt")
+    return f"{item.name}/{empty[0]} is empty" if empty else None
+
+
+def damaged(path: Path, what: str) -> CheckpointError:
+    """The one-line error for a damaged checkpoint directory."""
+    return CheckpointError(f"{path}: damaged checkpoint ({what}); {RECOVER}")
 
 
 def _config_of(model_or_config) -> HubertConfig:
@@ -30,11 +104,15 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
     path = Path(path).absolute()
     config = _config_of(model_or_config)
     _check_tree(params, param_shapes(config), str(path))
-    path.mkdir(parents=True, exist_ok=True)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(path / PARAMS_DIR, params, force=overwrite)
-        ckptr.wait_until_finished()
-    config.save(path / CONFIG_FILE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with quiet_orbax(), ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(path / PARAMS_DIR, params, force=overwrite)
+            ckptr.wait_until_finished()
+        config.save(path / CONFIG_FILE)
+    except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({one_line(e)}); free space or fix the "
+                                   "permissions and run the command again") from e
     return path
 
 
@@ -43,7 +121,10 @@ def load_config(path: str | os.PathLike) -> HubertConfig:
     cfg_path = Path(path) / CONFIG_FILE
     if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path} not found: not an exhubert-jax checkpoint directory")
-    return HubertConfig.load(cfg_path)
+    try:
+        return HubertConfig.load(cfg_path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise damaged(Path(path), f"{CONFIG_FILE} is unreadable or truncated: {one_line(e, 120)}") from e
 
 
 def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False):
@@ -58,18 +139,30 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
         raise CheckpointError(f"{path} has no '{PARAMS_DIR}/' Orbax checkpoint{hint}")
     config = load_config(path)
     abstract = param_shapes(config)
-    with ocp.StandardCheckpointer() as ckptr:
+    why = orbax_damage(path / PARAMS_DIR)
+    if why is not None:
+        raise damaged(path, why)
+    with quiet_orbax(), ocp.StandardCheckpointer() as ckptr:
+        try:
+            saved = ckptr.metadata(path / PARAMS_DIR).item_metadata
+        except Exception as e:  # noqa: BLE001 - any failure to read the tree description is damage
+            raise damaged(path, f"{PARAMS_DIR}/ metadata unreadable: {one_line(e)}") from e
+        if not jax.tree.leaves(saved):
+            raise damaged(path, f"{PARAMS_DIR}/ lists no arrays: its OCDBT index files (d/) are missing")
+        _check_tree(saved, abstract, f"{path / PARAMS_DIR} does not match {path / CONFIG_FILE}")
         try:
             params = ckptr.restore(path / PARAMS_DIR, abstract)
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{path / PARAMS_DIR} does not match {path / CONFIG_FILE}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - the tree matches, so a failing read is a damaged data file
+            ignore_late_reads()
+            raise damaged(path, f"{PARAMS_DIR}/ data unreadable: {one_line(e)}") from e
     kwargs = {} if dtype is None else {"dtype": dtype}
     return HubertForSequenceClassification(config, remat=remat, **kwargs), params
 
 
 def _check_tree(params: dict, shapes: dict, where: str) -> None:
     """Raise CheckpointError naming the first missing, extra or mis-shaped leaf."""
-    got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    got = {jax.tree_util.keystr(k): tuple(getattr(v, "shape", np.shape(v)))
+           for k, v in jax.tree_util.tree_leaves_with_path(params)}
     want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(shapes)}
     for key in sorted(set(want) - set(got)):
         raise CheckpointError(f"{where}: parameter {key} is missing")

@@ -124,7 +124,7 @@ class Trainer:
             self.step_fn, self.compiles = make_train_step(model, tx, labels, mesh=mesh)
         self.predictor = Predictor(model, mesh)
         self.state = create_state(params, tx, opts.seed, mesh)
-        self.ckpts = RunCheckpoints(self.workdir, opts.keep)
+        self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=say)
         buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
         self.n_corpora = len(train_sources)
         # batches are made ahead in a thread while the device runs the step; state() stays exact for resume
@@ -186,6 +186,7 @@ class Trainer:
         if latest is not None:
             restored, meta = self.ckpts.restore(self.state.as_dict(), latest)
             self.state = TrainState.from_dict(restored)
+            latest = int(jax.device_get(self.state.step))  # the step restored: older when the newest was damaged
             self.stream.load_state(meta["data"])
             self.best, self.history = meta.get("best"), list(meta.get("history", []))
             self.early_stopped = bool(meta.get("early_stopped", False))
