@@ -1,8 +1,8 @@
 """Run train.py or evaluate.py with one injected fault: `python tests/fault_hooks.py FAULT SCRIPT [ARGS...]`.
 
 FAULT is `open:REGEX:kill` (SIGKILL the process when a file whose path matches REGEX is opened for writing),
-`open:REGEX:enospc` (that open fails with ENOSPC, as on a full disk), `sigint:N` (SIGINT to itself before the Nth
-training batch is drawn) or `none`. SCRIPT is `train` or `evaluate`.
+`open:REGEX:enospc` (that open fails with ENOSPC, as on a full disk), `sigint:N` (SIGINT to itself as training
+step N starts) or `none`. SCRIPT is `train` or `evaluate`.
 """
 
 from __future__ import annotations
@@ -40,28 +40,18 @@ def patch_open(pattern: str, action: str) -> None:
     builtins.open = io.open = failing_open(pattern, action)
 
 
-def sigint_at_batch(n: int) -> None:
-    """SIGINT this process just before the training loop draws its nth batch (counted over this process)."""
-    from exhubert_jax import training
+def sigint_at_step(n: int) -> None:
+    """SIGINT this process as the training loop starts step n (steps 1..n-1 are done)."""
+    from exhubert_jax.trainer import Trainer
 
-    make_stream, drawn = training._batch_stream, [0]
+    original = Trainer._train_step
 
-    class Interrupting:
-        """The round-robin stream, sending SIGINT when batch n is requested."""
+    def hooked(self, step: int) -> None:
+        if step == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, step)
 
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __next__(self):
-            drawn[0] += 1
-            if drawn[0] == n:
-                os.kill(os.getpid(), signal.SIGINT)
-            return next(self.inner)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    training._batch_stream = lambda *a, **k: Interrupting(make_stream(*a, **k))
+    Trainer._train_step = hooked
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +62,7 @@ def main(argv: list[str]) -> int:
         pattern, action = fault[len("open:"):].rsplit(":", 1)
         patch_open(pattern, action)
     elif fault.startswith("sigint:"):
-        sigint_at_batch(int(fault.split(":")[1]))
+        sigint_at_step(int(fault.split(":")[1]))
     elif fault != "none":
         raise SystemExit(f"unknown fault {fault!r}")
     module = __import__(script)

@@ -123,7 +123,7 @@ def test_damaged_latest_step_falls_back_to_newest_intact(tmp_path, damage):
     state, meta = ckpts.restore(small_state(0), ckpts.latest_step())
     assert same(state, small_state(1)) and meta["data"] == {"position": 1}
     assert len(said) == 1 and "\n" not in said[0], said
-    assert f"checkpoints/2 is damaged (" in said[0] and reason in said[0] and "resuming from step 1" in said[0]
+    assert "checkpoints/2 is damaged (" in said[0] and reason in said[0] and "resuming from step 1" in said[0]
     # nothing deleted: the damaged step is moved aside whole, and its number can be saved again
     aside = tmp_path / DAMAGED / "2"
     assert left and files_in(aside) == left
@@ -262,7 +262,7 @@ def test_sigkill_during_checkpoint_save(cli):
 @pytest.mark.slow
 def test_sigint_during_training(cli):
     work = cli["root"] / "sigint"
-    stopped = run("sigint:5", work, cli["data"], 9)  # Ctrl-C as the 5th batch is drawn: 4 steps are done
+    stopped = run("sigint:5", work, cli["data"], 9)  # Ctrl-C as step 5 starts: 4 steps are done
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert "interrupted at step 4; checkpoint saved in" in stopped.stdout and "Traceback" not in stopped.stderr
     resume_equals_reference(cli, work, 4)
