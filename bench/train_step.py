@@ -4,7 +4,7 @@ HuBERT Large against transformers' HubertForSequenceClassification (feature enco
 ExHuBERT Large (BBE, ZLL, originals frozen) against converters.expanded_torch's module. One process; one JSON line.
 
 Usage: python bench/train_step.py [--preset large] [--batch 2] [--seconds 3] [--repeats 5] [--models plain,expanded]
-Steps alternate between the two sides. The script restarts itself with huge-page malloc (exhubert_jax.runtime;
+Steps alternate between the two sides (ExHuBERT: one side after the other, see --sequential). The script restarts itself with huge-page malloc (exhubert_jax.runtime;
 both sides run in that process); set EXHUBERT_NO_HUGEPAGES=1 to measure without.
 """
 
@@ -84,13 +84,20 @@ def trainable_torch_names(config, params, labels) -> set[str]:
     return {leaf.torch_key for leaf in leaves(config, params) if at(labels, leaf.flax_path) == "trainable"}
 
 
-def compare(name, config, params, labels, torch_model, x, mask, y, repeats) -> dict:
-    """One model pair: our step vs the PyTorch step."""
+def compare(name, config, params, labels, torch_model, x, mask, y, repeats, interleave: bool = True) -> dict:
+    """One model pair: our step vs the PyTorch step (alternating, or one side after the other to save memory)."""
     names = trainable_torch_names(config, params, labels)
     run_ours, info = ours(config, params, labels, x, mask, y)
-    run_theirs, theirs_info = theirs(torch_model, names, x, mask, y)
+    if interleave:
+        run_theirs, theirs_info = theirs(torch_model, names, x, mask, y)
+        times = time_interleaved({"ours": run_ours, "pytorch": run_theirs}, repeats, warmup=0)
+    else:
+        times = time_interleaved({"ours": run_ours}, repeats, warmup=0)
+        del run_ours
+        gc.collect()
+        run_theirs, theirs_info = theirs(torch_model, names, x, mask, y)
+        times.update(time_interleaved({"pytorch": run_theirs}, repeats, warmup=0))
     assert info["trainable"] == theirs_info["trainable"], (info["trainable"], theirs_info["trainable"])
-    times = time_interleaved({"ours": run_ours, "pytorch": run_theirs}, repeats, warmup=0)
     ours_s = {**stats(times["ours"]), "first_call_s": info["first_call_s"], "compiles": info["counter"].count,
               "trainable": info["trainable"]}
     theirs_s = {**stats(times["pytorch"]), "trainable": theirs_info["trainable"]}
@@ -108,6 +115,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", default="plain,expanded")
+    ap.add_argument("--sequential", default="expanded",
+                    help="models whose two sides run one after the other: both ExHuBERT sides at once need >23 GB")
     args = ap.parse_args(argv)
     x = audio_batch(args.batch, args.seconds)
     mask = np.ones(x.shape, np.int32)
@@ -117,15 +126,18 @@ def main(argv=None) -> dict:
     results = []
     if "plain" in args.models:
         labels = param_labels(params, config)
-        results.append(compare("hubert", config, params, labels, torch_model, x, mask, y, args.repeats))
+        results.append(compare("hubert", config, params, labels, torch_model, x, mask, y, args.repeats,
+                               interleave="plain" not in args.sequential))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     if "expanded" in args.models:
         big, big_config, big_labels = expand(params, config, copies=1, style="zll")
-        del torch_model
+        del torch_model, params
         gc.collect()
         from transformers import HubertConfig as HFConfig
         big_torch = ExpandedHubertForSequenceClassification(HFConfig(**to_hf_config(big_config)))
-        big_torch.load_strict({k: torch.from_numpy(v) for k, v in params_to_state_dict(big, big_config).items()})
-        results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats))
+        big_torch.load_strict({k: torch.from_numpy(np.array(v)) for k, v in params_to_state_dict(big, big_config).items()})
+        results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats,
+                               interleave="expanded" not in args.sequential))
     out = {"bench": "train_step", "preset": args.preset, "batch": args.batch, "seconds": args.seconds,
            "results": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
     print(json.dumps(out))
