@@ -4,6 +4,8 @@ HuBERT Large against transformers' HubertForSequenceClassification (feature enco
 ExHuBERT Large (BBE, ZLL, originals frozen) against converters.modeling_exhubert's module. One process; one JSON line.
 
 Usage: python bench/train_step.py [--preset large] [--batch 2] [--seconds 3] [--repeats 5] [--models plain,expanded]
+Steps alternate between the two sides (ExHuBERT: one side after the other, see --sequential). The script restarts itself with huge-page malloc (exhubert_jax.runtime;
+both sides run in that process); set EXHUBERT_NO_HUGEPAGES=1 to measure without.
 """
 
 from __future__ import annotations
@@ -21,45 +23,40 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_calls  # noqa: E402
-from converters.configuration_exhubert import ExHubertConfig  # noqa: E402
-from converters.modeling_exhubert import ExHubertForSequenceClassification  # noqa: E402
-from converters.mapping import leaves, params_to_state_dict  # noqa: E402
-from converters.zll_export import export_config  # noqa: E402
+from bench.common import (audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_interleaved,  # noqa: E402
+                          torch_expanded)
+from converters.mapping import leaves  # noqa: E402
 from exhubert_jax.expansion import expand  # noqa: E402
 from exhubert_jax.expansion_spec import subtree  # noqa: E402
 from exhubert_jax.model import HubertForSequenceClassification  # noqa: E402
 from exhubert_jax.optim import count, make_optimizer, param_labels  # noqa: E402
+from exhubert_jax.runtime import use_hugepage_malloc  # noqa: E402
 from exhubert_jax.training import create_state, make_train_step  # noqa: E402
 
 LR = 1e-5
 
 
-def ours(config, params, labels, x, mask, y, repeats: int) -> dict:
-    """Time our donated, jitted train step; returns stats + compile time."""
+def ours(config, params, labels, x, mask, y) -> tuple:
+    """Our donated, jitted train step as a no-argument callable, plus its first-call time and compile count."""
     model = HubertForSequenceClassification(config)
     tx = make_optimizer(labels, LR)
-    state = create_state(params, tx, seed=0)
     step, counter = make_train_step(model, tx, labels)
     batch = {"input_values": jax.numpy.asarray(x), "attention_mask": jax.numpy.asarray(mask),
              "targets": jax.numpy.asarray(y), "weights": jax.numpy.ones(len(y), jax.numpy.float32)}
-    start = time.perf_counter()
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics["loss"])
-    first = time.perf_counter() - start
-    holder = {"state": state}
+    holder = {"state": create_state(params, tx, seed=0)}
 
     def run():
         holder["state"], m = step(holder["state"], batch)
         jax.block_until_ready(m["loss"])
 
-    times = time_calls(run, repeats, warmup=0)
-    return {**stats(times), "first_call_s": first, "compiles": counter.count,
-            "trainable": count(params, labels)}
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    return run, {"first_call_s": first, "counter": counter, "trainable": count(params, labels)}
 
 
-def theirs(torch_model, trainable_names, x, mask, y, repeats: int) -> dict:
-    """Time a PyTorch train step with AdamW over the trainable parameters only."""
+def theirs(torch_model, trainable_names, x, mask, y) -> tuple:
+    """A PyTorch train step (AdamW over the trainable parameters only) as a no-argument callable."""
     torch_model.train()
     for name, p in torch_model.named_parameters():
         p.requires_grad_(name in trainable_names)
@@ -74,7 +71,8 @@ def theirs(torch_model, trainable_names, x, mask, y, repeats: int) -> dict:
         torch.nn.functional.cross_entropy(logits, yt).backward()
         opt.step()
 
-    return {**stats(time_calls(run, repeats, warmup=1)), "trainable": sum(p.numel() for p in params)}
+    run()  # warm-up: allocates AdamW's state
+    return run, {"trainable": sum(p.numel() for p in params)}
 
 
 def trainable_torch_names(config, params, labels) -> set[str]:
@@ -82,12 +80,23 @@ def trainable_torch_names(config, params, labels) -> set[str]:
     return {leaf.torch_key for leaf in leaves(config, params) if subtree(labels, leaf.flax_path) == "trainable"}
 
 
-def compare(name, config, params, labels, torch_model, x, mask, y, repeats) -> dict:
-    """One model pair: our step vs the PyTorch step."""
+def compare(name, config, params, labels, torch_model, x, mask, y, repeats, interleave: bool = True) -> dict:
+    """One model pair: our step vs the PyTorch step (alternating, or one side after the other to save memory)."""
     names = trainable_torch_names(config, params, labels)
-    ours_s = ours(config, params, labels, x, mask, y, repeats)
-    theirs_s = theirs(torch_model, names, x, mask, y, repeats)
-    assert ours_s["trainable"] == theirs_s["trainable"], (ours_s["trainable"], theirs_s["trainable"])
+    run_ours, info = ours(config, params, labels, x, mask, y)
+    if interleave:
+        run_theirs, theirs_info = theirs(torch_model, names, x, mask, y)
+        times = time_interleaved({"ours": run_ours, "pytorch": run_theirs}, repeats, warmup=0)
+    else:
+        times = time_interleaved({"ours": run_ours}, repeats, warmup=0)
+        del run_ours
+        gc.collect()
+        run_theirs, theirs_info = theirs(torch_model, names, x, mask, y)
+        times.update(time_interleaved({"pytorch": run_theirs}, repeats, warmup=0))
+    assert info["trainable"] == theirs_info["trainable"], (info["trainable"], theirs_info["trainable"])
+    ours_s = {**stats(times["ours"]), "first_call_s": info["first_call_s"], "compiles": info["counter"].count,
+              "trainable": info["trainable"]}
+    theirs_s = {**stats(times["pytorch"]), "trainable": theirs_info["trainable"]}
     return {"model": name, "ours": ours_s, "pytorch": theirs_s,
             "speedup": theirs_s["median_s"] / ours_s["median_s"],
             "audio_s_per_s": {"ours": x.shape[0] * x.shape[1] / 16000 / ours_s["median_s"],
@@ -102,6 +111,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", default="plain,expanded")
+    ap.add_argument("--sequential", default="expanded",
+                    help="models whose two sides run one after the other: both ExHuBERT sides at once need >23 GB")
     args = ap.parse_args(argv)
     x = audio_batch(args.batch, args.seconds)
     mask = np.ones(x.shape, np.int32)
@@ -111,15 +122,16 @@ def main(argv=None) -> dict:
     results = []
     if "plain" in args.models:
         labels = param_labels(params, config)
-        results.append(compare("hubert", config, params, labels, torch_model, x, mask, y, args.repeats))
+        results.append(compare("hubert", config, params, labels, torch_model, x, mask, y, args.repeats,
+                               interleave="plain" not in args.sequential))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     if "expanded" in args.models:
         big, big_config, big_labels = expand(params, config, copies=1, style="zll")
-        del torch_model
+        del torch_model, params
         gc.collect()
-        big_torch = ExHubertForSequenceClassification(ExHubertConfig.from_dict(export_config(big_config)))
-        big_torch.load_state_dict({k: torch.from_numpy(v) for k, v in params_to_state_dict(big, big_config).items()},
-                                  strict=True)
-        results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats))
+        big_torch = torch_expanded(big_config, big)
+        results.append(compare("exhubert", big_config, big, big_labels, big_torch, x, mask, y, args.repeats,
+                               interleave="expanded" not in args.sequential))
     out = {"bench": "train_step", "preset": args.preset, "batch": args.batch, "seconds": args.seconds,
            "results": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
     print(json.dumps(out))
@@ -127,4 +139,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    use_hugepage_malloc()
     main()

@@ -60,7 +60,7 @@ def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
                         f"{list(config.adapters) or 'none'})")
     if config.expansion_style == "zll":
         raise PeftError("ZLL-expanded models are not stock transformers HuBERTs, so peft cannot load them; "
-                        "use style=zero_out, or merge and export with converters.expanded_torch")
+                        "use style=zero_out, or export without --peft (the ZLL export ships its own PyTorch code)")
     encoder, pairs = params["hubert"]["encoder"], {}
     for tree_path in {slot for slot, _ in layer_slots(config)}:
         for target in config.adapter_options("lora")["targets"]:

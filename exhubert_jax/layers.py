@@ -95,11 +95,36 @@ class Bottleneck(nn.Module):
         return h + nn.Dense(h.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros, name="up")(z)
 
 
+ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+
+
+def fused_attention(q: Array, k: Array, v: Array, mask: Array | None, scale: float,
+                    implementation: str | None) -> Array:
+    """jax.nn.dot_product_attention over (B, T, heads, head_dim) with a (B, T) prefix padding mask.
+
+    None/'xla' apply the mask as a boolean key mask. 'cudnn' (fused flash attention on NVIDIA GPUs, bf16/fp16)
+    takes it as key lengths instead; the two agree because frame masks are prefixes (frame_mask).
+    """
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {implementation!r}")
+    if implementation == "cudnn":
+        lengths = None if mask is None else mask.sum(-1).astype(jnp.int32)
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, key_value_seq_lengths=lengths,
+                                            implementation="cudnn")
+    key_mask = None if mask is None else mask[:, None, None, :]
+    return jax.nn.dot_product_attention(q, k, v, mask=key_mask, scale=scale, implementation=implementation)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention with a key padding mask; scale head_dim ** -0.5."""
+    """Multi-head self-attention with a key padding mask; scale head_dim ** -0.5.
+
+    `implementation` picks jax.nn.dot_product_attention's backend (None: XLA's choice; 'cudnn': fused attention on
+    a GPU); it has no attention dropout, so it needs attention_dropout == 0 when training.
+    """
 
     config: HubertConfig
     dtype: Any = jnp.float32
+    implementation: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
@@ -110,7 +135,10 @@ class Attention(nn.Module):
         q, k, v = (split(proj(t, f"{t}_proj")(x)) for t in ("q", "k", "v"))
         key_mask = None if mask is None else mask[:, None, None, :]
         if deterministic or cfg.attention_dropout == 0.0:
-            out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, scale=head_dim ** -0.5)
+            out = fused_attention(q, k, v, mask, head_dim ** -0.5, self.implementation)
+        elif self.implementation is not None:
+            raise ValueError(f"attention implementation {self.implementation!r} has no attention dropout; "
+                             f"set attention_dropout=0 (it is {cfg.attention_dropout}) or use the default")
         else:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim ** -0.5
             if key_mask is not None:
@@ -147,11 +175,12 @@ class EncoderLayer(nn.Module):
 
     config: HubertConfig
     dtype: Any = jnp.float32
+    attention_implementation: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
         cfg = self.config
-        attention = Attention(cfg, self.dtype, name="attention")
+        attention = Attention(cfg, self.dtype, self.attention_implementation, name="attention")
         ln1 = layer_norm(cfg.layer_norm_eps, self.dtype, "layer_norm")
         ffn = FeedForward(cfg, self.dtype, name="feed_forward")
         ln2 = layer_norm(cfg.layer_norm_eps, self.dtype, "final_layer_norm")

@@ -149,6 +149,8 @@ class Encoder(nn.Module):
     config: HubertConfig
     dtype: Any = jnp.float32
     remat: bool = False
+    attention_implementation: str | None = None
+    scan_unroll: int = 1  # layer groups per loop iteration (lax.scan unroll); XLA cost analysis counts a loop once
 
     def _stacked_layer_params(self, rng: Array, leading: tuple[int, ...]) -> Any:
         """Initialise independent layers and stack them on the leading axes."""
@@ -183,7 +185,7 @@ class Encoder(nn.Module):
         if not deterministic:
             keys = jax.random.split(self.make_rng("dropout"), n_layers * per_group)
             rngs = keys.reshape(n_layers, per_group, *keys.shape[1:])
-        layer = EncoderLayer(cfg, self.dtype)
+        layer = EncoderLayer(cfg, self.dtype, self.attention_implementation)
 
         def run_layer(params, h, key):
             """One transformer layer with its dropout key and LayerDrop decision."""
@@ -212,7 +214,7 @@ class Encoder(nn.Module):
         if self.remat:
             group = jax.checkpoint(group, prevent_cse=False)
         x_in = x
-        x, stacked = jax.lax.scan(group, x, (layers, expansion, rngs))
+        x, stacked = jax.lax.scan(group, x, (layers, expansion, rngs), unroll=self.scan_unroll)
         hidden = None
         if output_hidden_states:
             stacked = stacked.reshape(-1, *stacked.shape[2:])
@@ -235,6 +237,8 @@ class HubertModel(nn.Module):
     config: HubertConfig
     dtype: Any = jnp.float32
     remat: bool = False
+    attention_implementation: str | None = None  # jax.nn.dot_product_attention backend: None, 'xla' or 'cudnn'
+    scan_unroll: int = 1
 
     @nn.compact
     def __call__(self, input_values: Array, attention_mask: Array | None = None, deterministic: bool = True,
@@ -252,8 +256,8 @@ class HubertModel(nn.Module):
             embed = self.param("masked_spec_embed", nn.initializers.uniform(1.0), (cfg.hidden_size,), jnp.float32)
             if not deterministic and cfg.apply_spec_augment:
                 x = self._spec_augment(x, mask, embed)
-        x, hidden = Encoder(cfg, self.dtype, self.remat, name="encoder")(x, mask, deterministic,
-                                                                          output_hidden_states)
+        encoder = Encoder(cfg, self.dtype, self.remat, self.attention_implementation, self.scan_unroll, name="encoder")
+        x, hidden = encoder(x, mask, deterministic, output_hidden_states)
         return HubertOutput(x, hidden, mask)
 
     def _spec_augment(self, x: Array, mask: Array | None, embed: Array) -> Array:
@@ -278,14 +282,16 @@ class HubertForSequenceClassification(nn.Module):
     config: HubertConfig
     dtype: Any = jnp.float32
     remat: bool = False
+    attention_implementation: str | None = None  # jax.nn.dot_product_attention backend: None, 'xla' or 'cudnn'
+    scan_unroll: int = 1
 
     @nn.compact
     def __call__(self, input_values: Array, attention_mask: Array | None = None, deterministic: bool = True,
                  output_hidden_states: bool = False) -> HubertOutput:
         cfg = self.config
         need_hidden = output_hidden_states or cfg.use_weighted_layer_sum
-        out = HubertModel(cfg, self.dtype, self.remat, name="hubert")(input_values, attention_mask, deterministic,
-                                                                       need_hidden)
+        out = HubertModel(cfg, self.dtype, self.remat, self.attention_implementation, self.scan_unroll,
+                          name="hubert")(input_values, attention_mask, deterministic, need_hidden)
         if cfg.use_weighted_layer_sum:
             n = out.hidden_states.shape[0]
             weights = self.param("layer_weights", nn.initializers.constant(1.0 / n), (n,), jnp.float32)
