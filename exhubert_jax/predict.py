@@ -66,16 +66,14 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
     indices, targets, logits, seconds = [], [], [], 0.0
     for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
                               **kwargs):
-        arrays = batch_arrays(batch, label_space, input_mode)
+        arrays = dict(batch_arrays(batch, label_space, input_mode), indices=np.asarray(batch.indices))
         out = predictor(params, arrays["input_values"], arrays["attention_mask"])
         if predictor.shard:  # this process read its share of the batch; the logits cover all of it
             from jax.experimental.multihost_utils import process_allgather
 
-            arrays["indices"] = np.asarray(batch.indices)
             arrays = process_allgather({k: arrays[k] for k in ("targets", "weights", "indices")}, tiled=True)
-            batch = batch._replace(indices=arrays["indices"])
         real = arrays["weights"] > 0
-        indices.append(np.asarray(batch.indices)[real])
+        indices.append(arrays["indices"][real])
         targets.append(arrays["targets"][real])
         logits.append(out[real])
         seconds += float(batch.n_seconds)
