@@ -61,9 +61,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--style", choices=("zll", "zero_out"), default="zll", help="expand: ZLL or LLaMA-Pro style")
     ap.add_argument("--freeze", choices=("original", "none"), default="original",
                     help="expand/transfer: freeze the original layers of an expanded model, or nothing")
-    ap.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize()")
+    ap.add_argument("--distributed", action="store_true",
+                    help="multi-host: join the other processes through jax.distributed.initialize() (the coordinator, "
+                         "process count and id from the flags below, else detected from SLURM, Open MPI, Kubernetes "
+                         "or Cloud TPU environments)")
+    ap.add_argument("--coordinator", help="--distributed: HOST:PORT of process 0's coordinator service")
+    ap.add_argument("--num-processes", type=int, help="--distributed: number of processes (hosts) in the run")
+    ap.add_argument("--process-id", type=int, help="--distributed: this process's id, 0 .. num-processes - 1")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """Join the run's processes (gloo collectives when they run on CPU); only process 0 prints."""
+    import os
+
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    if jax.process_index() != 0:
+        sys.stdout = open(os.devnull, "w")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     from exhubert_jax.stages import STAGES
 
     if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
+        start_distributed(args)
+    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        print("error: --coordinator, --num-processes and --process-id need --distributed", file=sys.stderr)
+        return 2
     try:
         return STAGES[args.stage](args)
     except ExhubertError as e:

@@ -100,13 +100,17 @@ def _config_of(model_or_config) -> HubertConfig:
 
 
 def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, overwrite: bool = True) -> Path:
-    """Write params (Orbax) and config.json into `path`; returns the directory."""
+    """Write params (Orbax) and config.json into `path`; returns the directory. In a multi-process run the calling
+    process writes alone (host arrays, no barrier with the others)."""
     path = Path(path).absolute()
     config = _config_of(model_or_config)
     _check_tree(params, param_shapes(config), str(path))
+    me = jax.process_index()
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})  # the caller writes alone
+    options = dict(multiprocessing_options=alone) if jax.process_count() > 1 else {}
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with quiet_orbax(), ocp.StandardCheckpointer() as ckptr:
+        with quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:
             ckptr.save(path / PARAMS_DIR, params, force=overwrite)
             ckptr.wait_until_finished()
         config.save(path / CONFIG_FILE)

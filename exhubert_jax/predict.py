@@ -10,16 +10,19 @@ from jax.sharding import Mesh
 
 from .config import label_field
 from .metrics import uar
-from .training import batch_arrays, pad_rows, replicated, to_device
+from .training import batch_arrays, data_shard, local_size, pad_rows, replicated, to_device
 
 
 class Predictor:
     """`(params, input_values, attention_mask) -> float32 logits` on the host for the real rows; records each shape
-    it compiles for. With a mesh the batch is padded to a multiple of its size and split over the data axis."""
+    it compiles for. With a mesh the batch is padded to a multiple of its size and split over the data axis. When the
+    mesh spans several processes, each passes its own rows (the same count on each) and gets the logits of all rows,
+    process by process."""
 
     def __init__(self, model: Any, mesh: Mesh | None = None):
         self.model, self.mesh = model, mesh
         self.compiled_shapes: list[tuple[int, ...]] = []
+        self.shard = data_shard(mesh)
         kwargs = dict(out_shardings=replicated(mesh)) if mesh is not None else {}
         self._jitted = jax.jit(self._forward, **kwargs)
 
@@ -33,9 +36,11 @@ class Predictor:
         rows = len(input_values)
         arrays = dict(input_values=np.asarray(input_values, np.float32),
                       attention_mask=np.asarray(attention_mask, np.int32), weights=np.ones(rows, np.float32))
-        arrays = pad_rows(arrays, self.mesh.size if self.mesh is not None else 1)
+        arrays = pad_rows(arrays, local_size(self.mesh))
         device = to_device({k: arrays[k] for k in ("input_values", "attention_mask")}, self.mesh)
-        return np.asarray(jax.device_get(self._jitted(params, device["input_values"], device["attention_mask"])))[:rows]
+        out = np.asarray(jax.device_get(self._jitted(params, device["input_values"], device["attention_mask"])))
+        n = self.shard[1] if self.shard else 1  # drop every process's padding rows
+        return out.reshape(n, -1, out.shape[-1])[:, :rows].reshape(-1, out.shape[-1])
 
 
 class SplitPredictions(NamedTuple):
@@ -59,11 +64,16 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
         width = int(round(seconds_cap * 16000))
         kwargs = dict(buckets=(width,), crop=width)
     indices, targets, logits, seconds = [], [], [], 0.0
-    for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, **kwargs):
-        arrays = batch_arrays(batch, label_space, input_mode)
-        real = arrays["weights"] > 0
+    for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
+                              **kwargs):
+        arrays = dict(batch_arrays(batch, label_space, input_mode), indices=np.asarray(batch.indices))
         out = predictor(params, arrays["input_values"], arrays["attention_mask"])
-        indices.append(np.asarray(batch.indices)[real])
+        if predictor.shard:  # this process read its share of the batch; the logits cover all of it
+            from jax.experimental.multihost_utils import process_allgather
+
+            arrays = process_allgather({k: arrays[k] for k in ("targets", "weights", "indices")}, tiled=True)
+        real = arrays["weights"] > 0
+        indices.append(arrays["indices"][real])
         targets.append(arrays["targets"][real])
         logits.append(out[real])
         seconds += float(batch.n_seconds)

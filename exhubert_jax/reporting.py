@@ -12,9 +12,13 @@ import numpy as np
 
 
 class RunLog:
-    """metrics.jsonl + TensorBoard (tensorboardX) in the workdir."""
+    """metrics.jsonl + TensorBoard (tensorboardX) in the workdir; active=False writes nothing (the processes of a
+    multi-process run other than the first)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, active: bool = True):
+        self.active = active
+        if not active:
+            return
         from tensorboardX import SummaryWriter
 
         self.jsonl = open(workdir / "metrics.jsonl", "a")
@@ -22,6 +26,8 @@ class RunLog:
 
     def write(self, event: str, step: int, values: Mapping[str, Any]) -> None:
         """One JSON line and scalars under '{event}/{name}'."""
+        if not self.active:
+            return
         self.jsonl.write(json.dumps({"event": event, "step": int(step), "time": time.time(), **values}) + "\n")
         self.jsonl.flush()
         for k, v in values.items():
@@ -31,6 +37,8 @@ class RunLog:
 
     def close(self) -> None:
         """Flush and close both sinks."""
+        if not self.active:
+            return
         self.jsonl.close()
         self.tb.close()
 

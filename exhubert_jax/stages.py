@@ -57,15 +57,22 @@ def finetune_corpora(spec: str | None, data_dir: Path) -> tuple[list[str], bool]
 
 
 def ensure_demo(data_dir: Path) -> None:
-    """Prepare the synthetic demo corpora if they are not there yet."""
+    """Prepare the synthetic demo corpora if they are not there yet (in a multi-process run, process 0 prepares them
+    while the others wait)."""
+    import jax
+
     from .data.resolve import prepared_names, registry_group
 
     missing = [n for n in registry_group("demo") if n not in prepared_names(data_dir)]
-    if missing:
+    if missing and jax.process_index() == 0:
         from .data.synthetic import prepare_demo
 
         print(f"preparing synthetic demo corpora {', '.join(missing)} in {data_dir} ...", flush=True)
         prepare_demo(data_dir)
+    if jax.process_count() > 1:
+        from jax.experimental.multihost_utils import sync_global_devices
+
+        sync_global_devices("demo corpora prepared")
 
 
 def default_workdir(args) -> Path:

@@ -24,8 +24,8 @@ from .optim import SCHEDULES, make_optimizer, make_schedule
 from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
-from .training import (RoundStep, TrainError, TrainState, batch_arrays, check_batch_size, create_state,
-                       make_train_step, pad_rows, to_device)
+from .training import (RoundStep, TrainError, TrainState, batch_arrays, check_batch_size, create_state, data_shard,
+                       local_size, make_train_step, pad_rows, to_device)
 
 UPDATES = ("round", "per-corpus")
 
@@ -103,13 +103,23 @@ def card_buckets(max_seconds: float) -> tuple[int, ...]:
 
 
 class Trainer:
-    """One training run over round-robin corpora in a workdir (checkpoints/, best/, final/, run.json, logs)."""
+    """One training run over round-robin corpora in a workdir (checkpoints/, best/, final/, run.json, logs).
+
+    Multi-process (a mesh over the devices of several processes, after jax.distributed.initialize): every process
+    plans the same global batches and reads only its rows; all write the Orbax checkpoints together; process 0 alone
+    writes run.json, logs, exports and messages.
+    """
 
     def __init__(self, model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any],
                  val_sources: Mapping[str, Any], workdir: str | Path, opts: TrainOptions, *,
                  mesh: Mesh | None = None, say: Callable[[str], None] = print, run_info: Mapping | None = None):
         opts.validate()
         check_batch_size(opts.batch_size, mesh)
+        if jax.process_count() > 1 and data_shard(mesh) is None:
+            raise TrainError(f"{jax.process_count()} processes need a mesh over the devices of all of them "
+                             "(training.make_mesh())")
+        self.lead = jax.process_index() == 0  # writes run.json, logs, exports; prints
+        say = say if self.lead else (lambda message: None)
         self.model, self.labels, self.opts, self.mesh, self.say = model, labels, opts, mesh, say
         self.val_sources = val_sources
         self.workdir = Path(workdir).absolute()
@@ -128,8 +138,8 @@ class Trainer:
         buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
         self.n_corpora = len(train_sources)
         # batches are made ahead in a thread while the device runs the step; state() stays exact for resume
-        self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds,
-                                          opts.seed + jax.process_index(), buckets), depth=2)
+        self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
+                                          shard=data_shard(mesh)), depth=2)
         self.run_document = runconfig.build(
             dataclasses.asdict(opts), model.config.to_dict(),
             {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))
@@ -147,9 +157,10 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to opts.steps (or the early stop), resuming from the newest checkpoint of the workdir."""
         start = self._resume()
-        runconfig.write_or_check(self.workdir, self.run_document, resuming=self.resumed_from is not None)
+        if self.lead or self.resumed_from is not None:  # every process refuses a resume with other settings
+            runconfig.write_or_check(self.workdir, self.run_document, resuming=self.resumed_from is not None)
         opts = self.opts
-        self.log = RunLog(self.workdir)
+        self.log = RunLog(self.workdir, active=self.lead)
         self.t0, self.start = time.perf_counter(), start
         self.data_pos = self.stream.state()
         last_saved = self.resumed_from
@@ -206,7 +217,7 @@ class Trainer:
     def _train_step(self, step: int) -> None:
         """Run one step (round or corpus batch) and queue its metrics."""
         batches = self._next_batches()
-        multiple = self.mesh.size if self.mesh is not None else 1
+        multiple = local_size(self.mesh)
         device = [to_device(pad_rows(batch_arrays(b, self.opts.label_space, self.opts.input_mode), multiple),
                             self.mesh) for b in batches]
         n_before = self.compiles.count
@@ -271,7 +282,8 @@ class Trainer:
         self.say(f"step {step}: validation UAR " + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
         if self.best is None or uars["mean"] > self.best["mean"]:
             self.best = dict(step=step, **uars)
-            self.ckpts.export(BEST, self.model, self.state.params, self.best)
+            if self.lead:
+                self.ckpts.export(BEST, self.model, self.state.params, self.best)
         self.final_uar = uars
         since_best = sum(h["step"] > self.best["step"] for h in self.history)
         if self.opts.patience is not None and since_best >= self.opts.patience and step < self.opts.steps:
@@ -305,8 +317,9 @@ class Trainer:
             if not self.final_uar:
                 last = self.history[-1] if self.history else dict(self._validate())
                 self.final_uar = {k: v for k, v in last.items() if k != "step"}
-            self.ckpts.export(FINAL, self.model, self.state.params, dict(step=step, **self.final_uar))
-            if self.opts.curve_png and self.history:
+            if self.lead:
+                self.ckpts.export(FINAL, self.model, self.state.params, dict(step=step, **self.final_uar))
+            if self.lead and self.opts.curve_png and self.history:
                 plot_uar_curve(self.history, self.workdir / "uar_curve.png")
         return TrainResult(state=self.state, final_uar=self.final_uar, best=self.best, history=self.history,
                            compiles=self.compiles.count, eval_compiles=len(self.predictor.compiled_shapes),

@@ -67,6 +67,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def local_size(mesh: Mesh | None) -> int:
+    """Devices of the mesh on this process (what a process's rows are padded to a multiple of)."""
+    return len(mesh.local_devices) if mesh is not None else 1
+
+
+def data_shard(mesh: Mesh | None) -> tuple[int, int] | None:
+    """(this process's position, process count) among the processes of the mesh, or None when it has one process.
+    Process i holds rows [i*B/n, (i+1)*B/n) of every global batch (jax.devices() lists devices process by process)."""
+    owners = sorted({d.process_index for d in mesh.devices.flat}) if mesh is not None else []
+    return (owners.index(jax.process_index()), len(owners)) if len(owners) > 1 else None
+
+
 def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
     """The global batch must split evenly over the data axis."""
     n = mesh.size if mesh is not None else 1
@@ -99,7 +111,8 @@ def pad_rows(arrays: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarr
 
 
 def to_device(arrays: dict[str, np.ndarray], mesh: Mesh | None) -> dict[str, jax.Array]:
-    """Place host arrays on the devices, split along the batch axis over the mesh."""
+    """Place host arrays on the devices, split along the batch axis over the mesh; with several processes each passes
+    its own rows and the result is the global array."""
     if mesh is None:
         return jax.device_put(arrays)
     sharding = NamedSharding(mesh, P("data"))

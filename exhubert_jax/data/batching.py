@@ -79,10 +79,13 @@ def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, i
 
 
 def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int]], offsets: Sequence[int], max_len: int | None,
-              buckets: Sequence[int], batch_size: int) -> Batch:
-    """Crop, normalise and pad items to one bucket; rows beyond len(items) are zero-weight padding."""
+              buckets: Sequence[int], batch_size: int, width: int | None = None) -> Batch:
+    """Crop, normalise and pad items to one bucket (or to `width`); rows beyond len(items) are zero-weight padding."""
     waves = [w[o:o + max_len] if max_len else w for (w, _, _), o in zip(items, offsets)]
-    width = bucket_length(max(len(w) for w in waves), buckets)
+    if width is None:
+        width = bucket_length(max(len(w) for w in waves), buckets)
+    elif any(len(w) > width for w in waves):
+        raise DataError(f"{corpus}: an utterance is longer than its source's num_samples says; prepare it again")
     x = np.zeros((batch_size, width), np.float32)
     mask = np.zeros((batch_size, width), np.int32)
     labels = np.zeros(batch_size, np.int32)
@@ -97,6 +100,29 @@ def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndar
     return Batch(corpus, x, mask, labels, native, weights, float(mask.sum()) / SAMPLE_RATE, rows)
 
 
+def check_shard(shard: tuple[int, int], batch_size: int) -> tuple[int, int]:
+    """(index, count) of this process's share of every global batch; the batch must split evenly."""
+    index, count = int(shard[0]), int(shard[1])
+    if not 0 <= index < count or batch_size % count:
+        raise DataError(f"batch size {batch_size} cannot be split into {count} equal shares (share {index})")
+    return index, count
+
+
+def _share(corpus: str, source: Any, idx: np.ndarray, offsets: np.ndarray, kept: np.ndarray, max_len: int | None,
+           buckets: Sequence[int], batch_size: int, shard: tuple[int, int] | None) -> Batch:
+    """The batch of global rows idx, or with shard=(i, n) only rows [i*B/n, (i+1)*B/n) of it (B = batch_size), read
+    and padded to the width the whole batch needs (from the kept lengths, so every process pads alike); the seconds
+    count the whole batch."""
+    if shard is None:
+        return _assemble(corpus, idx, _fetch(source, idx), offsets, max_len, buckets, batch_size)
+    i, n = shard
+    share = batch_size // n
+    rows = slice(i * share, (i + 1) * share)
+    width = bucket_length(int(kept.max()), buckets)
+    batch = _assemble(corpus, idx[rows], _fetch(source, idx[rows]), offsets[rows], max_len, buckets, share, width)
+    return batch._replace(n_seconds=float(kept.sum()) / SAMPLE_RATE)
+
+
 def _corpus_name(source: Any, corpus: str | None) -> str:
     return corpus or getattr(source, "corpus", None) or "corpus"
 
@@ -108,11 +134,12 @@ class CorpusBatches:
     from the start of that permutation, so nothing is dropped. Within windows of sort_window batches the
     examples are ordered by length (less padding) and the batches then shuffled. Utterances longer than
     max_seconds are randomly cropped, the crop drawn from the same per-epoch seed and the slot, so the
-    position (epoch, step) alone fixes every following batch.
+    position (epoch, step) alone fixes every following batch. With shard=(i, n) (multi-process training) every
+    process plans the same global batches and reads only its rows [i*B/n, (i+1)*B/n) of each.
     """
 
     def __init__(self, source: Any, batch_size: int, max_seconds: float, seed: int, corpus: str | None = None,
-                 buckets: Sequence[int] | None = None, sort_window: int = 8):
+                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None):
         if len(source) == 0:
             raise DataError(f"{_corpus_name(source, corpus)}: no examples to train on")
         self.source, self.batch_size, self.seed = source, int(batch_size), int(seed)
@@ -122,6 +149,7 @@ class CorpusBatches:
         if self.buckets[-1] < self.max_len:
             raise DataError(f"the largest bucket ({self.buckets[-1]}) is shorter than max_seconds ({self.max_len})")
         self.sort_window = max(1, int(sort_window))
+        self.shard = check_shard(shard, self.batch_size) if shard is not None else None
         self.lengths = source_lengths(source)
         self.n_batches = math.ceil(len(self.lengths) / self.batch_size)
         self.epoch, self.step = 0, 0
@@ -154,7 +182,9 @@ class CorpusBatches:
             self.epoch, self.step = self.epoch + 1, 0
         spare = np.maximum(self.lengths[idx] - self.max_len, 0)
         offsets = np.floor(uni * (spare + 1)).astype(np.int64)
-        return _assemble(self.corpus, idx, _fetch(self.source, idx), offsets, self.max_len, self.buckets, self.batch_size)
+        kept = np.minimum(self.lengths[idx], self.max_len)
+        return _share(self.corpus, self.source, idx, offsets, kept, self.max_len, self.buckets, self.batch_size,
+                      self.shard)
 
     def state(self) -> dict[str, int]:
         """Position: the next batch is batch `step` of epoch `epoch`."""
@@ -178,31 +208,36 @@ def train_batches(source: Any, batch_size: int, max_seconds: float, seed: int, b
 
 def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
                  buckets: Sequence[int] | None = None, corpus: str | None = None,
-                 crop: int | None = None) -> Iterator[Batch]:
+                 crop: int | None = None, shard: tuple[int, int] | None = None) -> Iterator[Batch]:
     """Every example once, whole (or its first `crop` samples), in length order; the last batch is padded with
     zero-weight rows. Batches are padded to the smallest bucket that fits; an utterance longer than the largest
     bucket gets a width that is a multiple of the largest bucket, so shapes stay few. Buckets default to
-    default_buckets(max_seconds or 3.0)."""
+    default_buckets(max_seconds or 3.0). shard=(i, n): only rows [i*B/n, (i+1)*B/n) of every batch (see
+    CorpusBatches)."""
     buckets = tuple(buckets) if buckets else default_buckets(max_seconds or DEFAULT_MAX_SECONDS)
-    order = np.argsort(source_lengths(source), kind="stable")
+    shard = check_shard(shard, batch_size) if shard is not None else None
+    lengths = source_lengths(source)
+    order = np.argsort(lengths, kind="stable")
     name = _corpus_name(source, corpus)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        yield _assemble(name, idx, _fetch(source, idx), [0] * len(idx), crop, buckets, batch_size)
+        kept = np.minimum(lengths[idx], crop) if crop else lengths[idx]
+        yield _share(name, source, idx, np.zeros(len(idx), np.int64), kept, crop, buckets, batch_size, shard)
 
 
 class RoundRobin:
     """One training batch per corpus per step, corpora in sorted order (A, B, C, A, B, C, ...); each corpus
-    reshuffles every epoch of its own. state() is small JSON; restore()/load_state() resume exactly."""
+    reshuffles every epoch of its own. state() is small JSON; restore()/load_state() resume exactly. shard=(i, n): this
+    process's rows of every global batch (the state is the same on every process)."""
 
     def __init__(self, sources: Mapping[str, Any], batch_size: int, max_seconds: float, seed: int,
-                 buckets: Sequence[int] | None = None, sort_window: int = 8):
+                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None):
         if not sources:
             raise DataError("RoundRobin needs at least one corpus")
         self.names = sorted(sources)
         self.batch_size, self.max_seconds, self.seed = int(batch_size), float(max_seconds), int(seed)
         self.sort_window = int(sort_window)
-        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window)
+        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window, shard)
                         for n in self.names}
         self.buckets = self.streams[self.names[0]].buckets
         self.turn = 0
@@ -236,9 +271,10 @@ class RoundRobin:
         self.turn = int(state["turn"]) % len(self.names)
 
     @classmethod
-    def restore(cls, sources: Mapping[str, Any], state: Mapping[str, Any]) -> "RoundRobin":
+    def restore(cls, sources: Mapping[str, Any], state: Mapping[str, Any],
+                shard: tuple[int, int] | None = None) -> "RoundRobin":
         """A RoundRobin built with the settings saved in state, at the saved position."""
         rr = cls(sources, state["batch_size"], state["max_seconds"], state["seed"], state["buckets"],
-                 state["sort_window"])
+                 state["sort_window"], shard)
         rr.load_state(state)
         return rr
