@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     try:
         if args.batch_size < 1:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
-        specs = [s.strip() for s in args.checkpoint.split(",") if s.strip()]
+        specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
         if args.corpus is not None:
             from exhubert_jax.data.resolve import resolve_corpora
 
