@@ -29,10 +29,13 @@ def test_wheel_contents_and_import_outside_the_repository(tmp_path):
     for needed in ("exhubert_jax/data/label_map.csv", "converters/modeling_exhubert.py",
                    "converters/configuration_exhubert.py", "train.py", "evaluate.py"):
         assert needed in names, needed
+    for init in [*ROOT.glob("exhubert_jax/**/__init__.py"), *ROOT.glob("converters/**/__init__.py")]:
+        assert str(init.relative_to(ROOT)) in names, f"package {init.parent.name} is missing from the wheel"
     assert "exhubert-train = train:main" in meta["entry_points.txt"]
     assert "exhubert-evaluate = evaluate:main" in meta["entry_points.txt"]
     assert "Requires-Dist: jax==" in meta["METADATA"]
-    code = ("import exhubert_jax, converters.flax_to_torch, train, evaluate\n"
+    code = ("import exhubert_jax, exhubert_jax.adapters, exhubert_jax.stages, converters.flax_to_torch\n"
+            "import train, evaluate\n"
             "from exhubert_jax.data.labels import TABLE_PATH\n"
             "assert TABLE_PATH.is_file() and callable(train.main) and callable(evaluate.main)\n"
             "print(exhubert_jax.__file__)")
