@@ -41,7 +41,7 @@ def table():
     return L.load_label_table()
 
 
-def test_classes_follow_design_order():
+def test_classes_follow_the_output_order():
     assert L.CLASSES == ("low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral",
                          "high_positive")
     assert [L.class_index(c) for c in L.CLASSES] == list(range(6))
@@ -183,7 +183,7 @@ def test_bad_table_header(tmp_path):
         L.read_label_rows(bad)
 
 
-def test_registry_has_all_design_corpora():
+def test_registry_has_every_emoset_and_unseen_corpus():
     emoset = {get_corpus(n).name for n in EMOSET}
     unseen = {get_corpus(n).name for n in UNSEEN}
     assert len(emoset) == 37 and len(unseen) == 6
