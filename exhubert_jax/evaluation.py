@@ -6,7 +6,6 @@ bucket, never per batch or per file.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -198,14 +197,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def checkpoint_caveat(checkpoint: str | Path) -> str | None:
     """DEMO_CAVEAT when the run that wrote this checkpoint trained on the synthetic demo corpora only, else None."""
     from .data.resolve import group_of
+    from .runconfig import read
 
-    run_json = Path(checkpoint).parent / "run.json"
-    if not run_json.is_file():
-        return None
-    try:
-        corpora = json.loads(run_json.read_text()).get("corpora", {})
-    except (OSError, ValueError):
-        return None
+    corpora = read(Path(checkpoint).parent).get("corpora", {})
     return DEMO_CAVEAT if corpora and all(group_of(n) == "demo" for n in corpora) else None
 
 
@@ -219,13 +213,7 @@ def trainable_parameters(checkpoint: str | Path, model, params) -> int:
     """Trainable parameters of the run that wrote the checkpoint (its run.json), else of the model under the
     default freezing rule (CNN frozen; originals frozen in an expanded model)."""
     from .optim import count, param_labels
+    from .runconfig import read
 
-    run_json = Path(checkpoint).parent / "run.json"
-    if run_json.is_file():
-        try:
-            recorded = json.loads(run_json.read_text()).get("trainable_params")
-        except (OSError, ValueError):
-            recorded = None
-        if recorded is not None:
-            return int(recorded)
-    return count(params, param_labels(params, model.config))
+    recorded = read(Path(checkpoint).parent).get("trainable_params")
+    return int(recorded) if recorded is not None else count(params, param_labels(params, model.config))

@@ -83,7 +83,22 @@ def write_or_check(workdir: str | Path, document: dict, resuming: bool) -> Path:
                                  + (f" and {len(diffs) - 1} more" if len(diffs) > 1 else "")
                                  + "; use the original settings to resume, or another --workdir")
         return path
+    return write(path.parent, document)
+
+
+def write(workdir: str | Path, document: Mapping[str, Any]) -> Path:
+    """Write {workdir}/run.json atomically (a reader never sees half a file)."""
+    path = Path(workdir) / RUN_JSON
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
+    tmp.write_text(json.dumps(dict(document), indent=2, default=str))
     tmp.replace(path)
     return path
+
+
+def read(workdir: str | Path) -> dict:
+    """{workdir}/run.json, or {} when there is none or it cannot be parsed (a run from before run.json existed)."""
+    try:
+        document = json.loads((Path(workdir) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}

@@ -5,7 +5,6 @@ Each stage takes the parsed command line (an argparse.Namespace with the flags o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +83,10 @@ def default_workdir(args) -> Path:
 
 def finetune_candidates(runs: Path = Path("runs")) -> list[Path]:
     """best/ folders of fine-tuning runs under runs/ (their run.json says stage finetune)."""
-    out = []
-    for run_json in sorted(runs.glob("*/run.json")):
-        try:
-            stage = json.loads(run_json.read_text()).get("stage")
-        except (OSError, ValueError):
-            continue
-        if stage == "finetune" and (run_json.parent / "best").is_dir():
-            out.append(run_json.parent / "best")
-    return out
+    from . import runconfig
+
+    return [run / "best" for run in sorted(p.parent for p in runs.glob(f"*/{runconfig.RUN_JSON}"))
+            if runconfig.read(run).get("stage") == "finetune" and (run / "best").is_dir()]
 
 
 def expand_init(args) -> str:
@@ -237,7 +231,7 @@ def stage_finetune(args) -> int:
 
 def stage_expand(args) -> int:
     """Backbone Block Expansion of a fine-tuned checkpoint, saved to {workdir}/final."""
-    from . import save_pretrained
+    from . import runconfig, save_pretrained
     from .expansion import expand
     from .optim import count
 
@@ -247,8 +241,8 @@ def stage_expand(args) -> int:
                                             freeze=args.freeze)
     workdir = default_workdir(args)
     out = save_pretrained(workdir / "final", new_config, new_params)
-    (workdir / "run.json").write_text(json.dumps(dict(stage="expand", init=init, copies=args.copies,
-                                                      style=args.style, freeze=args.freeze), indent=2))
+    runconfig.write(workdir, dict(stage="expand", init=init, copies=args.copies, style=args.style,
+                                  freeze=args.freeze))
     print(f"expanded {init}: {model.config.num_hidden_layers} -> {new_config.total_layers} layers ({args.style}, "
           f"{args.copies} cop{'y' if args.copies == 1 else 'ies'}, freeze {args.freeze}): "
           f"{count(new_params, labels) / 1e6:.2f} M trainable of {count(new_params) / 1e6:.2f} M -> {out}")
