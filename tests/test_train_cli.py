@@ -84,6 +84,36 @@ def test_evaluate_after_each_stage(runs, data_dir, capsys):
     assert "| demo-b |" in out and (root / "tr" / "best" / "eval" / "confusion_demo-b.png").exists()
 
 
+def test_evaluate_compares_runs_like_table_2(runs, data_dir, capsys):
+    import evaluate
+    root, _ = runs
+    capsys.readouterr()
+    (root / "cmp").mkdir(exist_ok=True)
+    if not (root / "cmp" / "transfer-demo-b").exists():
+        (root / "cmp" / "transfer-demo-b").symlink_to(root / "tr")  # a run folder holding a transfer run
+    assert evaluate.main(["--corpus", "demo-b", "--checkpoint", f"{root / 'ft'},{root / 'cmp'}",
+                          "--data-dir", str(data_dir), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    cells = {c["column"]: c for c in doc["cells"]}
+    assert cells[str(root / "cmp")]["label_space"] == "native" and cells[str(root / "ft")]["label_space"] == "emotion"
+    assert cells[str(root / "cmp")]["checkpoint"].startswith(str(root / "cmp" / "transfer-demo-b"))
+    ft_run = json.loads((root / "ft" / "run.json").read_text())
+    assert doc["trainable_parameters"][str(root / "ft")] == ft_run["trainable_params"]
+    lines = doc["table"].splitlines()
+    assert lines[0] == f"| Dataset | {root / 'ft'} | {root / 'cmp'} |" and lines[2].startswith("| demo-b | ")
+    assert lines[-2].startswith("| **Average UAR over all datasets** |")
+    assert lines[-1].startswith("| Number of trainable parameters |") and lines[-1].endswith(" M |")
+
+
+def test_demo_models_carry_a_caveat_and_name_their_checkpoint(runs, data_dir, capsys):
+    import evaluate
+    root, _ = runs
+    capsys.readouterr()
+    assert evaluate.main(["--corpus", "demo-a", "--checkpoint", str(root / "ft"), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"Checkpoint `{root / 'ft' / 'best'}`" in out and "trained only on the synthetic demo corpora" in out
+
+
 def test_rerun_resumes_and_finishes_immediately(runs, data_dir, capsys):
     root, _ = runs
     code = cli.main(["--stage", "finetune", "--data-dir", str(data_dir), "--workdir", str(root / "ft"), *FAST])
