@@ -241,8 +241,8 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
 
 
 def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.ndarray]:
-    """Our pytree -> a torch-layout state dict (HubertForSequenceClassification names; ZLLs under encoder.zll)."""
+    """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; ZLLs
+    under encoder.zll)."""
     flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
-    return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, np.asarray(flat[leaf.flax_path][leaf.index],
-                                                                                   np.float32)))
+    return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
             for leaf in leaves(config, params)}

@@ -30,6 +30,11 @@ def activation(name: str) -> Callable[[Array], Array]:
     }[name]
 
 
+def at_least_f32(dtype: Any) -> Any:
+    """The dtype statistics, softmax and losses are computed in: float32, or wider if the model computes wider."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def layer_norm(eps: float, dtype: Any, name: str) -> nn.LayerNorm:
     """LayerNorm with PyTorch's eps and two-pass variance, statistics in float32."""
     return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=jnp.float32, use_fast_variance=False, name=name)
@@ -115,6 +120,18 @@ def fused_attention(q: Array, k: Array, v: Array, mask: Array | None, scale: flo
     return jax.nn.dot_product_attention(q, k, v, mask=key_mask, scale=scale, implementation=implementation)
 
 
+def softmax_attention(q: Array, k: Array, v: Array, mask: Array | None, scale: float,
+                      dropout: Callable[[Array], Array] | None = None) -> Array:
+    """Attention written out: logits and softmax in float32 (or wider), optional dropout on the probabilities."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=at_least_f32(q.dtype)) * scale
+    if mask is not None:
+        logits = jnp.where(mask[:, None, None, :], logits, NEG_INF)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if dropout is not None:
+        probs = dropout(probs)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a key padding mask; scale head_dim ** -0.5.
 
@@ -133,19 +150,17 @@ class Attention(nn.Module):
         heads, head_dim = cfg.num_attention_heads, cfg.head_dim
         split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)
         q, k, v = (split(proj(t, f"{t}_proj")(x)) for t in ("q", "k", "v"))
-        key_mask = None if mask is None else mask[:, None, None, :]
-        if deterministic or cfg.attention_dropout == 0.0:
-            out = fused_attention(q, k, v, mask, head_dim ** -0.5, self.implementation)
-        elif self.implementation is not None:
-            raise ValueError(f"attention implementation {self.implementation!r} has no attention dropout; "
-                             f"set attention_dropout=0 (it is {cfg.attention_dropout}) or use the default")
+        scale = head_dim ** -0.5
+        if not deterministic and cfg.attention_dropout > 0.0:
+            if self.implementation is not None:
+                raise ValueError(f"attention implementation {self.implementation!r} has no attention dropout; "
+                                 f"set attention_dropout=0 (it is {cfg.attention_dropout}) or use the default")
+            drop = nn.Dropout(cfg.attention_dropout)
+            out = softmax_attention(q, k, v, mask, scale, lambda p: drop(p, deterministic=False))
+        elif jnp.finfo(q.dtype).bits > 32:  # the fused kernels compute in float32; keep a float64 model float64
+            out = softmax_attention(q, k, v, mask, scale)
         else:
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim ** -0.5
-            if key_mask is not None:
-                logits = jnp.where(key_mask, logits, NEG_INF)
-            probs = jax.nn.softmax(logits, axis=-1)
-            probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False).astype(v.dtype)
-            out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+            out = fused_attention(q, k, v, mask, scale, self.implementation)
         out = out.reshape(*out.shape[:-2], cfg.hidden_size)
         return proj("out", "out_proj")(out)
 
@@ -249,7 +264,7 @@ def _grouped_conv_kernel_grad(x: Array, dy: Array, kernel_shape: tuple, groups: 
     windows = jnp.stack([xp[:, j:j + t_out] for j in range(k)], axis=2)  # (B, T_out, k, C)
     windows = windows.reshape(*windows.shape[:3], groups, cin)
     dy = dy.reshape(*dy.shape[:2], groups, cout // groups)
-    grad = jnp.einsum("btkgc,btgo->kcgo", windows, dy, preferred_element_type=jnp.float32)
+    grad = jnp.einsum("btkgc,btgo->kcgo", windows, dy, preferred_element_type=at_least_f32(x.dtype))
     return grad.reshape(k, cin, cout).astype(x.dtype)
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from .config import HubertConfig
 from .expansion_spec import zero_linear, zll_residual
-from .layers import (EncoderLayer, activation, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
+from .layers import (EncoderLayer, activation, at_least_f32, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
                      normal_init, spec_augment_feature_mask, spec_augment_time_mask)
 
 Array = jax.Array
@@ -74,7 +74,7 @@ class GroupNormPerChannel(nn.Module):
         channels = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(at_least_f32(x.dtype))
         mean = x32.mean(axis=1, keepdims=True)
         var = jnp.square(x32 - mean).mean(axis=1, keepdims=True)
         return ((x32 - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias).astype(self.dtype)
@@ -296,17 +296,17 @@ class HubertForSequenceClassification(nn.Module):
             n = out.hidden_states.shape[0]
             weights = self.param("layer_weights", nn.initializers.constant(1.0 / n), (n,), jnp.float32)
             norm = jax.nn.softmax(weights)
-            h = jnp.einsum("l,lbtd->btd", norm, out.hidden_states.astype(jnp.float32)).astype(self.dtype)
+            h = jnp.einsum("l,lbtd->btd", norm, out.hidden_states.astype(at_least_f32(self.dtype))).astype(self.dtype)
         else:
             h = out.logits
         h = nn.Dense(cfg.classifier_proj_size, dtype=self.dtype, kernel_init=normal_init, name="projector")(h)
-        h = h.astype(jnp.float32)
+        h = h.astype(at_least_f32(self.dtype))
         if out.frame_mask is None:
             pooled = h.mean(axis=1)
         else:
             m = out.frame_mask[..., None]
             pooled = jnp.where(m, h, 0.0).sum(axis=1) / m.sum(axis=1)
-        logits = nn.Dense(cfg.num_labels, dtype=jnp.float32, kernel_init=normal_init, name="classifier")(pooled)
+        logits = nn.Dense(cfg.num_labels, dtype=at_least_f32(self.dtype), kernel_init=normal_init, name="classifier")(pooled)
         return HubertOutput(logits, out.hidden_states if output_hidden_states else None, out.frame_mask)
 
 

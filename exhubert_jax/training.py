@@ -18,6 +18,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .config import label_field
+from .layers import at_least_f32
 from .errors import ExhubertError
 from .optim import full_gradients, merge_params, split_params
 
@@ -50,8 +51,8 @@ class TrainState:
 
 
 def create_state(params: Any, tx: optax.GradientTransformation, seed: int, mesh: Mesh | None = None) -> TrainState:
-    """A fresh TrainState (float32 params copied, replicated over the mesh if given)."""
-    params = jax.tree.map(lambda p: jnp.array(p, dtype=jnp.float32), params)
+    """A fresh TrainState (params copied as float32, or float64 when given so; replicated over the mesh if given)."""
+    params = jax.tree.map(lambda p: jnp.array(p, dtype=jnp.promote_types(p.dtype, jnp.float32)), params)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                        rng=jax.random.PRNGKey(seed), skipped=jnp.zeros((), jnp.int32))
     return jax.device_put(state, replicated(mesh)) if mesh is not None else state
@@ -137,8 +138,8 @@ class CompileCounter:
 
 
 def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
-    """Softmax cross-entropy in float32, averaged with per-row weights (0 = padding row)."""
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+    """Softmax cross-entropy in float32 (or wider), averaged with per-row weights (0 = padding row)."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(at_least_f32(logits.dtype)), targets)
     return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
@@ -218,7 +219,8 @@ class RoundStep:
 
     def _zeros(self, params: Any) -> RoundSums:
         trainable, _ = split_params(params, self.labels)
-        return RoundSums(grads=jax.tree.map(jnp.zeros_like, trainable), loss=jnp.zeros((), jnp.float32))
+        loss_dtype = at_least_f32(jax.tree.leaves(trainable)[0].dtype)
+        return RoundSums(grads=jax.tree.map(jnp.zeros_like, trainable), loss=jnp.zeros((), loss_dtype))
 
     def _add(self, sums: RoundSums, state: TrainState, index: jax.Array, batch: dict) -> tuple[RoundSums, jax.Array]:
         self.counter.hit(batch["input_values"].shape)

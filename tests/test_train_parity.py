@@ -4,12 +4,20 @@ Both sides start from the same converted weights, with dropout, LayerDrop and ma
 optimizer is the paper's AdamW (beta1 0.9, beta2 0.999, eps 1e-8; the paper names no weight decay, so a plain
 `torch.optim.AdamW(model.parameters())` has its default 0.01 on every trainable parameter, biases and LayerNorms
 included, which is what make_optimizer does). Losses (cross-entropy, mean over the batch) at every step and every
-parameter after the last step agree to 1e-5 in float32.
+parameter after the last step agree to TOL.
+
+Both sides compute in float64. In float32, Adam divides each gradient by the root of its own second moment, so on a
+leaf whose true gradient is near zero (attention key projections, whose bias gradient is exactly zero) it turns the
+two frameworks' different float32 rounding into parameter differences of 1e-5 to 1e-4 that vary between machines.
+In float64 the rounding is ~1e-16 and falls far below Adam's eps, so the comparison checks the arithmetic itself,
+on every leaf, with a bound that no machine's kernel choice comes near. Float32 forward parity is tested elsewhere
+(test_parity.py, test_expanded_export.py).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -29,15 +37,11 @@ from hf_models import padded_batch, save_tiny
 jax.config.update("jax_default_matmul_precision", "highest")
 torch.set_num_threads(2)
 
-TOL = 1e-5
+TOL = 1e-9  # float64 on both sides: measured differences are ~1e-13
 STEPS = 5
 LR, BETAS, EPS, WEIGHT_DECAY = 2e-3, (0.9, 0.999), 1e-8, 0.01  # the demo's lr: large enough that decay matters
 DETERMINISTIC = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0,
                      final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0, mask_feature_prob=0.0)
-# The attention key bias has an analytically zero gradient (softmax over keys ignores a bias added to every key), so
-# both frameworks' gradients there are rounding noise that Adam's normalisation turns into steps of up to lr: these
-# leaves are held to that bound only (they cannot change any output), every other leaf to TOL.
-NOISE_ONLY = ".attention.k_proj.bias"
 # two "corpora" for the round variant: different padded lengths, one batch each per update
 CORPUS_LENGTHS = ((4000, 3100, 2207), (2600, 1900, 2600, 1500))
 
@@ -48,8 +52,15 @@ def batches(lengths: tuple[int, ...], steps: int, seed: int) -> list[tuple[np.nd
     out = []
     for i in range(steps):
         x, mask = padded_batch(lengths, seed=seed * 100 + i)
-        out.append((x, mask, rng.integers(0, 6, len(lengths))))
+        out.append((x.astype(np.float64), mask, rng.integers(0, 6, len(lengths))))
     return out
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs JAX with 64-bit types enabled (the model then computes in float64 when asked to)."""
+    with jax.enable_x64(True):
+        yield
 
 
 # ------------------------------------------------------------------------------------------------------- ours
@@ -59,14 +70,15 @@ def our_arrays(batch) -> dict:
     """The train step's batch dict (all rows weighted 1: the loss is the plain batch mean)."""
     x, mask, y = batch
     return dict(input_values=x, attention_mask=mask.astype(np.int32), targets=y.astype(np.int32),
-                weights=np.ones(len(y), np.float32))
+                weights=np.ones(len(y), np.float64))
 
 
 def train_ours(config, params, labels, rounds: list[list]) -> tuple[list[list[float]], dict]:
     """Our training over `rounds` (each a list of one batch per corpus): the per-corpus step for one-batch rounds,
     the round step (gradients averaged over the round's batches, one AdamW update) otherwise; (per-batch losses per
     round, params)."""
-    model = HubertForSequenceClassification(config)
+    model = HubertForSequenceClassification(config, dtype=jnp.float64)
+    params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
     tx = make_optimizer(labels, LR, b1=BETAS[0], b2=BETAS[1], eps=EPS, weight_decay=WEIGHT_DECAY)
     state = create_state(params, tx, seed=0)
     step, _ = make_train_step(model, tx, labels)
@@ -94,7 +106,7 @@ def logits_of(out):
 def train_torch(model: torch.nn.Module, rounds: list[list], no_decay=()) -> tuple[list[list[float]], dict]:
     """torch.optim.AdamW over the model's parameters (frozen ones have requires_grad=False); one update per round
     from the mean of the round's batch losses (= the average of their gradients)."""
-    model.train()
+    model.double().train()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [dict(params=[p for n, p in trainable if not n.endswith(no_decay) or not no_decay]),
               dict(params=[p for n, p in trainable if no_decay and n.endswith(no_decay)], weight_decay=0.0)]
@@ -123,12 +135,10 @@ def compare(ours: tuple, theirs: tuple, initial: dict) -> dict[str, float]:
     assert set(torch_params) <= set(our_params)
     assert set(our_params) - set(torch_params) <= {"hubert.masked_spec_embed"}  # absent in torch without masking
     diffs = {k: float(np.max(np.abs(our_params[k] - v))) for k, v in torch_params.items()}
-    param_diff = max(d for k, d in diffs.items() if not k.endswith(NOISE_ONLY))
-    noise_diff = max(d for k, d in diffs.items() if k.endswith(NOISE_ONLY))
+    worst = max(diffs, key=diffs.get)
     moved = max(float(np.max(np.abs(initial[k] - v))) for k, v in torch_params.items())
-    result = dict(loss=loss_diff, params=param_diff, key_bias=noise_diff, moved=moved)
-    assert loss_diff <= TOL and param_diff <= TOL, result
-    assert noise_diff <= 2 * LR * len(our_losses), result
+    result = dict(loss=loss_diff, params=diffs[worst], worst=worst, moved=moved)
+    assert loss_diff <= TOL and diffs[worst] <= TOL, result
     assert moved > 100 * TOL, result  # the comparison is between trained parameters, not two copies of the start
     return result
 
@@ -203,4 +213,4 @@ def test_decay_semantics_are_what_the_comparison_checks(tmp_path):
     rounds = [[b] for b in batches(CORPUS_LENGTHS[0], STEPS, seed=1)]
     _, ours = train_ours(config, params, labels, rounds)
     _, theirs = train_torch(torch_model, rounds, no_decay=("bias", "layer_norm.weight"))
-    assert max(float(np.max(np.abs(ours[k] - v))) for k, v in theirs.items()) > 3 * TOL
+    assert max(float(np.max(np.abs(ours[k] - v))) for k, v in theirs.items()) > 1000 * TOL
