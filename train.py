@@ -16,6 +16,7 @@ import sys
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (no abbreviations: --step is not --steps)."""
+    from exhubert_jax.config import EXPANSION_STYLES
     from exhubert_jax.stages import DEMO, PAPER, TRANSFER_STEPS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="finetune/transfer: add an adapter, e.g. lora:r=8,alpha=16,targets=q+v, ia3, bitfit, "
                          "bottleneck:size=64,style=houlsby, bbe:copies=1,style=zll (repeat to compose, in order)")
     ap.add_argument("--copies", type=int, default=1, help="expand: copies per layer (1 = ExHuBERT, 2 = XLarge)")
-    ap.add_argument("--style", choices=("zll", "zero_out"), default="zll", help="expand: ZLL or LLaMA-Pro style")
+    ap.add_argument("--style", choices=EXPANSION_STYLES, default="zll",
+                    help="expand: zll (paper), zero_out (LLaMA Pro) or gated (the released ExHuBERT layout)")
     ap.add_argument("--freeze", choices=("original", "none"), default="original",
                     help="expand/transfer: freeze the original layers of an expanded model, or nothing")
     ap.add_argument("--distributed", action="store_true",

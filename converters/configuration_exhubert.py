@@ -1,4 +1,4 @@
-"""transformers config for ExHuBERT with Zero Linear Layers (model_type "exhubert"); copied into exports as is.
+"""transformers config for ExHuBERT with layout Linears (model_type "exhubert"); copied into exports as is.
 
 The HuBERT fields sit under `encoder`, not at the top level, so transformers' plain HuBERT classes cannot read
 them: HubertForSequenceClassification.from_pretrained on an ExHuBERT export builds a default-sized HuBERT and
@@ -13,20 +13,31 @@ from transformers import HubertConfig, PreTrainedConfig
 
 @strict
 class ExHubertConfig(PreTrainedConfig):
-    """A HuBERT encoder config (`encoder`), the flattened-stack layers that carry a ZLL, and the expansion recipe."""
+    """A HuBERT encoder config (`encoder`), the flattened-stack layers followed by a Linear with a skip (ZLL) or
+    without one (gate), and the expansion recipe."""
 
     model_type = "exhubert"
 
     encoder: dict | None = None  # transformers HubertConfig fields of the flattened (expanded) encoder + head
-    zll_layers: list[int] | None = None  # encoder.layers indices followed by a zero Linear with a skip connection
+    zll_layers: list[int] | None = None  # encoder.layers indices followed by a Linear with a skip connection
+    gate_layers: list[int] | None = None  # encoder.layers indices followed by a Linear without one
     expansion: dict | None = None  # {"copies", "style", "original_layers"}: how the stack was expanded
 
     def validate_architecture(self):
-        """ZLL indices must name encoder layers."""
+        """Linear indices must name encoder layers, each at most once."""
         n = self.hubert_config().num_hidden_layers
-        bad = [j for j in self.zll_layers or () if not 0 <= int(j) < n]
+        listed = [int(j) for j in (*(self.zll_layers or ()), *(self.gate_layers or ()))]
+        bad = [j for j in listed if not 0 <= j < n]
         if bad:
-            raise ValueError(f"zll_layers {bad} are outside the {n} encoder layers")
+            raise ValueError(f"zll_layers/gate_layers {bad} are outside the {n} encoder layers")
+        if len(set(listed)) != len(listed):
+            raise ValueError(f"a layer is listed twice in zll_layers {self.zll_layers} / gate_layers {self.gate_layers}")
+
+    def original_layers(self) -> list[int]:
+        """encoder.layers indices of the original (pre-expansion) layers: the first of each group."""
+        n = self.hubert_config().num_hidden_layers
+        group = 1 + int((self.expansion or {}).get("copies", 0))
+        return list(range(0, n, group))
 
     def hubert_config(self) -> HubertConfig:
         """The transformers HubertConfig the encoder and head modules are built from."""

@@ -1,9 +1,13 @@
 """Convert an exhubert-jax Flax checkpoint (or a training workdir's best/final) to a PyTorch HF directory.
 
-Usage: python -m converters.flax_to_torch SRC OUT [--peft]
+Usage: python -m converters.flax_to_torch SRC OUT [--peft | --layout released]
 Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT).
 ZLL-expanded models are written with their PyTorch code (model_type "exhubert"); load them with
 AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
+Models with Linears after layers (zll, gated) are written with their PyTorch code (model_type "exhubert"); load
+them with AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
+With --layout released, a gated model is written in the released ExHuBERT's own keys and config (its authors' code
+loads it; transformers alone cannot).
 With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its base in OUT/base (converters.peft_io).
 """
 
@@ -21,27 +25,41 @@ from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, to_hf_config
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
 
+from . import released
 from .mapping import params_to_state_dict
 from .torch_io import write_safetensors
-from .zll_export import copy_code, export_config
+from .zll_export import copy_code, export_config, has_linears
 
 
-def export(params: dict, config: HubertConfig, out: str | Path) -> Path:
-    """Write config.json + model.safetensors (+ the PyTorch code for ZLL models); returns the directory."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+LAYOUTS = ("ours", "released")
+
+
+def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "ours") -> Path:
+    """Write config.json + model.safetensors (+ the PyTorch code for models with layout Linears); returns the
+    directory. layout="released" writes the released ExHuBERT's keys and stock config instead."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
     if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
         state.pop("hubert.masked_spec_embed", None)
-    if config.expansion_style == "zll":
-        hf = export_config(config)
+    state, hf, code = _layout_files(state, config, layout)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if code:
         copy_code(out)
-    else:
-        hf = {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}
     write_safetensors(state, out / "model.safetensors")
     with open(out / "config.json", "w") as f:
         json.dump(hf, f, indent=2)
     return out
+
+
+def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict, dict, bool]:
+    """(state dict, config.json, whether our PyTorch code goes along) for an export layout."""
+    if layout == "released":
+        return (*released.from_ours(state, config), False)
+    if has_linears(config):
+        return state, export_config(config), True
+    return state, {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}, False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json), or a training workdir "
                                 "(uses best/, else final/)")
     ap.add_argument("out", help="output HF directory")
+    ap.add_argument("--layout", choices=LAYOUTS, default="ours",
+                    help="ours: transformers HuBERT, or our self-contained ExHuBERT code; released: the released "
+                         "ExHuBERT's key layout and config (gated models with 1 copy only)")
     ap.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
                                                          "adapter_model.safetensors), the base in OUT/base")
     args = ap.parse_args(argv)
@@ -62,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             from .peft_io import export_peft
             out = export_peft(params, model.config, args.out)
         else:
-            out = export(params, model.config, args.out)
+            out = export(params, model.config, args.out, args.layout)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

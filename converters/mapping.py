@@ -1,7 +1,7 @@
 """Name and layout mapping between transformers' PyTorch HuBERT state dicts and our Flax parameter pytree.
 
 The mapping is two declarative tables: STACKS says which stacked Flax subtrees spread over numbered PyTorch
-modules (the encoder layers in execution order, the ZLLs), KEY_RULES maps every other Flax path to a PyTorch key
+modules (the encoder layers in execution order and the layout's Linears, all read from expansion_spec), KEY_RULES maps every other Flax path to a PyTorch key
 and a layout transform. Named hooks handle the special cases: source-key aliases (`canonical_key`), tensors we
 drop knowingly (KNOWN_DROPS) and head tensors a source may lack (`fresh`).
 """
@@ -18,6 +18,8 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from exhubert_jax import expansion_spec as spec
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError
+
+from .released import canonical_gate_key
 
 HEAD_PREFIXES = ("projector.", "classifier.", "layer_weights")
 # Source keys that we drop knowingly, with the reason reported to the user.
@@ -77,22 +79,35 @@ class Stack:
     """A stacked Flax subtree whose index ranges over numbered torch modules (hook: `slots` says which)."""
 
     flax: tuple[str, ...]
-    torch: str  # key prefix template, {j} = the torch module number
+    torch: str  # key prefix template, {j} = the torch module number (the layer's position in execution order)
     slots: Callable[[HubertConfig], list[spec.LayerSlot]]
 
 
 def _all_layers(config: HubertConfig) -> list[spec.LayerSlot]:
-    return spec.layer_slots(config.num_hidden_layers, config.expansion_copies)
+    return spec.layer_slots(config.num_hidden_layers, config.expansion_copies, config.expansion_style)
 
 
+def _layers_in(path: tuple[str, ...]) -> Callable[[HubertConfig], list[spec.LayerSlot]]:
+    """The slots whose layer parameters live at `path`."""
+    return lambda cfg: [s for s in _all_layers(cfg) if s.subtree == path]
+
+
+def _linears_in(path: tuple[str, ...]) -> Callable[[HubertConfig], list[spec.LayerSlot]]:
+    """The slots whose output Linear lives at `path`."""
+    return lambda cfg: [s for s in _all_layers(cfg) if s.linear == path]
+
+
+# Torch modules of the layout's Linears, named by what they do: with a skip a ZLL, without one a gate.
+LINEAR_MODULE = "hubert.encoder.{kind}.{j}"
 STACKS = (
-    Stack(spec.ORIGINAL_LAYERS, "hubert.encoder.layers.{j}",
-          lambda cfg: [s for s in _all_layers(cfg) if s.copy is None]),
-    Stack(spec.COPY_LAYERS, "hubert.encoder.layers.{j}",
-          lambda cfg: [s for s in _all_layers(cfg) if s.copy is not None]),
-    Stack(spec.ZLL, "hubert.encoder.zll.{j}",
-          lambda cfg: spec.zll_slots(cfg.num_hidden_layers, cfg.expansion_copies, cfg.expansion_style)),
+    *(Stack(path, "hubert.encoder.layers.{j}", _layers_in(path)) for path in (spec.ORIGINAL_LAYERS, spec.COPY_LAYERS)),
+    *(Stack(path, LINEAR_MODULE, _linears_in(path)) for path in (spec.GATE, spec.ZLL)),
 )
+
+
+def linear_kind(slot: spec.LayerSlot) -> str:
+    """'zll' for a slot's Linear with the skip, 'gate' without (the torch module dict it lives in)."""
+    return "zll" if slot.rule.skip else "gate"
 
 
 @dataclass(frozen=True)
@@ -112,10 +127,12 @@ class ConversionReport:
     used: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     initialised: list[str] = field(default_factory=list)
+    ignored_config: dict[str, str] = field(default_factory=dict)  # config.json keys read but not used, with why
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         out = [f"used {len(self.used)} tensors"]
+        out += [f"ignored config key {k}: {why}" for k, why in sorted(self.ignored_config.items())]
         out += [f"dropped {k}: {why}" for k, why in sorted(self.dropped.items())]
         out += [f"freshly initialised {k}" for k in self.initialised]
         return out
@@ -152,7 +169,8 @@ def leaves(config: HubertConfig, shapes: dict) -> list[Leaf]:
             continue
         key, kind = torch_name(path[len(stack.flax):])
         for slot in stack.slots(config):
-            stacked.append(Leaf(f"{stack.torch.format(j=slot.position)}.{key}", path, slot.index, kind))
+            module = stack.torch.format(j=slot.position, kind=linear_kind(slot))
+            stacked.append(Leaf(f"{module}.{key}", path, slot.index, kind))
     return sorted(stacked, key=lambda leaf: _layer_number(leaf.torch_key)) + plain
 
 
@@ -172,12 +190,13 @@ def to_torch_array(kind: str, value: np.ndarray) -> np.ndarray:
 
 
 def canonical_key(key: str) -> str:
-    """Hook: normalise a source key (KEY_ALIASES; 'hubert.' prefix on the keys of a bare HubertModel)."""
+    """Hook: normalise a source key (KEY_ALIASES; 'hubert.' prefix on the keys of a bare HubertModel; the released
+    ExHuBERT's gate_bb_linear names)."""
     for alias, name in KEY_ALIASES.items():
         key = re.sub(alias, name, key)
     if not key.startswith(("hubert.", *HEAD_PREFIXES, "lm_head.")):
         key = "hubert." + key
-    return key
+    return canonical_gate_key(key)
 
 
 def _drop_reason(key: str) -> str | None:
@@ -240,9 +259,30 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
     return unflatten_dict(arrays), report
 
 
+def check_params(params: dict, config: HubertConfig) -> None:
+    """Every leaf of `params` is one the config's model has, with its shape; else an error naming the leaf."""
+    from exhubert_jax.model import param_shapes
+
+    want = {path: tuple(s.shape) for path, s in flatten_dict(param_shapes(config)).items()}
+    have = {path: tuple(np.shape(v)) for path, v in flatten_dict(params).items()}
+    unknown = sorted("/".join(p) for p in set(have) - set(want))
+    if unknown:
+        raise CheckpointMismatch(f"parameter(s) {', '.join(unknown[:4])} are not part of the model this config "
+                                 f"describes ({config.total_layers} layers, style {config.expansion_style or 'plain'}, "
+                                 f"adapters {list(config.adapters) or 'none'}); refusing to export them")
+    missing = sorted("/".join(p) for p in set(want) - set(have))
+    if missing:
+        raise CheckpointMismatch(f"parameters lack {', '.join(missing[:4])}, which the config's model needs")
+    for path, shape in sorted(have.items()):
+        if shape != want[path]:
+            raise CheckpointMismatch(f"parameter {'/'.join(path)} has shape {shape}; the config's layer stack "
+                                     f"needs {want[path]}")
+
+
 def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.ndarray]:
-    """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; ZLLs
-    under encoder.zll)."""
+    """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; layout
+    Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first."""
+    check_params(params, config)
     flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
     return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
             for leaf in leaves(config, params)}

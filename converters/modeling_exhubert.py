@@ -1,9 +1,11 @@
-"""PyTorch ExHuBERT with Zero Linear Layers: transformers' HuBERT pieces plus `hubert.encoder.zll.{j}` Linears.
+"""PyTorch ExHuBERT: transformers' HuBERT pieces plus Linears after layers, `hubert.encoder.{zll,gate}.{j}`.
 
 Self-contained (imports only torch and transformers): exports copy this file and configuration_exhubert.py next
 to the weights, so `AutoModelForAudioClassification.from_pretrained(dir, trust_remote_code=True)` loads it.
 Layer j of the flattened stack runs in execution order; a layer j listed in config.zll_layers computes
-h + zll[j](layer_j(h)) (ExHuBERT, Sec. 3.2: a zero-initialised Linear with a skip connection after each copy).
+h + zll[j](layer_j(h)) (ExHuBERT, Sec. 3.2: a zero-initialised Linear with a skip connection after each copy), one
+listed in config.gate_layers computes gate[j](layer_j(h)) (the released ExHuBERT's Linear after each original).
+The authors' methods are here with their meaning: freeze_og_encoder, freeze_feature_encoder, freeze_base_model.
 """
 
 from __future__ import annotations
@@ -31,16 +33,29 @@ class ZeroLinear(nn.Linear):
         self._is_hf_initialized = True
 
 
-class ExHubertEncoder(nn.Module):
-    """transformers' HuBERT encoder (either layout) with a ZeroLinear + skip after each layer in zll_layers."""
+class IdentityLinear(nn.Linear):
+    """A Linear D->D initialised to the identity (weight I, bias zero), so its layer starts unchanged."""
 
-    def __init__(self, config: mh.HubertConfig, zll_layers: list[int], base: nn.Module):
+    def reset_parameters(self) -> None:
+        """Identity weight, zero bias; marked initialised so HubertModel's weight init leaves them."""
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(self.out_features, self.in_features))
+            nn.init.zeros_(self.bias)
+        self._is_hf_initialized = True
+
+
+class ExHubertEncoder(nn.Module):
+    """transformers' HuBERT encoder (either layout) with a ZeroLinear + skip after each layer in zll_layers and an
+    IdentityLinear after each layer in gate_layers."""
+
+    def __init__(self, config: mh.HubertConfig, zll_layers: list[int], gate_layers: list[int], base: nn.Module):
         super().__init__()
         self.config = config
         self.pos_conv_embed, self.layer_norm, self.dropout, self.layers = (
             base.pos_conv_embed, base.layer_norm, base.dropout, base.layers)
         dim = config.hidden_size
         self.zll = nn.ModuleDict({str(j): ZeroLinear(dim, dim) for j in zll_layers})
+        self.gate = nn.ModuleDict({str(j): IdentityLinear(dim, dim) for j in gate_layers})
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """(last hidden state, tuple of hidden states: the layer input then each layer's output)."""
@@ -60,6 +75,8 @@ class ExHubertEncoder(nn.Module):
                 continue
             out = layer(hidden_states, attention_mask=mask)
             key = str(j)
+            if key in self.gate:
+                out = self.gate[key](out)
             hidden_states = hidden_states + self.zll[key](out) if key in self.zll else out
             states.append(hidden_states)
         if stable:
@@ -76,7 +93,8 @@ class ExHubertForSequenceClassification(mh.HubertPreTrainedModel):
         super().__init__(config)
         hubert_config = config.hubert_config()
         self.hubert = mh.HubertModel(hubert_config)
-        self.hubert.encoder = ExHubertEncoder(hubert_config, config.zll_layers or [], self.hubert.encoder)
+        self.hubert.encoder = ExHubertEncoder(hubert_config, config.zll_layers or [], config.gate_layers or [],
+                                              self.hubert.encoder)
         if hubert_config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(hubert_config.num_hidden_layers + 1))
         self.projector = nn.Linear(hubert_config.hidden_size, hubert_config.classifier_proj_size)
@@ -91,6 +109,25 @@ class ExHubertForSequenceClassification(mh.HubertPreTrainedModel):
                 init.constant_(module.layer_weights, 1.0 / module.layer_weights.numel())
         else:
             super()._init_weights(module)
+
+    def freeze_feature_encoder(self) -> None:
+        """No gradients for the CNN feature encoder (frozen throughout in the paper)."""
+        self.hubert.feature_extractor._freeze_parameters()
+
+    def freeze_base_model(self) -> None:
+        """No gradients for anything but the head (projector, classifier and layer weights)."""
+        for param in self.hubert.parameters():
+            param.requires_grad = False
+
+    def freeze_og_encoder(self) -> None:
+        """No gradients for the original layers and the Linears after them (the authors' freeze_og_encoder)."""
+        for j in self.config.original_layers():
+            modules = [self.hubert.encoder.layers[j]]
+            if str(j) in self.hubert.encoder.gate:
+                modules.append(self.hubert.encoder.gate[str(j)])
+            for module in modules:
+                for param in module.parameters():
+                    param.requires_grad = False
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

@@ -17,13 +17,17 @@ import jax
 import numpy as np
 
 from exhubert_jax import adapters
+from exhubert_jax import expansion_spec as spec
 from exhubert_jax.adapter_spec import TARGETS
 from exhubert_jax.config import HubertConfig
+from exhubert_jax.errors import ExhubertError
 
 from .torch_io import read_weight_file, write_safetensors
+from .zll_export import has_linears
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, BASE_DIR = "adapter_config.json", "adapter_model.safetensors", "base"
 PREFIX = "base_model.model."
+ENCODER = ("hubert", "encoder")
 HEAD_MODULES = ("projector", "classifier")
 # peft options whose non-default values change the computation in ways our LoRA does not implement.
 UNSUPPORTED = {"use_dora": False, "use_rslora": False, "bias": "none", "layers_to_transform": None,
@@ -31,23 +35,14 @@ UNSUPPORTED = {"use_dora": False, "use_rslora": False, "bias": "none", "layers_t
                "lora_bias": False, "layer_replication": None, "target_parameters": None, "exclude_modules": None}
 
 
-class PeftError(ValueError):
+class PeftError(ExhubertError, ValueError):
     """A model or adapter directory that cannot be carried between exhubert-jax and peft."""
 
 
 def layer_slots(config: HubertConfig) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """For each torch encoder layer j (execution order): our stacked subtree and the index into it."""
-    slots = []
-    for i in range(config.num_hidden_layers):
-        slots.append((("layers",), (i,)))
-        slots += [(("expansion", "layers"), (i, c)) for c in range(config.expansion_copies)]
-    return slots
-
-
-def _node(tree: dict, path: tuple[str, ...]) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
+    """For each torch encoder layer j (execution order): our stacked subtree under hubert/encoder and its index."""
+    slots = spec.layer_slots(config.num_hidden_layers, config.expansion_copies, config.expansion_style)
+    return [(slot.subtree[len(ENCODER):], slot.index) for slot in slots]
 
 
 def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, dict]:
@@ -58,14 +53,15 @@ def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
     if config.adapter_options("lora") is None:
         raise PeftError("the model has no LoRA adapter to export (config adapters: "
                         f"{list(config.adapters) or 'none'})")
-    if config.expansion_style == "zll":
-        raise PeftError("ZLL-expanded models are not stock transformers HuBERTs, so peft cannot load them; "
-                        "use style=zero_out, or export without --peft (the ZLL export ships its own PyTorch code)")
+    if has_linears(config):
+        raise PeftError(f"{config.expansion_style}-expanded models are not stock transformers HuBERTs, so peft cannot "
+                        "load them; use style=zero_out, or export without --peft (that export ships its own PyTorch "
+                        "code)")
     encoder, pairs = params["hubert"]["encoder"], {}
     for tree_path in {slot for slot, _ in layer_slots(config)}:
         for target in config.adapter_options("lora")["targets"]:
             module, dense = TARGETS[target]
-            node = _node(encoder, tree_path)[module][dense]
+            node = spec.subtree(encoder, tree_path)[module][dense]
             b = np.asarray(node["lora_b"])
             pairs[(tree_path, target)] = (np.asarray(node["lora_a"]),
                                           b * np.asarray(node["ia3"])[..., None, :] if "ia3" in node else b)
@@ -154,7 +150,7 @@ def import_peft(params: dict, config: HubertConfig, directory: str | Path) -> tu
     for j, (tree_path, index) in enumerate(layer_slots(config)):
         for target in config.adapter_options("lora")["targets"]:
             module, dense = TARGETS[target]
-            node = _node(encoder, tree_path)[module][dense]
+            node = spec.subtree(encoder, tree_path)[module][dense]
             for ours, theirs in (("lora_a", "lora_A"), ("lora_b", "lora_B")):
                 key = f"hubert.encoder.layers.{j}.{module}.{dense}.{theirs}.weight"
                 if key not in state:

@@ -1,6 +1,8 @@
 """Convert a PyTorch HuBERT or ExHuBERT checkpoint (HF directory or state-dict file) to an exhubert-jax Flax checkpoint.
 
 Usage: python -m converters.torch_to_flax SRC OUT [--config CONFIG_OR_PRESET] [--num-labels N] [--peft ADAPTER_DIR]
+Recognised by their keys: transformers HuBERT (any head), our own exports, and the released ExHuBERT
+(amiriparian/ExHuBERT: gate_bb_linear in every layer), which becomes a model with the "gated" layout.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import sys
 from pathlib import Path
 
 from exhubert_jax.checkpoint import save_pretrained
-from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset
+from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset, to_hf_config
 from exhubert_jax.model import init_params, param_shapes
 
-from . import zll_export
+from . import released, zll_export
 from .mapping import ConversionReport, state_dict_to_params
 from .torch_io import read_source
 
@@ -33,6 +35,22 @@ def config_for(hf_config: dict | str, state: dict, num_labels: int | None, where
     return config
 
 
+def load_source(src: str, config_path: str | None, num_labels: int | None,
+                seed: int = 0) -> tuple[dict, HubertConfig, ConversionReport]:
+    """(params, config, report) of a PyTorch source, whichever of the layouts we know it has."""
+    state, hf_config = read_source(src, config_path)
+    where = config_path or str(Path(src) / "config.json")
+    ignored = {}
+    if released.is_released(state):
+        if isinstance(hf_config, str):
+            hf_config = to_hf_config(preset(hf_config))
+        hf_config, ignored = released.to_ours(state, hf_config)
+    config = config_for(hf_config, state, num_labels, where)
+    params, report = convert(state, config, seed)
+    report.ignored_config.update(ignored)
+    return params, config, report
+
+
 def convert(state: dict, config: HubertConfig, seed: int = 0) -> tuple[dict, ConversionReport]:
     """A torch state dict -> Flax params; missing head tensors are initialised from `seed`."""
     return state_dict_to_params(state, config, param_shapes(config), fresh=init_params(config, seed))
@@ -49,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peft", metavar="ADAPTER_DIR", help="a peft LoRA adapter directory to load on top of SRC")
     args = ap.parse_args(argv)
     try:
-        state, hf_config = read_source(args.src, args.config)
-        where = args.config or str(Path(args.src) / "config.json")
-        config = config_for(hf_config, state, args.num_labels, where)
-        params, report = convert(state, config, args.seed)
+        params, config, report = load_source(args.src, args.config, args.num_labels, args.seed)
         if args.peft:
             from .peft_io import import_peft
             params, config = import_peft(params, config, args.peft)
@@ -63,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.lines():
         print(line)
     print(json.dumps({"out": str(out), "used": len(report.used), "dropped": sorted(report.dropped),
-                      "initialised": report.initialised, "layers": config.total_layers}))
+                      "initialised": report.initialised, "layers": config.total_layers,
+                      "style": config.expansion_style or "plain", "ignored_config": sorted(report.ignored_config)}))
     return 0
 
 

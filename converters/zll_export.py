@@ -1,4 +1,4 @@
-"""The config.json of a ZLL-expanded export (model_type "exhubert", loaded through trust_remote_code) and back."""
+"""The config.json of an export with layout Linears (model_type "exhubert", loaded through trust_remote_code) and back."""
 
 from __future__ import annotations
 
@@ -22,21 +22,30 @@ class ExportConfigError(ExhubertError, ValueError):
     """An exhubert config.json that does not describe a model we can convert."""
 
 
-def zll_positions(n_layers: int, copies: int, style: str | None) -> list[int]:
-    """Indices into the flattened PyTorch encoder.layers of the layers followed by a ZLL."""
-    return [s.position for s in spec.zll_slots(n_layers, copies, style)]
+def linear_positions(n_layers: int, copies: int, style: str | None) -> dict[str, list[int]]:
+    """Indices into the flattened PyTorch encoder.layers of the layers followed by a Linear with a skip
+    ("zll_layers") and by one without ("gate_layers"), from the layout."""
+    slots = spec.linear_slots(n_layers, copies, style) if copies else []
+    return {"zll_layers": [s.position for s in slots if s.rule.skip],
+            "gate_layers": [s.position for s in slots if not s.rule.skip]}
+
+
+def has_linears(config: HubertConfig) -> bool:
+    """Whether the config's layout puts Linears after layers (then plain transformers HuBERT cannot hold it)."""
+    return bool(config.expansion_copies and spec.linear_slots(1, config.expansion_copies, config.expansion_style))
 
 
 def export_config(config: HubertConfig) -> dict:
-    """config.json for a ZLL model: HuBERT fields nested under `encoder`, ZLL layers listed, auto_map to our code."""
+    """config.json for a model with layout Linears: HuBERT fields nested under `encoder`, the layers followed by a
+    Linear listed, auto_map to our code."""
     encoder = to_hf_config(config)
     expansion = encoder.pop("exhubert_expansion")
     labels = {k: encoder.pop(k) for k in LABEL_KEYS}
     for key in ("model_type", "num_labels"):
         encoder.pop(key)
-    zll = zll_positions(config.num_hidden_layers, config.expansion_copies, config.expansion_style)
+    positions = linear_positions(config.num_hidden_layers, config.expansion_copies, config.expansion_style)
     return {"model_type": MODEL_TYPE, "architectures": [ARCHITECTURE], "auto_map": AUTO_MAP, "encoder": encoder,
-            "zll_layers": zll, "expansion": expansion, **labels}
+            **positions, "expansion": expansion, **labels}
 
 
 def copy_code(out: Path) -> None:
@@ -57,8 +66,9 @@ def hubert_config_dict(data: dict, where: str = "config.json") -> dict:
         raise ExportConfigError(f"{where}: encoder.num_hidden_layers {data['encoder'].get('num_hidden_layers')} does "
                                 f"not match expansion {expansion} ({layers} layers)")
     out = {**data["encoder"], **{k: data[k] for k in LABEL_KEYS if data.get(k)}, "exhubert_expansion": expansion}
-    want = zll_positions(int(expansion["original_layers"]), int(expansion["copies"]), expansion["style"])
-    if list(data["zll_layers"]) != want:
-        raise ExportConfigError(f"{where}: zll_layers {data['zll_layers']} is not the ZLL layout of expansion "
-                                f"{expansion} (expected {want})")
+    want = linear_positions(int(expansion["original_layers"]), int(expansion["copies"]), expansion["style"])
+    for key, positions in want.items():
+        if list(data.get(key) or []) != positions:
+            raise ExportConfigError(f"{where}: {key} {data.get(key)} is not the layout of expansion {expansion} "
+                                    f"(expected {positions})")
     return out

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from .errors import ExhubertError
+from .expansion_spec import STYLES
 
 # Adaptable projections of an encoder layer: short name -> (module, Dense) inside the layer's parameter subtree.
 TARGETS = {
@@ -37,7 +38,7 @@ class Option:
 
 
 METHODS: dict[str, dict[str, Option]] = {
-    "bbe": {"copies": Option("int", 1), "style": Option("choice", "zll", ("zll", "zero_out")),
+    "bbe": {"copies": Option("int", 1), "style": Option("choice", "zll", STYLES),
             "freeze": Option("choice", "original", ("original", "none"))},
     "lora": {"r": Option("int", 8), "alpha": Option("float", 16.0), "targets": Option("targets", ("q", "v"))},
     "ia3": {"targets": Option("targets", ("k", "v", "ff1"))},

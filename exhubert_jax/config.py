@@ -9,11 +9,12 @@ from typing import Any
 
 from .adapter_spec import AdapterSpecError, canonical, parse_spec
 from .errors import ExhubertError
+from .expansion_spec import LAYOUTS, STYLES
 
 # The 6 ExHuBERT classes (arousal x valence), in the model's output order.
 EMOTION_CLASSES = ("low_negative", "low_neutral", "low_positive", "high_negative", "high_neutral", "high_positive")
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
-EXPANSION_STYLES = ("zll", "zero_out")
+EXPANSION_STYLES = STYLES  # the layouts of exhubert_jax.expansion_spec
 # What a head is scored and trained against: the 6 emotion classes, or a corpus's own (native) classes.
 LABEL_SPACES = ("emotion", "native")
 # How audio reaches the model: whole utterances with an attention mask (ours), or the model card's protocol of every
@@ -129,8 +130,8 @@ class HubertConfig:
             raise ConfigError(f"label_names has {len(self.label_names)} entries but num_labels is {self.num_labels}")
         if self.expansion_copies < 0:
             raise ConfigError(f"expansion_copies must be >= 0, got {self.expansion_copies}")
-        if self.expansion_copies and self.expansion_style not in EXPANSION_STYLES:
-            raise ConfigError(f"expansion_style must be one of {EXPANSION_STYLES}, got {self.expansion_style!r}")
+        if self.expansion_copies and self.expansion_style not in LAYOUTS:
+            raise ConfigError(f"expansion_style must be one of {tuple(LAYOUTS)}, got {self.expansion_style!r}")
         if not self.expansion_copies and self.expansion_style is not None:
             raise ConfigError("expansion_style is set but expansion_copies is 0")
         self._validate_adapters()

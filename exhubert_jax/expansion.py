@@ -1,6 +1,7 @@
 """Backbone Block Expansion (ExHuBERT, LLaMA Pro) as a pure function over parameter pytrees, plus a count CLI.
 
-Usage: python -m exhubert_jax.expansion --preset large [--copies N] [--style zll|zero_out] [--freeze original|none]
+Usage: python -m exhubert_jax.expansion --preset large [--copies N] [--style zll|zero_out|gated] [--freeze original|none]
+With --table2, prints the four trainable counts of the paper's Table 2 instead.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from .config import EXPANSION_STYLES, HubertConfig, preset
-from .expansion_spec import (COPY_LAYERS, FREEZE_MODES, ORIGINAL_LAYERS, ZERO_OUT_MODULES, ZLL, subtree, with_subtree,
-                             zero_linear)
+from .expansion_spec import (COPY_LAYERS, FREEZE_MODES, GATE, LAYOUTS, ORIGINAL_LAYERS, ZERO_OUT_MODULES, ZLL, initial_linears,
+                             layout, subtree, with_subtree)
 from .model import param_shapes
 from .errors import ExhubertError
 from .optim import FROZEN, TRAINABLE, count, param_labels, path_str
@@ -28,17 +29,24 @@ SUMMARY_GROUPS = (
     ("positional conv", "hubert/encoder/pos_conv_embed/"),
     ("original layers", "/".join(ORIGINAL_LAYERS) + "/"),
     ("copies", "/".join(COPY_LAYERS) + "/"),
-    ("ZLLs", "/".join(ZLL) + "/"),
+    ("ZLLs (copies' Linears)", "/".join(ZLL) + "/"),
+    ("originals' Linears", "/".join(GATE) + "/"),
     ("final LayerNorm", "hubert/encoder/layer_norm/"),
     ("masked_spec_embed", "hubert/masked_spec_embed"),
     ("head", ""),
 )
-# Why our Non-Frozen count differs from the paper's Table 2 (one ZLL per copy, as its Sec. 3.2 describes).
+# The trainable counts of the paper's Table 2: (model, copies, style, freeze, the paper's figure in millions).
+TABLE2 = (
+    ("HuBERT Large", 0, None, "original", 311.49),
+    ("ExHuBERT Large", 1, "gated", "original", 336.68),
+    ("ExHuBERT XLarge", 2, "zll", "original", 664.18),
+    ("ExHuBERT Non-Frozen", 1, "gated", "none", 664.18),
+)
+# Why the paper's Non-Frozen figure needs the gated layout.
 NON_FROZEN_NOTE = (
-    "note: the paper (Table 2) reports 664.18 M trainable for ExHuBERT Non-Frozen. With one ZLL per copy "
-    "({n_zll} ZLLs) everything but the CNN is {ours:,} ({ours_m:.2f} M). Adding {n_orig} more ZLLs of D*D+D = "
-    "{zll:,} gives {paper:,} ({paper_m:.2f} M), the paper's figure: it implies a ZLL on every one of the "
-    "{n_all} layers, originals included, which the architecture described in the paper does not have."
+    "note: the paper (Table 2) reports 664.18 M trainable for ExHuBERT Non-Frozen. With a ZLL on the copies only "
+    "({n_zll} Linears) everything but the CNN is {ours:,} ({ours_m:.2f} M). The released ExHuBERT also has a Linear "
+    "after each of the {n_orig} originals (--style gated), which gives {paper:,} ({paper_m:.2f} M), the paper's figure."
 )
 
 
@@ -52,11 +60,11 @@ def expanded_config(config: HubertConfig, copies: int = 1, style: str = "zll") -
         raise ExpansionError(
             f"config is already expanded ({config.expansion_copies} copies, style {config.expansion_style!r}); "
             "expanding an expanded model is not supported")
-    if style not in EXPANSION_STYLES:
-        raise ExpansionError(f"style must be one of {EXPANSION_STYLES}, got {style!r}")
+    if style not in LAYOUTS:
+        raise ExpansionError(f"style must be one of {tuple(LAYOUTS)}, got {style!r}")
     if not isinstance(copies, int) or copies < 1:
         raise ExpansionError(f"copies must be an integer >= 1, got {copies!r}")
-    if style == "zero_out" and not config.do_stable_layer_norm:
+    if layout(style).zero_out and not config.do_stable_layer_norm:
         raise ExpansionError(
             "style='zero_out' is an identity only for the pre-LN layout (do_stable_layer_norm=True): in the post-LN "
             "layout the LayerNorms after each residual change the output of a zeroed copy. Use style='zll'.")
@@ -64,11 +72,13 @@ def expanded_config(config: HubertConfig, copies: int = 1, style: str = "zll") -
 
 
 def _copy_layers(layers: Any, copies: int, style: str) -> Any:
-    """Stacked (L, ...) layer params -> (L, copies, ...) copies, output projections zeroed for zero_out."""
+    """Stacked (L, ...) layer params -> (L, copies, ...) copies, output projections zeroed if the layout says so."""
+    zero_out = layout(style).zero_out
+
     def one(path, p):
         tiled = jnp.repeat(jnp.asarray(p)[:, None], copies, axis=1)
         names = tuple(str(getattr(k, "key", k)) for k in path)
-        if style == "zero_out" and names[:2] in ZERO_OUT_MODULES:
+        if zero_out and names[:2] in ZERO_OUT_MODULES:
             return jnp.zeros_like(tiled)
         return tiled
 
@@ -92,9 +102,11 @@ def expand(params: Any, config: HubertConfig, *, copies: int = 1, style: str = "
            freeze: str = "original") -> tuple[dict, HubertConfig, dict]:
     """Backbone Block Expansion: (new_params, new_config, labels); inputs are never mutated.
 
-    Each original layer i is followed by `copies` copies of itself. style="zll" adds a zero Linear D->D per copy with
-    a skip connection (h + ZLL(copy(h))); style="zero_out" zeroes each copy's attention.out_proj and
-    feed_forward.output_dense. Either way the expanded model computes the same function at initialisation.
+    Each original layer i is followed by `copies` copies of itself; the style's layout (expansion_spec.LAYOUTS) says
+    which Linears follow which layers. style="zll" adds a zero Linear D->D per copy with a skip connection
+    (h + ZLL(copy(h))); style="zero_out" zeroes each copy's attention.out_proj and feed_forward.output_dense;
+    style="gated" (the released ExHuBERT) also puts an identity Linear after each original. Every layout computes
+    the same function as the unexpanded model at initialisation.
     """
     if freeze not in FREEZE_MODES:
         raise ExpansionError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
@@ -103,9 +115,9 @@ def expand(params: Any, config: HubertConfig, *, copies: int = 1, style: str = "
     layers = subtree(params, ORIGINAL_LAYERS)
     n_layers = config.num_hidden_layers
     new_params = with_subtree(params, COPY_LAYERS, _copy_layers(layers, copies, style))
-    if style == "zll":
-        dtype = jax.tree.leaves(layers)[0].dtype
-        new_params = with_subtree(new_params, ZLL, zero_linear(n_layers, copies, config.hidden_size, dtype))
+    dtype = jax.tree.leaves(layers)[0].dtype
+    for path, value in initial_linears(n_layers, copies, style, config.hidden_size, dtype).items():
+        new_params = with_subtree(new_params, path, value)
     if config.use_weighted_layer_sum:
         new_params["layer_weights"] = split_layer_weights(params["layer_weights"], n_layers, copies)
     return new_params, new_config, param_labels(new_params, new_config, freeze)
@@ -158,12 +170,32 @@ def format_summary(result: dict) -> list[str]:
 
 
 def non_frozen_note(result: dict) -> str:
-    """The paper-vs-ours explanation for the Non-Frozen count."""
+    """The paper-vs-ours explanation for the Non-Frozen count of a zll expansion."""
     cfg = result["config"]
-    ours, zll, n_orig = result["trainable"], cfg.hidden_size * (cfg.hidden_size + 1), cfg.num_hidden_layers
-    paper = ours + n_orig * zll
+    ours, linear, n_orig = result["trainable"], cfg.hidden_size * (cfg.hidden_size + 1), cfg.num_hidden_layers
+    paper = ours + n_orig * linear
     return NON_FROZEN_NOTE.format(n_zll=n_orig * cfg.expansion_copies, ours=ours, ours_m=ours / 1e6, n_orig=n_orig,
-                                  zll=zll, paper=paper, paper_m=paper / 1e6, n_all=cfg.total_layers)
+                                  paper=paper, paper_m=paper / 1e6)
+
+
+def table2(config: HubertConfig) -> list[dict]:
+    """The four trainable counts of the paper's Table 2 for `config` (HuBERT Large gives the paper's figures)."""
+    rows = []
+    for name, copies, style, freeze, paper in TABLE2:
+        result = summary(config, copies, style or "zll", freeze)
+        rows.append(dict(model=name, copies=copies, style=style, freeze=freeze, trainable=result["trainable"],
+                         paper_m=paper, matches=round(result["trainable"] / 1e6, 2) == paper))
+    return rows
+
+
+def format_table2(rows: list[dict]) -> list[str]:
+    """Table 2's counts as lines: ours exactly, the paper's in millions, and whether they agree."""
+    lines = [f"{'model':<22}{'layout':<24}{'trainable':>14}{'paper':>10}"]
+    for r in rows:
+        where = f"{r['style'] or 'plain'}, freeze {r['freeze']}" if r["copies"] else "CNN frozen"
+        lines.append(f"{r['model']:<22}{where:<24}{r['trainable']:>14,}{r['paper_m']:>9.2f}M"
+                     f"{'' if r['matches'] else '  (differs)'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=0, help="copies per layer (0: unexpanded; 1: ExHuBERT; 2: XLarge)")
     ap.add_argument("--style", default="zll", choices=EXPANSION_STYLES)
     ap.add_argument("--freeze", default="original", choices=FREEZE_MODES)
+    ap.add_argument("--table2", action="store_true", help="print the four trainable counts of the paper's Table 2")
     args = ap.parse_args(argv)
+    if args.table2:
+        rows = table2(preset(args.preset))
+        print("\n".join(format_table2(rows)))
+        print(json.dumps({r["model"]: r["trainable"] for r in rows}))
+        return 0
     try:
         result = summary(preset(args.preset), args.copies, args.style, args.freeze)
     except ValueError as e:

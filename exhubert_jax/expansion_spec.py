@@ -1,38 +1,86 @@
-"""Where Backbone Block Expansion lives in the parameter pytree, in which order layers run, what ZLLs are, what trains.
+"""The one description of the layer stack: where each layer's parameters live, what follows it, in which order.
 
-The one description of an expanded model that the Flax model, `expand`, the freezing rules and the PyTorch
-converters share. Layout (L original layers, C copies per layer, hidden size D):
+The Flax model, its initialisation, `expand`, the freezing rules, the PyTorch key table, the peft export and the
+PyTorch modules all read it. Pytree layout (L original layers, C copies per layer, hidden size D):
 
     hubert/encoder/layers/...             (L, ...)        the original layers
     hubert/encoder/expansion/layers/...   (L, C, ...)     the copies
-    hubert/encoder/expansion/zll/kernel   (L, C, D, D)    style "zll": one zero Linear D->D per copy
-    hubert/encoder/expansion/zll/bias     (L, C, D)
+    hubert/encoder/expansion/zll/kernel   (L, C, D, D)    a Linear D->D after each copy, when the layout has one
+    hubert/encoder/expansion/gate/kernel  (L, D, D)       a Linear D->D after each original, when the layout has one
+    (each with a bias of the same leading axes)
 
 Execution order: original i, then its copies (i, 0) .. (i, C-1), then original i+1 (paper, Sec. 3.2: each copy is
-inserted right after the block it copies). A copy with a ZLL computes h + zll(copy(h)).
+inserted right after the block it copies). A layout gives the rule of each kind of slot: an optional output Linear
+with its initial value, and whether the slot's input is added to its output (the skip). A slot computes
+
+    out = layer(h);  out = out @ W + b (if it has a Linear);  h = h + out (if it has the skip), else h = out
+
+To change where Linears and skips go, edit LAYOUTS: nothing else restates it.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 ORIGINAL_LAYERS = ("hubert", "encoder", "layers")
 EXPANSION = ("hubert", "encoder", "expansion")
 COPY_LAYERS = (*EXPANSION, "layers")
-ZLL = (*EXPANSION, "zll")
-# Parameters of a copy that style="zero_out" zeroes (LLaMA Pro: the block's output projections).
+ZLL = (*EXPANSION, "zll")  # the copies' Linears
+GATE = (*EXPANSION, "gate")  # the originals' Linears
+# Parameters of a copy that a layout with zero_out zeroes (LLaMA Pro: the block's output projections).
 ZERO_OUT_MODULES = (("attention", "out_proj"), ("feed_forward", "output_dense"))
 FREEZE_MODES = ("original", "none")
+LINEAR_INITS = ("zero", "identity")
+
+
+class SlotRule(NamedTuple):
+    """What follows one kind of layer: an output Linear D->D initialised to `linear` (None: no Linear) and the skip."""
+
+    linear: str | None = None
+    skip: bool = False
+
+
+class Layout(NamedTuple):
+    """An expansion layout: the rule after each original, the rule after each copy, and whether copies are zeroed."""
+
+    original: SlotRule
+    copy: SlotRule
+    zero_out: bool = False
+    summary: str = ""
+
+
+LAYOUTS: dict[str, Layout] = {
+    # ExHuBERT as the paper describes it: h + ZLL(copy(h)), the ZLL starting at zero (Sec. 3.2).
+    "zll": Layout(SlotRule(), SlotRule("zero", skip=True),
+                  summary="a zero Linear with a skip after each copy (paper, Sec. 3.2)"),
+    # LLaMA Pro: the copy's output projections start at zero, so the copy is the identity; plain HuBERT modules.
+    "zero_out": Layout(SlotRule(), SlotRule(), zero_out=True,
+                       summary="the copies' out_proj and output_dense zeroed (LLaMA Pro)"),
+    # The released ExHuBERT checkpoint: a Linear after every layer, the originals' starting as the identity, the
+    # copies' at zero with the skip, so a = G(L(h)), then h = G'(L'(a)) + a.
+    "gated": Layout(SlotRule("identity"), SlotRule("zero", skip=True),
+                    summary="a Linear after every layer, originals' identity, copies' zero with a skip (released model)"),
+}
+STYLES = tuple(LAYOUTS)
+
+
+def layout(style: str | None) -> Layout:
+    """The layout of an expansion style (an unexpanded model has none)."""
+    if style not in LAYOUTS:
+        raise ValueError(f"expansion style must be one of {', '.join(STYLES)}, got {style!r}")
+    return LAYOUTS[style]
 
 
 class LayerSlot(NamedTuple):
-    """One layer of the flattened stack: its position in execution order and where its parameters live."""
+    """One layer of the flattened stack: its position in execution order, its parameters and what follows it."""
 
     position: int  # index in execution order (the PyTorch encoder.layers index)
     layer: int  # original layer i
     copy: int | None  # None for the original, c for its c-th copy
+    rule: SlotRule = SlotRule()
 
     @property
     def subtree(self) -> tuple[str, ...]:
@@ -41,21 +89,80 @@ class LayerSlot(NamedTuple):
 
     @property
     def index(self) -> tuple[int, ...]:
-        """Index into the stacked leaves of `subtree`."""
+        """Index into the stacked leaves of `subtree` (and of `linear`)."""
         return (self.layer,) if self.copy is None else (self.layer, self.copy)
 
+    @property
+    def linear(self) -> tuple[str, ...] | None:
+        """Pytree path of the stacked output Linear this slot reads, or None."""
+        if self.rule.linear is None:
+            return None
+        return GATE if self.copy is None else ZLL
 
-def layer_slots(n_layers: int, copies: int) -> list[LayerSlot]:
-    """Every layer of the expanded stack in execution order."""
+
+def layer_slots(n_layers: int, copies: int, style: str | None = None) -> list[LayerSlot]:
+    """Every layer of the (expanded) stack in execution order, with the rule of its layout."""
+    rules = layout(style) if copies else Layout(SlotRule(), SlotRule())
+    if any(rule.skip and rule.linear is None for rule in rules[:2]):
+        raise ValueError(f"layout {style!r}: a skip needs a Linear (h + Linear(layer(h)))")
     order = [(i, c) for i in range(n_layers) for c in (None, *range(copies))]
-    return [LayerSlot(j, i, c) for j, (i, c) in enumerate(order)]
+    return [LayerSlot(j, i, c, rules.original if c is None else rules.copy) for j, (i, c) in enumerate(order)]
 
 
-def zll_slots(n_layers: int, copies: int, style: str | None) -> list[LayerSlot]:
-    """The layers that carry a ZLL: every copy for style "zll", none otherwise."""
-    if style != "zll":
-        return []
-    return [s for s in layer_slots(n_layers, copies) if s.copy is not None]
+def group_rules(copies: int, style: str | None) -> list[SlotRule]:
+    """The rules of one group (an original, then its copies): the same for every original layer."""
+    return [s.rule for s in layer_slots(1, copies, style)]
+
+
+def linear_slots(n_layers: int, copies: int, style: str | None) -> list[LayerSlot]:
+    """The slots followed by an output Linear."""
+    return [s for s in layer_slots(n_layers, copies, style) if s.linear is not None]
+
+
+def linear_shapes(n_layers: int, copies: int, style: str | None, dim: int) -> dict[tuple[str, ...], dict]:
+    """{Linear path: {"kernel": shape, "bias": shape}} of the layout's stacked Linears (Flax Dense layout)."""
+    rules = layout(style) if copies else Layout(SlotRule(), SlotRule())
+    lead = {GATE: (n_layers,), ZLL: (n_layers, copies)}
+    present = {GATE: rules.original.linear is not None, ZLL: rules.copy.linear is not None}
+    return {path: {"kernel": (*lead[path], dim, dim), "bias": (*lead[path], dim)}
+            for path in (GATE, ZLL) if present[path]}
+
+
+def linear_init(path: tuple[str, ...], style: str) -> str:
+    """The initial value ('zero' or 'identity') of the Linears at `path` in `style`."""
+    rules = layout(style)
+    return (rules.original if path == GATE else rules.copy).linear
+
+
+def initial_linear(init: str, shapes: dict, dtype: Any = jnp.float32) -> dict:
+    """Stacked Linear parameters at initialisation: zero weight and bias, or the identity weight and zero bias."""
+    if init not in LINEAR_INITS:
+        raise ValueError(f"Linear init must be one of {LINEAR_INITS}, got {init!r}")
+    kernel = jnp.zeros(shapes["kernel"], dtype)
+    if init == "identity":
+        kernel = kernel + jnp.eye(shapes["kernel"][-1], dtype=dtype)
+    return {"kernel": kernel, "bias": jnp.zeros(shapes["bias"], dtype)}
+
+
+def initial_linears(n_layers: int, copies: int, style: str, dim: int, dtype: Any = jnp.float32) -> dict:
+    """{path: params} of every Linear of the layout at initialisation (the expanded model equals the original)."""
+    return {path: initial_linear(linear_init(path, style), shapes, dtype)
+            for path, shapes in linear_shapes(n_layers, copies, style, dim).items()}
+
+
+def run_slot(rule: SlotRule, h: Any, out: Any, linear: dict | None) -> Any:
+    """The state after a slot: the layer output `out` through the slot's Linear, plus `h` if the slot skips."""
+    if rule.linear is not None:
+        out = jnp.dot(out, linear["kernel"].astype(out.dtype)) + linear["bias"].astype(out.dtype)
+    return h + out if rule.skip else out
+
+
+def group_slot(original: Any, expansion: dict, p: int) -> tuple[Any, dict | None]:
+    """(layer params, output Linear or None) of slot p of one group's slices: the original (p=0) or copy p-1."""
+    if p == 0:
+        return original, expansion.get(GATE[-1])
+    pick = lambda tree: None if tree is None else jax.tree.map(lambda leaf: leaf[p - 1], tree)
+    return pick(expansion[COPY_LAYERS[-1]]), pick(expansion.get(ZLL[-1]))
 
 
 def subtree(params: dict, path: tuple[str, ...]) -> Any:
@@ -71,24 +178,10 @@ def with_subtree(params: dict, path: tuple[str, ...], value: Any) -> dict:
     return {**params, head: with_subtree(params.get(head, {}), tuple(rest), value) if rest else value}
 
 
-def zll_shapes(n_layers: int, copies: int, dim: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of the stacked ZLL leaves (a Flax Dense: kernel (in, out), bias (out,))."""
-    return {"kernel": (n_layers, copies, dim, dim), "bias": (n_layers, copies, dim)}
-
-
-def zero_linear(n_layers: int, copies: int, dim: int, dtype: Any = jnp.float32) -> dict:
-    """ZLL parameters at initialisation: weight and bias zero, so each copy starts as the identity."""
-    return {k: jnp.zeros(s, dtype) for k, s in zll_shapes(n_layers, copies, dim).items()}
-
-
-def zll_residual(h: Any, out: Any, kernel: Any, bias: Any) -> Any:
-    """A copy's output through its ZLL with the skip connection: h + (out @ kernel + bias)."""
-    return h + (jnp.dot(out, kernel.astype(out.dtype)) + bias.astype(out.dtype))
-
-
 def trainable_subtrees(copies: int, freeze: str) -> dict[tuple[str, ...], bool]:
-    """Whether the original layers and the expansion train: originals are frozen only in an expanded model with
-    freeze="original" (paper, Sec. 3.2); copies and ZLLs always train."""
+    """Whether each stacked subtree trains, in rule order: the originals and their Linears are frozen only in an
+    expanded model with freeze="original" (paper, Sec. 3.2); copies and their Linears always train."""
     if freeze not in FREEZE_MODES:
         raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
-    return {ORIGINAL_LAYERS: not (copies and freeze == "original"), EXPANSION: True}
+    originals = not (copies and freeze == "original")
+    return {ORIGINAL_LAYERS: originals, GATE: originals, EXPANSION: True}

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import HubertConfig
-from .expansion_spec import zero_linear, zll_residual
+from .expansion_spec import group_rules, group_slot, initial_linears, run_slot
 from .layers import (EncoderLayer, activation, at_least_f32, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
                      normal_init, spec_augment_feature_mask, spec_augment_time_mask)
 
@@ -142,8 +142,9 @@ def _layer_keep(rng: Array | None, layerdrop: float, deterministic: bool) -> Arr
 class Encoder(nn.Module):
     """Positional conv + a stack of transformer layers run by one lax.scan (compiled once whatever the depth).
 
-    Parameters: `layers` holds the original layers stacked on a leading axis (L, ...). An expanded model adds
-    `expansion/layers` (L, copies, ...) and, for the ZLL style, `expansion/zll/{kernel,bias}` (L, copies, D, D).
+    Parameters follow exhubert_jax.expansion_spec: `layers` holds the original layers stacked on a leading axis
+    (L, ...); an expanded model adds `expansion/layers` (L, copies, ...) and the Linears its layout places after
+    the layers. Each scan step runs one group (an original, then its copies) by the layout's slot rules.
     """
 
     config: HubertConfig
@@ -176,15 +177,12 @@ class Encoder(nn.Module):
         x = nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
 
         layers = self.param("layers", lambda rng: self._stacked_layer_params(rng, (n_layers,)))
-        expansion = None
-        if copies:
-            expansion = self.param("expansion", lambda rng: self._init_expansion(rng, n_layers, copies))
-
-        per_group = 1 + copies
+        expansion = self.param("expansion", lambda rng: self._init_expansion(rng)) if copies else {}
+        rules = group_rules(copies, cfg.expansion_style)
         rngs = None
         if not deterministic:
-            keys = jax.random.split(self.make_rng("dropout"), n_layers * per_group)
-            rngs = keys.reshape(n_layers, per_group, *keys.shape[1:])
+            keys = jax.random.split(self.make_rng("dropout"), n_layers * len(rules))
+            rngs = keys.reshape(n_layers, len(rules), *keys.shape[1:])
         layer = EncoderLayer(cfg, self.dtype, self.attention_implementation)
 
         def run_layer(params, h, key):
@@ -196,17 +194,13 @@ class Encoder(nn.Module):
             return out, _layer_keep(k_layer, cfg.layerdrop, deterministic)
 
         def group(h, xs):
-            """An original layer followed by its expansion copies."""
+            """An original layer followed by its expansion copies, each slot by its rule."""
             layer_p, exp_p, rng = xs
-            out, keep = run_layer(layer_p, h, None if rng is None else rng[0])
-            h = out if keep is None else jnp.where(keep, out, h)
-            outs = [h]
-            for c in range(copies):
-                copy_p = jax.tree.map(lambda p: p[c], exp_p["layers"])
-                out, keep = run_layer(copy_p, h, None if rng is None else rng[1 + c])
-                if cfg.expansion_style == "zll":
-                    zll = exp_p["zll"]
-                    out = zll_residual(h, out, zll["kernel"][c], zll["bias"][c])
+            outs = []
+            for p, rule in enumerate(rules):
+                params, linear = group_slot(layer_p, exp_p, p)
+                out, keep = run_layer(params, h, None if rng is None else rng[p])
+                out = run_slot(rule, h, out, linear)
                 h = out if keep is None else jnp.where(keep, out, h)
                 outs.append(h)
             return h, (jnp.stack(outs) if output_hidden_states else None)
@@ -223,12 +217,13 @@ class Encoder(nn.Module):
             x = final_norm(x)
         return x, hidden
 
-    def _init_expansion(self, rng: Array, n_layers: int, copies: int) -> dict:
+    def _init_expansion(self, rng: Array) -> dict:
         """Fresh expansion parameters (normally made by exhubert_jax.expansion.expand from the originals)."""
-        out = {"layers": self._stacked_layer_params(rng, (n_layers, copies))}
-        if self.config.expansion_style == "zll":
-            out["zll"] = zero_linear(n_layers, copies, self.config.hidden_size)
-        return out
+        cfg = self.config
+        n_layers, copies = cfg.num_hidden_layers, cfg.expansion_copies
+        linears = initial_linears(n_layers, copies, cfg.expansion_style, cfg.hidden_size)
+        return {"layers": self._stacked_layer_params(rng, (n_layers, copies)),
+                **{path[-1]: value for path, value in linears.items()}}
 
 
 class HubertModel(nn.Module):

@@ -176,8 +176,8 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
     mesh = make_mesh()
     unit = "rounds" if opts.update == "round" else "corpus steps"
-    print(f"workdir {workdir}; corpora {', '.join(corpora)}; {count(params, labels) / 1e6:.2f} M trainable of "
-          f"{count(params) / 1e6:.2f} M params; {mesh.size} device(s); {opts.steps} {unit}, batch {opts.batch_size}, "
+    print(f"workdir {workdir}; corpora {', '.join(corpora)}; {count(params, labels):,} trainable "
+          f"({count(params, labels) / 1e6:.2f} M) of {count(params) / 1e6:.2f} M params; {mesh.size} device(s); {opts.steps} {unit}, batch {opts.batch_size}, "
           f"max {opts.max_seconds} s, lr {opts.lr:g} ({opts.schedule}), eval every {opts.eval_every}, "
           f"dtype {args.dtype}, input {opts.input_mode}", flush=True)
     train_sources = {n: c.split("train") for n, c in corpora.items()}

@@ -1,6 +1,6 @@
 """Backbone Block Expansion (ExHuBERT) behind the adapter protocol: exhubert_jax.expansion.expand plus the record.
 
-Options: copies (per layer, default 1), style zll or zero_out, freeze original (default) or none. Must be the first
+Options: copies (per layer, default 1), style (an expansion_spec layout: zll, zero_out or gated), freeze original (default) or none. Must be the first
 adapter. Its Zero Linear Layers count as adapter leaves, so methods added later (e.g. LoRA on the frozen copies)
 keep them trainable.
 """
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from ..adapter_spec import format_spec, normalise
 from ..expansion import expand
+from ..expansion_spec import GATE, ZLL
 from .core import AdapterError, Method, labels, leaf_regex, register
 
 NAME = "bbe"
 
-METHOD = register(Method(NAME, leaf_regex(r"^hubert/encoder/expansion/zll/")))
+# The layout's Linears (ZLLs after copies, gates after originals) belong to bbe, so later methods keep their labels.
+METHOD = register(Method(NAME, leaf_regex(rf"^{'/'.join(ZLL)}/|^{'/'.join(GATE)}/")))
 
 
 def add(params, config, **options):

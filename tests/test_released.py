@@ -1,0 +1,186 @@
+"""The released ExHuBERT layout: import through the CLI, exact logits, bitwise round trip, transformers-5 export with
+the authors' methods, transfer, and the paper's Table 2 counts."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from transformers import AutoModelForAudioClassification
+
+from converters import flax_to_torch, torch_to_flax
+from converters.released import ReleasedLayoutError
+from exhubert_jax import from_pretrained
+from exhubert_jax.config import EMOTION_CLASSES, preset
+from exhubert_jax.expansion import expand, table2
+from exhubert_jax.model import HubertForSequenceClassification, init_params
+from exhubert_jax.optim import count, param_labels
+from hf_models import padded_batch
+from released_replica import build_replica, save_released
+
+jax.config.update("jax_default_matmul_precision", "highest")
+torch.set_num_threads(2)
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A tiny replica with random weights (gates included), saved in the released layout and converted by the CLI."""
+    root = tmp_path_factory.mktemp("released")
+    replica = build_replica()
+    save_released(replica, root / "hub")
+    assert torch_to_flax.main([str(root / "hub"), str(root / "jax")]) == 0
+    return replica, root
+
+
+def replica_logits(replica, audio, mask):
+    """The replica's logits (mask None: no attention mask, as the model card calls it)."""
+    with torch.no_grad():
+        return replica(torch.from_numpy(audio), None if mask is None else torch.from_numpy(mask)).numpy()
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_converted_logits_equal_the_replica(released, masked):
+    replica, root = released
+    model, params = from_pretrained(root / "jax")
+    assert (model.config.expansion_copies, model.config.expansion_style) == (1, "gated")
+    assert model.config.num_hidden_layers == 2 and model.config.label_names == EMOTION_CLASSES
+    gates = np.asarray(params["hubert"]["encoder"]["expansion"]["gate"]["kernel"])
+    assert not np.allclose(gates, np.eye(gates.shape[-1])) and np.any(gates)  # random gates, not identity or zero
+    audio, mask = padded_batch((4000, 3100, 2207))
+    ours = model.apply({"params": params}, audio, mask.astype(np.int32) if masked else None).logits
+    assert np.max(np.abs(np.asarray(ours) - replica_logits(replica, audio, mask if masked else None))) <= TOL
+
+
+def test_safetensors_source_and_report(tmp_path, capsys):
+    replica = build_replica(seed=1)
+    save_released(replica, tmp_path / "hub", safe=True)
+    assert torch_to_flax.main([str(tmp_path / "hub"), str(tmp_path / "jax")]) == 0
+    out = capsys.readouterr().out
+    assert "ignored config key auto_map" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["style"] == "gated" and summary["layers"] == 4 and summary["ignored_config"] == ["auto_map"]
+    assert summary["used"] == len(replica.state_dict()) and summary["initialised"] == []
+    model, params = from_pretrained(tmp_path / "jax")
+    audio, mask = padded_batch((3000, 2500))
+    ours = model.apply({"params": params}, audio, mask.astype(np.int32)).logits
+    assert np.max(np.abs(np.asarray(ours) - replica_logits(replica, audio, mask))) <= TOL
+
+
+def test_round_trip_to_the_released_layout_is_bitwise(released, tmp_path):
+    replica, root = released
+    assert flax_to_torch.main([str(root / "jax"), str(tmp_path / "back"), "--layout", "released"]) == 0
+    back = load_file(str(tmp_path / "back" / "model.safetensors"))
+    original = {k: v.numpy() for k, v in replica.released_state_dict().items()}
+    assert set(back) == set(original)
+    assert all(back[k].shape == original[k].shape and np.array_equal(back[k], original[k]) for k in original)
+    hf = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert hf["model_type"] == "hubert" and hf["architectures"] == ["ExHuBERT"]
+    assert hf["num_hidden_layers"] == 4 and "exhubert_expansion" not in hf
+    strict = build_replica(seed=5)
+    strict.load_state_dict({k: torch.from_numpy(v) for k, v in _torch_names(back).items()}, strict=True)
+
+
+def _torch_names(state: dict) -> dict:
+    """Released names -> the replica module's own (torch>=2.1 weight-norm parametrisation)."""
+    rename = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+    out = {}
+    for key, value in state.items():
+        for old, new in rename.items():
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
+def test_released_export_is_refused_for_other_layouts(tmp_path):
+    config = preset("tiny")
+    params, config, _ = expand(init_params(config, 0), config, copies=1, style="zll")
+    with pytest.raises(ReleasedLayoutError, match="style 'gated' and 1 copy"):
+        flax_to_torch.export(params, config, tmp_path, layout="released")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("drop", "hubert.encoder.layers.3.gate_bb_linear.weight is missing"),
+    ("shape", "hubert.encoder.layers.1.gate_bb_linear.weight: checkpoint shape (32, 16)"),
+    ("odd", "must come in (original, copy) pairs"),
+])
+def test_damaged_released_checkpoints_are_named(tmp_path, capsys, damage, message):
+    replica = build_replica(seed=2)
+    path = save_released(replica, tmp_path / "hub")
+    state = torch.load(path / "pytorch_model.bin", weights_only=True)
+    if damage == "drop":
+        del state["hubert.encoder.layers.3.gate_bb_linear.weight"]
+    elif damage == "shape":
+        state["hubert.encoder.layers.1.gate_bb_linear.weight"] = torch.zeros(32, 16)
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith("hubert.encoder.layers.3.")}
+    torch.save(state, path / "pytorch_model.bin")
+    assert torch_to_flax.main([str(path), str(tmp_path / "jax")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_transformers_export_matches_and_has_the_authors_methods(released, tmp_path):
+    replica, root = released
+    assert flax_to_torch.main([str(root / "jax"), str(tmp_path / "pt")]) == 0
+    model = AutoModelForAudioClassification.from_pretrained(tmp_path / "pt", trust_remote_code=True).eval()
+    audio, mask = padded_batch((4000, 3100, 2207))
+    for m in (mask, None):
+        with torch.no_grad():
+            logits = model(torch.from_numpy(audio), attention_mask=None if m is None else torch.from_numpy(m)).logits
+        assert np.max(np.abs(logits.numpy() - replica_logits(replica, audio, m))) <= TOL
+    model.freeze_feature_encoder()
+    model.freeze_og_encoder()
+    ours, params = from_pretrained(root / "jax")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen_originals = [n for n, p in model.named_parameters() if not p.requires_grad
+                        and n.startswith(("hubert.encoder.layers.0.", "hubert.encoder.gate.0."))]
+    assert frozen_originals and trainable == count(params, param_labels(params, ours.config, "original"))
+    model.classifier = torch.nn.Linear(model.classifier.in_features, 3)
+    out = model(torch.from_numpy(audio), labels=torch.tensor([0, 2, 1]))
+    assert out.logits.shape == (3, 3) and out.loss is not None and out.loss.requires_grad
+    model.freeze_base_model()
+    assert all(not p.requires_grad for p in model.hubert.parameters())
+
+
+def test_a_model_card_style_script_runs_on_the_export(released, tmp_path):
+    """The card's recipe: load with trust_remote_code, 3 s of audio padded with the feature extractor, no mask."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    replica, root = released
+    assert flax_to_torch.main([str(root / "jax"), str(tmp_path / "pt")]) == 0
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    model = AutoModelForAudioClassification.from_pretrained(tmp_path / "pt", trust_remote_code=True).eval()
+    clip = np.random.default_rng(3).standard_normal(30000).astype(np.float32)
+    inputs = extractor(clip, sampling_rate=16000, padding="max_length", max_length=48000, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(model(inputs["input_values"]).logits, dim=-1)[0].numpy()
+    expected = replica_logits(replica, inputs["input_values"].numpy(), None)[0]
+    assert np.allclose(probs, np.exp(expected) / np.exp(expected).sum(), atol=1e-5)
+    assert model.config.id2label[int(probs.argmax())] in EMOTION_CLASSES
+
+
+def test_gated_expansion_is_the_identity_at_init():
+    for stable in (True, False):
+        config = preset("tiny", layerdrop=0.0, do_stable_layer_norm=stable)
+        params = init_params(config, 0)
+        audio, mask = padded_batch((4000, 2500))
+        plain = HubertForSequenceClassification(config).apply({"params": params}, audio, mask.astype(np.int32))
+        new_params, new_config, labels = expand(params, config, copies=1, style="gated")
+        grown = HubertForSequenceClassification(new_config).apply({"params": new_params}, audio,
+                                                                  mask.astype(np.int32))
+        assert np.max(np.abs(np.asarray(plain.logits) - np.asarray(grown.logits))) <= 1e-6
+        assert labels["hubert"]["encoder"]["expansion"]["gate"]["kernel"] == "frozen"
+        assert labels["hubert"]["encoder"]["expansion"]["zll"]["kernel"] == "trainable"
+
+
+def test_table2_counts_are_the_papers():
+    counts = {r["model"]: r["trainable"] for r in table2(preset("large"))}
+    assert counts == {"HuBERT Large": 311_492_486, "ExHuBERT Large": 336_682_886,
+                      "ExHuBERT XLarge": 664_182_662, "ExHuBERT Non-Frozen": 664_182_662}
