@@ -121,7 +121,8 @@ def test_cluster_bootstrap_covers_the_planted_uar():
 
 @pytest.mark.slow
 def test_utterance_bootstrap_covers_the_planted_uar_on_independent_utterances():
-    """1000 test sets of 300 independent utterances: coverage ~95 % (observed 0.933: the percentile interval is a little short on 300 utterances)."""
+    """1000 test sets of 300 independent utterances: coverage ~95 % (observed 0.933; a percentile interval is a
+    little short on a few hundred utterances)."""
     assert 0.92 <= _coverage(1000, _independent_test_set, False) <= 0.97
 
 
