@@ -37,6 +37,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
     p.add_argument("--json", action="store_true", help="print one JSON document (logits included) and nothing else")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals of UAR, WA and macro-F1 (over speakers where the "
+                        "split knows them, else over utterances) and for --baseline's paired test; 0: no intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomisation draws")
+    p.add_argument("--baseline", default=None, metavar="RUN",
+                   help="with several --checkpoint runs: test each against this one on the same test utterances "
+                        "(UAR difference, paired-bootstrap interval, randomisation p-value, Holm over corpora)")
     return p.parse_args(argv)
 
 
@@ -51,6 +58,7 @@ def label_space_for(args, model, corpus) -> str:
 
 def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     """Evaluate each corpus, write confusion PNG/JSON + results.json/.md, print the table (or JSON)."""
+    from exhubert_jax import analysis
     from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
     from exhubert_jax.data.dataset import open_prepared
@@ -65,11 +73,12 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     out = Path(args.out) if args.out else checkpoint / "eval"
     out.mkdir(parents=True, exist_ok=True)
     caveat = ev.checkpoint_caveat(checkpoint)
-    results = []
+    results, samples = [], []
     for name in names:
         print(f"evaluating {name} ({args.split})...", file=sys.stderr)
         r = ev.evaluate_corpus(model, params, name, args.split, args.batch_size, args.data_dir, spaces[name],
                                predictor, input_mode=args.input)
+        samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
         tag = Path(r["corpus"]).name
         reporting.plot_confusion(r["confusion_matrix"], r["class_names"], out / f"confusion_{tag}.png",
                                  title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
@@ -77,9 +86,10 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         (out / f"confusion_{tag}.json").write_text(json.dumps({"checkpoint": str(checkpoint), **summary}, indent=2))
         results.append(r)
     heading = f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`"
-    table = reporting.markdown_table(results)
+    average = analysis.average_interval(samples)
+    table = reporting.markdown_table(results, average)
     doc = {"checkpoint": str(checkpoint), "split": args.split, "input": args.input, "caveat": caveat,
-           "results": results}
+           "average_uar_interval": average, "results": results}
     (out / "results.json").write_text(json.dumps(doc))
     (out / "results.md").write_text(f"{heading}\n\n{table}" + (f"\n{caveat}\n" if caveat else ""))
     if args.json:
@@ -93,16 +103,48 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
 
 
 def run_comparison(args, specs: list[str], predictor_for) -> int:
-    """Table 2: one column per checkpoint, one row per corpus, average UAR and trainable parameters."""
-    from exhubert_jax import evaluation as ev
+    """Table 2: one column per checkpoint, one row per corpus, average UAR and trainable parameters; intervals, and
+    with --baseline the paired test of every column against it."""
+    from exhubert_jax import analysis
     from exhubert_jax import reporting
+
+    full, samples, trainable, cells = comparison_cells(args, specs, predictor_for)
+    uars = {spec: {name: r["uar"] for name, r in full[spec].items()} for spec in specs}
+    intervals = {spec: {name: r.get("intervals", {}).get("uar") for name, r in full[spec].items()} for spec in specs}
+    for spec in specs:
+        intervals[spec]["average"] = analysis.average_interval(samples[spec])
+    rows = analysis.compare_to_baseline(full, args.baseline, args.bootstrap, args.seed) if args.baseline else []
+    marks = {r["column"]: {} for r in rows}
+    for r in rows:
+        if r.get("significant"):
+            marks[r["column"]][r["corpus"]] = " *"
+    table = reporting.comparison_table(uars, trainable, intervals, marks)
+    if args.baseline:
+        table += (f"\n\\* differs from the baseline {args.baseline} at p < 0.05 after Holm's correction over the "
+                  f"{len(uars[args.baseline])} corpora.\n\n" + reporting.paired_table(rows, args.baseline))
+    doc = {"split": args.split, "input": args.input, "columns": specs, "cells": cells, "baseline": args.baseline,
+           "average_uar_intervals": {s: intervals[s]["average"] for s in specs}, "paired": rows,
+           "trainable_parameters": trainable, "table": table}
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "comparison.json").write_text(json.dumps(doc, indent=2))
+        (Path(args.out) / "comparison.md").write_text(table)
+    print(json.dumps(doc) if args.json else f"Performance on the {args.split} split in [% UAR]\n\n{table}")
+    return 0
+
+
+def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict, dict, list]:
+    """(column -> corpus -> evaluate_corpus result with intervals, column -> its corpora's resampled UARs,
+    column -> trainable parameters, JSON cells)."""
+    from exhubert_jax import analysis
+    from exhubert_jax import evaluation as ev
     from exhubert_jax.data.dataset import open_prepared
     from exhubert_jax.data.resolve import resolve_corpora
 
     names = resolve_corpora(args.corpus, args.data_dir)
-    uars, trainable, cells = {}, {}, []
+    full, samples, trainable, cells = {}, {}, {}, []
     for spec in specs:
-        uars[spec] = {}
+        full[spec], samples[spec] = {}, []
         for name in names:
             checkpoint = ev.resolve_checkpoint(ev.per_corpus_run(spec, name))
             model, params, predictor = predictor_for(checkpoint)
@@ -111,19 +153,12 @@ def run_comparison(args, specs: list[str], predictor_for) -> int:
             print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
             r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
                                    predictor, input_mode=args.input)
-            uars[spec][name] = r["uar"]
+            samples[spec].append(analysis.add_intervals(r, args.bootstrap, args.seed))
+            full[spec][name] = r
             trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
             cells.append({"checkpoint": str(checkpoint), "column": spec, "corpus": name, "label_space": space,
-                          "uar": r["uar"], "n": r["n"]})
-    table = reporting.comparison_table(uars, trainable)
-    doc = {"split": args.split, "input": args.input, "columns": specs, "cells": cells,
-           "trainable_parameters": trainable, "table": table}
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "comparison.json").write_text(json.dumps(doc, indent=2))
-        (Path(args.out) / "comparison.md").write_text(table)
-    print(json.dumps(doc) if args.json else f"Performance on the {args.split} split in [% UAR]\n\n{table}")
-    return 0
+                          "uar": r["uar"], "n": r["n"], "intervals": r.get("intervals")})
+    return full, samples, trainable, cells
 
 
 def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
@@ -149,6 +184,23 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
         if caveat:
             print(caveat)
     return 1 if failed else 0
+
+
+def check_options(args, specs: list[str]) -> None:
+    """EvaluationError for option combinations that cannot run, before any model is loaded."""
+    from exhubert_jax.evaluation import EvaluationError
+
+    if args.bootstrap < 0:
+        raise EvaluationError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {args.bootstrap}")
+    if args.baseline is None:
+        return
+    if args.corpus is None or len(specs) < 2:
+        raise EvaluationError("--baseline needs --corpus and at least two runs in --checkpoint A,B")
+    if args.baseline.strip() not in specs:
+        raise EvaluationError(f"--baseline {args.baseline} is not one of the --checkpoint runs ({', '.join(specs)})")
+    if args.bootstrap == 0:
+        raise EvaluationError("--baseline needs resamples for its paired test: --bootstrap N with N > 0")
+    args.baseline = args.baseline.strip()
 
 
 def main(argv=None) -> int:
@@ -177,6 +229,7 @@ def main(argv=None) -> int:
         if args.batch_size < 1:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
         specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
+        check_options(args, specs)
         if args.corpus is not None:
             from exhubert_jax.data.resolve import resolve_corpora
 

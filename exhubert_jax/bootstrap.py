@@ -31,30 +31,32 @@ class Units(NamedTuple):
     cms: np.ndarray  # (U, R, k, k) confusion matrix of one draw of each unit, per run
     counts: np.ndarray  # (U,) utterances of a cell (utterance bootstrap) or 1 per speaker (cluster bootstrap)
     method: str  # "cluster" or "utterance"
-    n_clusters: int | None  # speakers, for the cluster bootstrap
+    n_clusters: int | None  # distinct speakers when every utterance has one, else None
 
 
 def make_units(y_true, preds, num_classes: int, speakers: Sequence | None = None) -> Units:
-    """Units for `preds` (R, n) or (n,) against y_true (n,); by speaker when every utterance has one and there are
-    at least MIN_CLUSTERS of them, else by utterance."""
+    """Units for `preds` (R, n) or (n,) against y_true (n,): by speaker when every utterance has one and there are
+    at least MIN_CLUSTERS of them, else by utterance (n_clusters still counts the speakers when they are known)."""
     y = np.asarray(y_true, np.int64).reshape(-1)
     p = np.atleast_2d(np.asarray(preds, np.int64))
     if p.shape[1] != y.size:
         raise ValueError(f"{p.shape[1]} predictions for {y.size} labels")
     k, runs = int(num_classes), p.shape[0]
+    n_speakers = None
     if speakers is not None and len(speakers) == y.size and all(s is not None for s in speakers):
         names, group = np.unique(np.asarray([str(s) for s in speakers]), return_inverse=True)
-        if len(names) >= MIN_CLUSTERS:
-            cms = np.zeros((len(names), runs, k, k))
+        n_speakers = len(names)
+        if n_speakers >= MIN_CLUSTERS:
+            cms = np.zeros((n_speakers, runs, k, k))
             for r in range(runs):
                 np.add.at(cms, (group, r, y, p[r]), 1.0)
-            return Units(cms, np.ones(len(names)), "cluster", len(names))
+            return Units(cms, np.ones(n_speakers), "cluster", n_speakers)
     cells, counts = np.unique(np.vstack([y, p]), axis=1, return_counts=True)
     cms = np.zeros((cells.shape[1], runs, k, k))
     u = np.arange(cells.shape[1])
     for r in range(runs):
         cms[u, r, cells[0], cells[r + 1]] = 1.0
-    return Units(cms, counts.astype(np.float64), "utterance", None)
+    return Units(cms, counts.astype(np.float64), "utterance", n_speakers)
 
 
 def observed(units: Units) -> np.ndarray:
@@ -143,10 +145,20 @@ def rng_for(seed: int, *names: str) -> np.random.Generator:
 
 
 def method_label(units: Units) -> str:
-    """How the interval was computed, for tables and JSON."""
+    """How the interval was computed, for JSON and the legend under a table."""
     if units.method == "cluster":
         return f"cluster bootstrap over {units.n_clusters} speakers"
-    return "utterance bootstrap"
+    if units.n_clusters:
+        return (f"utterance bootstrap (only {units.n_clusters} speaker{'s' * (units.n_clusters > 1)}, fewer than "
+                f"{MIN_CLUSTERS} to resample; utterances of one speaker are dependent, so the interval is too narrow)")
+    return "utterance bootstrap (speakers unknown)"
+
+
+def short_label(units_method: str, n_clusters: int | None) -> str:
+    """The table cell naming the method: 'speakers (30)', 'utterances', 'utterances (1 speaker)'."""
+    if units_method == "cluster":
+        return f"speakers ({n_clusters})"
+    return f"utterances ({n_clusters} speaker{'s' * (n_clusters > 1)})" if n_clusters else "utterances"
 
 
 def intervals(y_true, y_pred, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
@@ -156,7 +168,8 @@ def intervals(y_true, y_pred, num_classes: int, speakers: Sequence | None, n_res
     units = make_units(y_true, y_pred, num_classes, speakers)
     cms = resample(units, n_resamples, rng_for(seed, name))[:, 0]
     uars = uar_many(cms)
-    out = {"method": method_label(units), "n_clusters": units.n_clusters, "resamples": int(n_resamples),
+    out = {"method": method_label(units), "unit": units.method, "n_speakers": units.n_clusters,
+           "short": short_label(units.method, units.n_clusters), "resamples": int(n_resamples),
            "seed": int(seed), "level": level}
     out.update({k: percentile_interval(f(cms) if k != "uar" else uars, level) for k, f in METRICS.items()})
     return out, uars

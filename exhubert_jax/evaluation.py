@@ -77,7 +77,8 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
                     data_dir: str | Path | None = None, label_space: str = "emotion",
                     predictor: Predictor | None = None, max_seconds: float | None = None,
                     input_mode: str = "masked") -> dict:
-    """Metrics of `model` on one prepared split, with per-utterance split index, label, prediction and logits."""
+    """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
+    label, prediction and logits."""
     from .data import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
@@ -88,7 +89,9 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     y_pred = p.logits.argmax(axis=-1)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
               "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}
-    result["utterances"] = [{"index": int(i), "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
+    fields = prepared.split(split).utterance_fields()
+    result["utterances"] = [{"index": int(i), "file": fields[i]["path"], "speaker": fields[i]["speaker"],
+                             "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
                             for i, t, q, lg in zip(p.indices, p.targets, y_pred, p.logits)]
     return result
 

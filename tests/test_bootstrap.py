@@ -57,7 +57,8 @@ def test_units_reproduce_the_confusion_matrix():
 def test_few_speakers_fall_back_to_utterances():
     y = np.arange(40) % K
     units = bs.make_units(y, y, K, [f"s{i % (bs.MIN_CLUSTERS - 1)}" for i in range(40)])
-    assert units.method == "utterance"
+    assert units.method == "utterance" and units.n_clusters == bs.MIN_CLUSTERS - 1
+    assert "too narrow" in bs.method_label(units) and bs.short_label("utterance", 1) == "utterances (1 speaker)"
     assert bs.make_units(y, y, K, [None] + ["a"] * 39).method == "utterance"
     assert bs.make_units(y, y, K, [f"s{i % bs.MIN_CLUSTERS}" for i in range(40)]).method == "cluster"
 

@@ -82,6 +82,8 @@ def test_evaluate_corpus_metrics_and_utterance_ids(model_params, predict, data_d
     assert y_pred == [int(np.argmax(u["logits"])) for u in utts]
     assert r["uar"] == pytest.approx(metrics.uar(y_true, y_pred, 6))
     assert r["class_names"] == list(EMOTION_CLASSES)
+    assert [u["speaker"] for u in utts] == [split[u["index"]]["speaker"] for u in utts]
+    assert all(u["file"].endswith(".wav") for u in utts) and len({u["file"] for u in utts}) == len(utts)
     # Each utterance's logits equal a forward pass on its own audio in another batch (ids map to the right audio).
     for u in (utts[0], utts[-1]):
         audio = split[u["index"]]["audio"]
@@ -166,6 +168,13 @@ def test_markdown_table_shape():
     assert lines[4] == "| **Average over all datasets** | 6 | 62.5 | 62.5 | 50.0 |"
     assert "| Recall (%) | " + " | ".join(names) + " |" in lines
     assert "| y | – | – | – | – | – | 50.0 |" in lines
+    a["intervals"] = {"uar": [0.5, 1.0], "wa": [0.25, 1.0], "macro_f1": [0.4, 0.9], "short": "speakers (7)",
+                      "resamples": 100, "seed": 0}
+    lines = reporting.markdown_table([a, b], average_interval=[0.4, 0.8]).splitlines()
+    assert lines[0].endswith("| Resampled unit |")
+    assert lines[2] == "| x | 4 | 75.0 [50.0, 100.0] | 75.0 [25.0, 100.0] | 66.7 [40.0, 90.0] | speakers (7) |"
+    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 | – |"
+    assert lines[4].startswith("| **Average over all datasets** | 6 | 62.5 [40.0, 80.0] | 62.5 | 50.0 |")
 
 
 def test_resolve_corpora(data_dir):
@@ -235,3 +244,77 @@ def test_cli_audio_table(workdir, audio_dir, capsys):
     assert evaluate.main(["--audio", str(audio_dir / "a_8k.wav"), "--checkpoint", str(workdir)]) == 0
     out = capsys.readouterr().out
     assert "| File | Top class | low_negative |" in out and "a_8k.wav" in out
+
+
+def test_cli_intervals_in_json_and_table(workdir, data_dir, tmp_path, capsys):
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", str(workdir), "--data-dir", str(data_dir),
+            "--out", str(tmp_path), "--bootstrap", "200", "--seed", "3"]
+    assert evaluate.main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for r in doc["results"]:
+        ci = r["intervals"]
+        assert ci["resamples"] == 200 and ci["seed"] == 3 and ci["unit"] == "utterance" and ci["n_speakers"] == 1
+        assert ci["method"].startswith("utterance bootstrap (only 1 speaker")
+        for k in ("uar", "wa", "macro_f1"):
+            assert ci[k][0] <= r[k] <= ci[k][1]
+    lo, hi = doc["average_uar_interval"]
+    assert lo <= np.mean([r["uar"] for r in doc["results"]]) <= hi
+    table = doc["table"]
+    assert "Resampled unit" in table and "utterances (1 speaker)" in table and "200 bootstrap resamples" in table
+    assert evaluate.main(argv[:-4] + ["--bootstrap", "0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["average_uar_interval"] is None and all("intervals" not in r for r in doc["results"])
+    assert "Resampled unit" not in doc["table"] and "[" not in doc["table"]
+
+
+@pytest.fixture(scope="module")
+def other_runs(tmp_path_factory, data_dir):
+    """A second tiny 6-class run (another init) and a run whose head has demo-b's native labels."""
+    root = tmp_path_factory.mktemp("others")
+    cfg = preset("tiny")
+    save_pretrained(root / "b" / "best", cfg, init_params(cfg, 1))
+    native = open_prepared("demo-b", data_dir).native_labels
+    save_pretrained(root / "native" / "best", preset("tiny", label_names=native), init_params(cfg, 0))
+    return root
+
+
+@pytest.mark.slow
+def test_cli_paired_comparison_against_a_baseline(workdir, other_runs, data_dir, capsys):
+    b = str(other_runs / "b")
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", f"{workdir},{b}", "--baseline", str(workdir),
+            "--data-dir", str(data_dir), "--bootstrap", "200"]
+    assert evaluate.main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["corpus"]: r for r in doc["paired"]}
+    assert set(rows) == {"demo-a", "demo-b", "average"} and all(r["column"] == b for r in rows.values())
+    uar = {(c["column"], c["corpus"]): c["uar"] for c in doc["cells"]}
+    for corpus in ("demo-a", "demo-b"):
+        r = rows[corpus]
+        assert r["diff"] == pytest.approx(uar[b, corpus] - uar[str(workdir), corpus])
+        assert 1 / 201 <= r["p"] <= r["p_holm"] <= 1 and r["interval"][0] <= r["diff"] <= r["interval"][1]
+    assert rows["average"]["diff"] == pytest.approx((rows["demo-a"]["diff"] + rows["demo-b"]["diff"]) / 2)
+    assert all(len(v) == 2 for v in doc["average_uar_intervals"].values())
+    assert "p (Holm)" in doc["table"] and "after Holm's correction over the 2 corpora" in doc["table"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--baseline", "elsewhere"], "--baseline elsewhere is not one of the --checkpoint runs"),
+    (["--bootstrap", "0"], "--baseline needs resamples"),
+    (["--bootstrap", "-5"], "--bootstrap must be 0"),
+])
+def test_cli_baseline_option_errors(extra, message, workdir, data_dir, capsys):
+    argv = ["--corpus", "demo-a", "--checkpoint", f"{workdir},{workdir}-other", "--baseline", str(workdir),
+            "--data-dir", str(data_dir)]
+    assert evaluate.main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_cli_refuses_to_pair_different_test_sets(workdir, other_runs, data_dir, capsys):
+    native = str(other_runs / "native")
+    argv = ["--corpus", "demo-b", "--checkpoint", f"{workdir},{native}", "--baseline", str(workdir),
+            "--data-dir", str(data_dir), "--bootstrap", "50"]
+    assert evaluate.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "different test sets (label spaces emotion" in err[0] and "native" in err[0]

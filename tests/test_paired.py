@@ -38,7 +38,7 @@ def test_planted_difference_is_found_with_its_interval():
     rng = np.random.default_rng(1)
     y, preds, _ = _pair(rng, n=600, recall_a=0.5, recall_b=0.65)
     result, boot = paired.compare(y, preds, K, None, 999, seed=0)
-    assert result["p"] < 0.01 and result["method"] == "utterance bootstrap"
+    assert result["p"] < 0.01 and result["method"] == "utterance bootstrap (speakers unknown)"
     lo, hi = result["interval"]
     assert 0 < lo < result["diff"] < hi and 0.15 - 0.1 < result["diff"] < 0.15 + 0.1
     assert boot.shape == (999,)
