@@ -1,5 +1,5 @@
-"""Uncertainty of evaluate_corpus results: bootstrap intervals per corpus and for the average over corpora, and
-the paired comparison of runs against a baseline (Holm-corrected over corpora)."""
+"""What evaluate_corpus results support beyond point metrics: bootstrap intervals per corpus and for the average over
+corpora, the paired comparison of runs against a baseline (Holm-corrected over corpora), and calibration."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import bootstrap as bs
+from . import calibration as cal
 from . import paired
 
 
@@ -58,3 +59,32 @@ def compare_to_baseline(cells: Mapping[str, Mapping[str, dict]], baseline: str, 
             diff = float(np.mean([row["diff"] for row in mine]))
             rows.append({"column": column, "corpus": "average", "diff": diff, "interval": bs.mean_interval(boots)})
     return rows
+
+
+def result_logits(result: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (n, k), labels) of an evaluate_corpus result."""
+    utts = result["utterances"]
+    k = len(result["class_names"])
+    return np.asarray([u["logits"] for u in utts], np.float64).reshape(-1, k), np.asarray([u["label"] for u in utts])
+
+
+def add_calibration(result: dict, temperature: float = 1.0, show_before: bool = False) -> dict:
+    """Set result['calibration'] (ECE, MCE, NLL, Brier at this temperature; with show_before also
+    'calibration_before' at temperature 1) and return the reliability bins at this temperature."""
+    logits, y = result_logits(result)
+    result["calibration"] = cal.summary(logits, y, temperature)
+    if show_before:
+        result["calibration_before"] = cal.summary(logits, y, 1.0)
+    return cal.reliability(cal.probabilities(logits, temperature), y)
+
+
+def fit_validation_temperature(checkpoint, validation: Sequence[dict]) -> dict:
+    """Fit one temperature on the pooled validation results, store it as CHECKPOINT/temperature.json, and return
+    its document."""
+    pooled = [result_logits(r) for r in validation]
+    logits = np.concatenate([lg for lg, _ in pooled])
+    y = np.concatenate([t for _, t in pooled])
+    t = cal.fit_temperature(logits, y)
+    cal.save_temperature(checkpoint, t, {r["corpus"]: len(r["utterances"]) for r in validation},
+                         cal.nll(logits, y), cal.nll(logits, y, t))
+    return cal.load_temperature(checkpoint)[0]

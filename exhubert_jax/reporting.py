@@ -209,3 +209,52 @@ def paired_table(rows: Sequence[dict], baseline: str) -> str:
         lines.append(f"| {r['corpus']} | {r['column']} | {100 * r['diff']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] "
                      f"| {p} | {holm} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_reliability(rel: Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:
+    """Reliability diagram (calibration.reliability): accuracy (bars) and mean confidence (dots) per confidence bin
+    against the diagonal, and the share of predictions per bin underneath; saved as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    edges, counts = np.asarray(rel["edges"]), np.asarray(rel["counts"])
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    acc, conf = np.nan_to_num(rel["accuracy"]), np.nan_to_num(rel["confidence"])
+    fig = Figure(figsize=(4.5, 5.2), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    used = counts > 0
+    top.bar(centers[used], acc[used], width[used], edgecolor="black", color="tab:blue", label="accuracy")
+    top.plot(centers[used], conf[used], "o", color="tab:red", label="mean confidence")
+    top.plot([0, 1], [0, 1], linestyle="--", color="gray")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centers, counts / max(counts.sum(), 1.0), width, color="gray", edgecolor="black")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_ylabel("share")
+    if title:
+        top.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def calibration_table(results: Sequence[dict]) -> str:
+    """Markdown table of each result's 'calibration' (ECE and MCE in %, NLL, Brier); with 'calibration_before'
+    (an uncalibrated copy) each figure shows before -> after."""
+    keys = (("ece", "ECE (%)", 100, 1), ("mce", "MCE (%)", 100, 1), ("nll", "NLL", 1, 3), ("brier", "Brier", 1, 3))
+
+    def fmt(r: dict, key: str, scale: float, digits: int) -> str:
+        after = f"{scale * r['calibration'][key]:.{digits}f}"
+        before = r.get("calibration_before")
+        return f"{scale * before[key]:.{digits}f} → {after}" if before else after
+
+    first = "Corpus (T = 1 → fitted T)" if any(r.get("calibration_before") for r in results) else "Corpus"
+    lines = [f"| {first} | " + " | ".join(k[1] for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {r['corpus']} | " + " | ".join(fmt(r, key, scale, d) for key, _, scale, d in keys) + " |"
+              for r in results]
+    return "\n".join(lines) + "\n"

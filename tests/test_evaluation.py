@@ -1,12 +1,14 @@
 """Evaluation library and CLI on a tiny random model and the synthetic demo corpora (prepared into tmp)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import evaluate
+from exhubert_jax import calibration
 from exhubert_jax import evaluation as ev
 from exhubert_jax import reporting
 from exhubert_jax.predict import Predictor
@@ -16,7 +18,7 @@ from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import EMOTION_CLASSES
 from exhubert_jax.data import batching
 from exhubert_jax.data.audio import load_audio
-from exhubert_jax.data.dataset import open_prepared
+from exhubert_jax.data.dataset import PreparedCorpus, open_prepared
 from exhubert_jax.data.synthetic import prepare_demo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -318,3 +320,52 @@ def test_cli_refuses_to_pair_different_test_sets(workdir, other_runs, data_dir, 
     assert evaluate.main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert len(err) == 1 and "different test sets (label spaces emotion" in err[0] and "native" in err[0]
+
+
+@pytest.fixture()
+def calibrated_run(workdir, tmp_path):
+    """A copy of the tiny run, so that its temperature.json does not reach the other tests."""
+    root = tmp_path / "cal"
+    shutil.copytree(workdir / "best", root / "best")
+    return root
+
+
+@pytest.mark.slow
+def test_cli_calibrate_fits_on_validation_and_later_runs_apply_it(calibrated_run, data_dir, audio_dir, tmp_path,
+                                                                   capsys):
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", str(calibrated_run), "--data-dir", str(data_dir),
+            "--out", str(tmp_path / "e"), "--bootstrap", "0", "--json"]
+    assert evaluate.main(argv + ["--calibrate"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    t = doc["temperature"]
+    assert t["fitted_on"] == {"demo-a": 6, "demo-b": 6} and t["split"] == "validation"
+    assert t["validation_nll"]["after"] <= t["validation_nll"]["before"] and "fitted temperature" in captured.err
+    assert json.loads((calibrated_run / "best" / "temperature.json").read_text())["temperature"] == t["temperature"]
+    for r in doc["results"]:
+        assert r["calibration"]["temperature"] == t["temperature"] and r["calibration_before"]["temperature"] == 1
+        logits = np.array([u["logits"] for u in r["utterances"]])
+        y = [u["label"] for u in r["utterances"]]
+        assert r["calibration"]["nll"] == pytest.approx(calibration.nll(logits, y, t["temperature"]))
+        assert (tmp_path / "e" / f"reliability_{r['corpus']}.png").read_bytes()[:8] == PNG_MAGIC
+    assert "T = 1 → fitted T" in doc["table"]
+    assert evaluate.main(argv) == 0  # a later evaluation applies the stored temperature and says so
+    later = json.loads(capsys.readouterr().out)
+    assert all(r["calibration"] == d["calibration"] for r, d in zip(later["results"], doc["results"]))
+    assert "calibration_before" not in later["results"][0] and "Calibration at temperature" in later["table"]
+    assert evaluate.main(["--audio", str(audio_dir / "a_8k.wav"), "--checkpoint", str(calibrated_run), "--json"]) == 0
+    f = json.loads(capsys.readouterr().out)
+    assert f["temperature"]["temperature"] == t["temperature"]
+    probs = ev.softmax(np.array(f["files"][0]["logits"]) / t["temperature"])
+    assert list(f["files"][0]["probabilities"].values()) == pytest.approx(list(probs))
+
+
+def test_cli_calibrate_refusals(workdir, data_dir, monkeypatch, capsys):
+    argv = ["--corpus", "demo-a", "--checkpoint", str(workdir), "--data-dir", str(data_dir), "--calibrate"]
+    assert evaluate.main(argv + ["--split", "validation"]) == 2
+    assert "use --split test" in capsys.readouterr().err
+    monkeypatch.setattr(PreparedCorpus, "splits", property(lambda self: ("train", "test")))
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "demo-a has no validation split (splits: train, test)" in err and "never on the test split" in err
+    assert not (workdir / "best" / "temperature.json").exists()
