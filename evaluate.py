@@ -80,6 +80,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
                                      "; the temperature is fitted on validation data only, never on the test split")
 
     def evaluate(name: str, split: str) -> dict:
+        """evaluate_corpus of one corpus and split with this run's model and options."""
         print(f"evaluating {name} ({split})...", file=sys.stderr)
         return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
                                   predictor, input_mode=args.input)

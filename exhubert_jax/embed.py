@@ -78,6 +78,7 @@ def run_probe(args, parts: dict) -> dict:
     from exhubert_jax.config import EMOTION_CLASSES
 
     def xy(split):
+        """(embeddings, class indices, index rows) of one split."""
         arrays, rows = parts[split]
         return np.stack(arrays), np.asarray([EMOTION_CLASSES.index(r["label"]) for r in rows]), rows
 

@@ -186,6 +186,7 @@ def comparison_table(uars: Mapping[str, Mapping[str, float]], trainable: Mapping
     intervals, marks = intervals or {}, marks or {}
 
     def cell(m: str, c: str, value: float) -> str:
+        """A UAR with its interval and mark, when it has them."""
         return _ci(value, intervals.get(m, {}).get(c)) + marks.get(m, {}).get(c, "")
 
     lines = ["| Dataset | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
@@ -249,6 +250,7 @@ def calibration_table(results: Sequence[dict]) -> str:
     keys = (("ece", "ECE (%)", 100, 1), ("mce", "MCE (%)", 100, 1), ("nll", "NLL", 1, 3), ("brier", "Brier", 1, 3))
 
     def fmt(r: dict, key: str, scale: float, digits: int) -> str:
+        """One figure, as 'before → after' when the result has an uncalibrated copy."""
         after = f"{scale * r['calibration'][key]:.{digits}f}"
         before = r.get("calibration_before")
         return f"{scale * before[key]:.{digits}f} → {after}" if before else after
