@@ -78,3 +78,23 @@ def test_temperature_json_round_trip_and_stale_weights(tmp_path):
     assert "not a positive number" in cal.load_temperature(ckpt)[1]
     (ckpt / "temperature.json").write_text("{trunc")
     assert "unreadable" in cal.load_temperature(ckpt)[1]
+
+
+def test_validation_fit_pools_corpora_and_is_stored(tmp_path):
+    from exhubert_jax import analysis
+
+    ckpt = tmp_path / "best"
+    (ckpt / "params").mkdir(parents=True)
+    (ckpt / "config.json").write_text("{}")
+    logits, y = _miscalibrated(2.0, n=400, k=3)
+    results = [{"corpus": name, "class_names": ["a", "b", "c"],
+                "utterances": [{"label": int(t), "logits": list(map(float, lg))} for t, lg in zip(y[s], logits[s])]}
+               for name, s in (("one", slice(0, 150)), ("two", slice(150, 400)))]
+    doc = analysis.fit_validation_temperature(ckpt, results)
+    assert doc["temperature"] == pytest.approx(cal.fit_temperature(logits, y))
+    assert doc["fitted_on"] == {"one": 150, "two": 250}
+    assert doc["validation_nll"]["after"] < doc["validation_nll"]["before"]
+    test = dict(results[0])
+    analysis.add_calibration(test, doc["temperature"], show_before=True)
+    assert test["calibration_before"]["temperature"] == 1.0
+    assert test["calibration"]["nll"] < test["calibration_before"]["nll"]

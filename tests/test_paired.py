@@ -78,3 +78,29 @@ def test_differing_test_sets_are_refused():
         message = str(e.value)
         assert "\n" not in message and message.startswith("c: B and the baseline A")
         assert needle in message
+
+
+def _scored(labels, preds, speakers, corpus):
+    """An evaluate_corpus-shaped result with predictions and speakers."""
+    utts = [{"index": i, "file": f"{corpus}/{i}.wav", "label": int(y), "pred": int(p), "speaker": s}
+            for i, (y, p, s) in enumerate(zip(labels, preds, speakers))]
+    return {"corpus": corpus, "label_space": "emotion", "class_names": [str(c) for c in range(K)], "utterances": utts}
+
+
+def test_compare_to_baseline_corrects_over_corpora_and_averages():
+    from exhubert_jax import analysis
+
+    rng = np.random.default_rng(3)
+    cells = {"A": {}, "B": {}}
+    for corpus, gain in (("big-gain", 0.3), ("no-gain", 0.0)):
+        y, preds, spk = _pair(rng, n=300, recall_a=0.5, recall_b=0.5 + gain, n_speakers=10)
+        cells["A"][corpus], cells["B"][corpus] = _scored(y, preds[0], spk, corpus), _scored(y, preds[1], spk, corpus)
+    rows = {r["corpus"]: r for r in analysis.compare_to_baseline(cells, "A", 300, seed=0)}
+    assert set(rows) == {"big-gain", "no-gain", "average"} and rows["big-gain"]["significant"]
+    assert rows["big-gain"]["method"] == "cluster bootstrap over 10 speakers"
+    assert rows["big-gain"]["p_holm"] == pytest.approx(min(1.0, 2 * rows["big-gain"]["p"]))
+    assert rows["average"]["diff"] == pytest.approx((rows["big-gain"]["diff"] + rows["no-gain"]["diff"]) / 2)
+    assert "p" not in rows["average"] and rows["average"]["interval"][0] < rows["average"]["diff"]
+    cells["B"]["no-gain"]["utterances"][5]["file"] = "elsewhere.wav"
+    with pytest.raises(paired.TestSetMismatch, match="no-gain: B and the baseline A"):
+        analysis.compare_to_baseline(cells, "A", 50, seed=0)
