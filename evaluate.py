@@ -1,9 +1,12 @@
-"""Evaluate exhubert-jax checkpoints: UAR, WA, macro-F1, per-class recall and confusion matrices per corpus (tables
-shaped like the paper's Table 1), a Table-2 comparison of several checkpoints, or emotion probabilities for audio.
+"""Evaluate exhubert-jax checkpoints: UAR, WA, macro-F1 with 95 % bootstrap intervals, per-class recall, confusion
+matrices and calibration per corpus (tables shaped like the paper's Table 1), a Table-2 comparison of several
+checkpoints with paired tests against a baseline, or emotion probabilities for audio.
 
     python evaluate.py --corpus demo --checkpoint runs/finetune
     python evaluate.py --corpus aesi,vivae --checkpoint runs/transfer-aesi --labels native
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert   # Table 2: RUN/transfer-CORPUS each
+    python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert --baseline runs/hubert
+    python evaluate.py --corpus demo --checkpoint runs/finetune --calibrate     # temperature fitted on validation
     python evaluate.py --audio clips/ --json
 """
 
