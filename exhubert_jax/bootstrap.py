@@ -3,7 +3,7 @@
 A test set is reduced to *units*, each with a per-run confusion matrix and a count:
 
 - cluster bootstrap (speakers known): one unit per speaker, count 1, its utterances' confusion matrix. Utterances of
-  one speaker are dependent (voice, channel, session), so a speaker-independent test set is resampled by speaker
+  one speaker are dependent (voice, microphone, recording conditions), so a speaker-independent test set is resampled by speaker
   (Field & Welsh 2007, "Bootstrapping clustered data").
 - utterance bootstrap: one unit per distinct (true, predicted by each run) cell, counted by its utterances and
   holding a one-hot matrix. Drawing n utterances with replacement is drawing these cells from a multinomial with
