@@ -1,9 +1,12 @@
-"""Evaluate exhubert-jax checkpoints: UAR, WA, macro-F1, per-class recall and confusion matrices per corpus (tables
-shaped like the paper's Table 1), a Table-2 comparison of several checkpoints, or emotion probabilities for audio.
+"""Evaluate exhubert-jax checkpoints: UAR, WA, macro-F1 with 95 % bootstrap intervals, per-class recall, confusion
+matrices and calibration per corpus (tables shaped like the paper's Table 1), a Table-2 comparison of several
+checkpoints with paired tests against a baseline, or emotion probabilities for audio.
 
     python evaluate.py --corpus demo --checkpoint runs/finetune
     python evaluate.py --corpus aesi,vivae --checkpoint runs/transfer-aesi --labels native
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert   # Table 2: RUN/transfer-CORPUS each
+    python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert --baseline runs/hubert
+    python evaluate.py --corpus demo --checkpoint runs/finetune --calibrate     # temperature fitted on validation
     python evaluate.py --audio clips/ --json
 """
 
@@ -37,6 +40,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
     p.add_argument("--json", action="store_true", help="print one JSON document (logits included) and nothing else")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals of UAR, WA and macro-F1 (over speakers where the "
+                        "split knows them, else over utterances) and for --baseline's paired test; 0: no intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomisation draws")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit one temperature on the corpora's validation split (minimum NLL), store it as "
+                        "CHECKPOINT/temperature.json (later evaluations and --audio apply it) and show calibration "
+                        "before and after on --split")
+    p.add_argument("--baseline", default=None, metavar="RUN",
+                   help="with several --checkpoint runs: test each against this one on the same test utterances "
+                        "(UAR difference, paired-bootstrap interval, randomisation p-value, Holm over corpora)")
     return p.parse_args(argv)
 
 
@@ -50,7 +64,9 @@ def label_space_for(args, model, corpus) -> str:
 
 
 def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
-    """Evaluate each corpus, write confusion PNG/JSON + results.json/.md, print the table (or JSON)."""
+    """Evaluate each corpus, write confusion and reliability PNGs, confusion JSON, results.json/.md, print the
+    tables (or JSON)."""
+    from exhubert_jax import analysis
     from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
     from exhubert_jax.data.dataset import open_prepared
@@ -58,65 +74,113 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
 
     names = resolve_corpora(args.corpus, args.data_dir)
     spaces = {}
-    for name in names:  # every head/label mismatch before any work
+    for name in names:  # every head/label mismatch (and a missing validation split) before any work
         corpus = open_prepared(name, args.data_dir)
         spaces[name] = label_space_for(args, model, corpus)
         ev.check_label_space(model.config, spaces[name], corpus.native_labels, corpus.name)
+        if args.calibrate and "validation" not in corpus.splits:
+            raise ev.EvaluationError(f"--calibrate: {name} has no validation split (splits: {', '.join(corpus.splits)})"
+                                     "; the temperature is fitted on validation data only, never on the test split")
+
+    def evaluate(name: str, split: str) -> dict:
+        """evaluate_corpus of one corpus and split with this run's model and options."""
+        print(f"evaluating {name} ({split})...", file=sys.stderr)
+        return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
+                                  predictor, input_mode=args.input)
+
+    temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
+                                         if args.calibrate else [])
     out = Path(args.out) if args.out else checkpoint / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    caveat = ev.checkpoint_caveat(checkpoint)
-    results = []
+    results, samples = [], []
     for name in names:
-        print(f"evaluating {name} ({args.split})...", file=sys.stderr)
-        r = ev.evaluate_corpus(model, params, name, args.split, args.batch_size, args.data_dir, spaces[name],
-                               predictor, input_mode=args.input)
-        tag = Path(r["corpus"]).name
-        reporting.plot_confusion(r["confusion_matrix"], r["class_names"], out / f"confusion_{tag}.png",
-                                 title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
-        summary = {k: v for k, v in r.items() if k != "utterances"}
-        (out / f"confusion_{tag}.json").write_text(json.dumps({"checkpoint": str(checkpoint), **summary}, indent=2))
+        r = evaluate(name, args.split)
+        samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
+        write_corpus_files(args, checkpoint, out, r, analysis.add_calibration(
+            r, temperature["temperature"] if temperature else 1.0, show_before=args.calibrate))
         results.append(r)
-    heading = f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`"
-    table = reporting.markdown_table(results)
-    doc = {"checkpoint": str(checkpoint), "split": args.split, "input": args.input, "caveat": caveat,
+    average = analysis.average_interval(samples)
+    doc = {"checkpoint": str(checkpoint), "split": args.split, "input": args.input,
+           "caveat": ev.checkpoint_caveat(checkpoint), "average_uar_interval": average, "temperature": temperature,
            "results": results}
+    text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
+            f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
+            f"{reporting.calibration_table(results)}" + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
     (out / "results.json").write_text(json.dumps(doc))
-    (out / "results.md").write_text(f"{heading}\n\n{table}" + (f"\n{caveat}\n" if caveat else ""))
+    (out / "results.md").write_text(text)
     if args.json:
-        print(json.dumps({**doc, "table": table, "out": str(out)}))
+        print(json.dumps({**doc, "table": text, "out": str(out)}))
     else:
-        print(f"{heading}\n\n{table}")
-        if caveat:
-            print(caveat)
-        print(f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json for {', '.join(names)}")
+        print(text + f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json, "
+              f"reliability_<corpus>.png for {', '.join(names)}")
     return 0
 
 
-def run_comparison(args, specs: list[str], predictor_for) -> int:
-    """Table 2: one column per checkpoint, one row per corpus, average UAR and trainable parameters."""
-    from exhubert_jax import evaluation as ev
-    from exhubert_jax import reporting
-    from exhubert_jax.data.dataset import open_prepared
-    from exhubert_jax.data.resolve import resolve_corpora
+def checkpoint_temperature(args, checkpoint: Path, validation: list[dict]) -> dict | None:
+    """temperature.json's document: fitted now on the validation results when --calibrate gave them, else the
+    stored one when it applies to these weights (a warning says why a stored one is ignored), else None."""
+    from exhubert_jax import analysis
+    from exhubert_jax import calibration as cal
 
-    names = resolve_corpora(args.corpus, args.data_dir)
-    uars, trainable, cells = {}, {}, []
+    if validation:
+        doc = analysis.fit_validation_temperature(checkpoint, validation)
+        before, after = doc["validation_nll"]["before"], doc["validation_nll"]["after"]
+        print(f"fitted temperature {doc['temperature']:.3f} on the validation split of "
+              f"{', '.join(doc['fitted_on'])} ({sum(doc['fitted_on'].values())} utterances; NLL {before:.3f} -> "
+              f"{after:.3f}); wrote {checkpoint / cal.TEMPERATURE_JSON}", file=sys.stderr)
+        return doc
+    doc, why = cal.load_temperature(checkpoint)
+    if why:
+        print(f"warning: {why}", file=sys.stderr)
+    return doc
+
+
+def calibration_heading(checkpoint: Path, temperature: dict | None) -> str:
+    """The line above the calibration table: which temperature the probabilities are at."""
+    if temperature is None:
+        return ("Calibration of softmax(logits), 15 equal-width confidence bins (no temperature.json: "
+                "`--calibrate` fits one on the validation split)")
+    return (f"Calibration at temperature {temperature['temperature']:.3f} ({checkpoint}/temperature.json, fitted on "
+            f"the validation split of {', '.join(temperature['fitted_on'])}), 15 equal-width confidence bins")
+
+
+def write_corpus_files(args, checkpoint: Path, out: Path, r: dict, reliability: dict) -> None:
+    """confusion_<corpus>.png/.json and reliability_<corpus>.png of one result."""
+    from exhubert_jax import reporting
+
+    tag = Path(r["corpus"]).name
+    reporting.plot_confusion(r["confusion_matrix"], r["class_names"], out / f"confusion_{tag}.png",
+                             title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
+    c = r["calibration"]
+    reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
+                               title=f"{r['corpus']} ({args.split}), T = {c['temperature']:.2f}: ECE "
+                                     f"{100 * c['ece']:.1f}%, MCE {100 * c['mce']:.1f}%")
+    summary = {k: v for k, v in r.items() if k != "utterances"}
+    (out / f"confusion_{tag}.json").write_text(json.dumps({"checkpoint": str(checkpoint), **summary}, indent=2))
+
+
+def run_comparison(args, specs: list[str], predictor_for) -> int:
+    """Table 2: one column per checkpoint, one row per corpus, average UAR and trainable parameters; intervals, and
+    with --baseline the paired test of every column against it."""
+    from exhubert_jax import analysis
+    from exhubert_jax import reporting
+
+    full, samples, trainable, cells = comparison_cells(args, specs, predictor_for)
+    uars = {spec: {name: r["uar"] for name, r in full[spec].items()} for spec in specs}
+    intervals = {spec: {name: r.get("intervals", {}).get("uar") for name, r in full[spec].items()} for spec in specs}
     for spec in specs:
-        uars[spec] = {}
-        for name in names:
-            checkpoint = ev.resolve_checkpoint(ev.per_corpus_run(spec, name))
-            model, params, predictor = predictor_for(checkpoint)
-            corpus = open_prepared(name, args.data_dir)
-            space = label_space_for(args, model, corpus)
-            print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
-            r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
-                                   predictor, input_mode=args.input)
-            uars[spec][name] = r["uar"]
-            trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
-            cells.append({"checkpoint": str(checkpoint), "column": spec, "corpus": name, "label_space": space,
-                          "uar": r["uar"], "n": r["n"]})
-    table = reporting.comparison_table(uars, trainable)
-    doc = {"split": args.split, "input": args.input, "columns": specs, "cells": cells,
+        intervals[spec]["average"] = analysis.average_interval(samples[spec])
+    rows = analysis.compare_to_baseline(full, args.baseline, args.bootstrap, args.seed) if args.baseline else []
+    marks = {r["column"]: {} for r in rows}
+    for r in rows:
+        if r.get("significant"):
+            marks[r["column"]][r["corpus"]] = " *"
+    table = reporting.comparison_table(uars, trainable, intervals, marks)
+    if args.baseline:
+        table += (f"\n\\* differs from the baseline {args.baseline} at p < 0.05 after Holm's correction over the "
+                  f"{len(uars[args.baseline])} corpora.\n\n" + reporting.paired_table(rows, args.baseline))
+    doc = {"split": args.split, "input": args.input, "columns": specs, "cells": cells, "baseline": args.baseline,
+           "average_uar_intervals": {s: intervals[s]["average"] for s in specs}, "paired": rows,
            "trainable_parameters": trainable, "table": table}
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -126,6 +190,34 @@ def run_comparison(args, specs: list[str], predictor_for) -> int:
     return 0
 
 
+def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict, dict, list]:
+    """(column -> corpus -> evaluate_corpus result with intervals, column -> its corpora's resampled UARs,
+    column -> trainable parameters, JSON cells)."""
+    from exhubert_jax import analysis
+    from exhubert_jax import evaluation as ev
+    from exhubert_jax.data.dataset import open_prepared
+    from exhubert_jax.data.resolve import resolve_corpora
+
+    names = resolve_corpora(args.corpus, args.data_dir)
+    full, samples, trainable, cells = {}, {}, {}, []
+    for spec in specs:
+        full[spec], samples[spec] = {}, []
+        for name in names:
+            checkpoint = ev.resolve_checkpoint(ev.per_corpus_run(spec, name))
+            model, params, predictor = predictor_for(checkpoint)
+            corpus = open_prepared(name, args.data_dir)
+            space = label_space_for(args, model, corpus)
+            print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
+            r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
+                                   predictor, input_mode=args.input)
+            samples[spec].append(analysis.add_intervals(r, args.bootstrap, args.seed))
+            full[spec][name] = r
+            trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
+            cells.append({"checkpoint": str(checkpoint), "column": spec, "corpus": name, "label_space": space,
+                          "uar": r["uar"], "n": r["n"], "intervals": r.get("intervals")})
+    return full, samples, trainable, cells
+
+
 def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
     """Predict files; print a table (or JSON); exit 1 when any file failed."""
     from exhubert_jax import evaluation as ev
@@ -133,7 +225,9 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
 
     if not Path(args.audio).exists() or not ev.input_files(args.audio):
         raise ev.EvaluationError(f"no audio files found at {args.audio}")
-    results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor)
+    temperature = checkpoint_temperature(args, checkpoint, [])
+    t = temperature["temperature"] if temperature else 1.0
+    results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor, t)
     names = ev.model_class_names(model.config)
     caveat = ev.checkpoint_caveat(checkpoint)
     failed = [r for r in results if "error" in r]
@@ -143,12 +237,36 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
         if "warning" in r:
             print(f"warning: {r['file']}: {r['warning']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint), "caveat": caveat, "class_names": names, "files": results}))
+        print(json.dumps({"checkpoint": str(checkpoint), "caveat": caveat, "temperature": temperature,
+                          "class_names": names, "files": results}))
     else:
-        print(f"Checkpoint `{checkpoint}`\n\n{reporting.audio_table(results, names)}")
+        scaled = f", probabilities at temperature {t:.3f} from its temperature.json" if temperature else ""
+        print(f"Checkpoint `{checkpoint}`{scaled}\n\n{reporting.audio_table(results, names)}")
         if caveat:
             print(caveat)
     return 1 if failed else 0
+
+
+def check_options(args, specs: list[str]) -> None:
+    """EvaluationError for option combinations that cannot run, before any model is loaded."""
+    from exhubert_jax.evaluation import EvaluationError
+
+    if args.bootstrap < 0:
+        raise EvaluationError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {args.bootstrap}")
+    if args.calibrate and (args.corpus is None or len(specs) != 1):
+        raise EvaluationError("--calibrate needs --corpus and exactly one --checkpoint run")
+    if args.calibrate and args.split == "validation":
+        raise EvaluationError("--calibrate fits the temperature on the validation split, so it cannot also be "
+                              "evaluated there: use --split test")
+    if args.baseline is None:
+        return
+    if args.corpus is None or len(specs) < 2:
+        raise EvaluationError("--baseline needs --corpus and at least two runs in --checkpoint A,B")
+    if args.baseline.strip() not in specs:
+        raise EvaluationError(f"--baseline {args.baseline} is not one of the --checkpoint runs ({', '.join(specs)})")
+    if args.bootstrap == 0:
+        raise EvaluationError("--baseline needs resamples for its paired test: --bootstrap N with N > 0")
+    args.baseline = args.baseline.strip()
 
 
 def main(argv=None) -> int:
@@ -177,6 +295,7 @@ def main(argv=None) -> int:
         if args.batch_size < 1:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
         specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
+        check_options(args, specs)
         if args.corpus is not None:
             from exhubert_jax.data.resolve import resolve_corpora
 

@@ -77,7 +77,8 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
                     data_dir: str | Path | None = None, label_space: str = "emotion",
                     predictor: Predictor | None = None, max_seconds: float | None = None,
                     input_mode: str = "masked") -> dict:
-    """Metrics of `model` on one prepared split, with per-utterance split index, label, prediction and logits."""
+    """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
+    label, prediction and logits."""
     from .data import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
@@ -88,7 +89,9 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     y_pred = p.logits.argmax(axis=-1)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
               "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}
-    result["utterances"] = [{"index": int(i), "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
+    fields = prepared.split(split).utterance_fields()
+    result["utterances"] = [{"index": int(i), "file": fields[i]["path"], "speaker": fields[i]["speaker"],
+                             "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
                             for i, t, q, lg in zip(p.indices, p.targets, y_pred, p.logits)]
     return result
 
@@ -111,14 +114,15 @@ def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
 
 
 def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float = 3.0, batch_size: int = 8,
-                  predictor: Predictor | None = None) -> list[dict]:
+                  predictor: Predictor | None = None, temperature: float = 1.0) -> list[dict]:
     """6-class (or head-class) probabilities for audio files; a bad file yields {'file', 'error'} and the rest run.
 
     Each file is decoded at any sample rate to 16 kHz mono and split into near-equal chunks of at most
     `chunk_seconds` (the model card feeds 3 s). Chunks of all files are sorted by length, normalised like
     Wav2Vec2FeatureExtractor(do_normalize) and padded (with their masks) to the smallest of three bucket lengths,
     so a folder compiles at most three shapes and short clips are not padded to full length. A file's logits are
-    its chunk logits averaged with weights proportional to chunk length; probabilities are their softmax.
+    its chunk logits averaged with weights proportional to chunk length; probabilities are softmax(logits /
+    temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate).
     """
     names = model_class_names(model.config)
     chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
@@ -157,7 +161,7 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
         if "error" in res:
             continue
         logits = sums[i] / lengths[i]
-        probs = softmax(logits)
+        probs = softmax(logits / temperature)
         res.update(logits=[float(v) for v in logits], top=names[int(probs.argmax())],
                    probabilities={n: float(p) for n, p in zip(names, probs)})
     return results

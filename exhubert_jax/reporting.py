@@ -88,16 +88,31 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(defined)) if defined else float("nan")
 
 
-def markdown_table(results: Sequence[dict]) -> str:
-    """Paper Table 1/2 shape: rows = corpora, columns n, UAR/WA/macro-F1 (%), an average row; then class recalls."""
-    lines = ["| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |", "|---|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['corpus']} | {r['n']} | {_pct(r['uar'])} | {_pct(r['wa'])} | {_pct(r['macro_f1'])} |")
+def _ci(v, interval: Sequence[float] | None) -> str:
+    """A percentage, with its interval as ' [low, high]' when there is one."""
+    return _pct(v) + (f" [{_pct(interval[0])}, {_pct(interval[1])}]" if interval else "")
+
+
+def markdown_table(results: Sequence[dict], average_interval: Sequence[float] | None = None) -> str:
+    """Paper Table 1/2 shape: rows = corpora, columns n, UAR/WA/macro-F1 (%), an average row; then class recalls.
+    Results with 'intervals' (analysis.add_intervals) show 95 % intervals and the unit resampled."""
+    cis = [r.get("intervals") for r in results]
+    shown = any(cis)
+    lines = ["| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |" + (" Resampled unit |" if shown else ""),
+             "|---|---:|---:|---:|---:|" + ("---|" if shown else "")]
+    for r, ci in zip(results, cis):
+        cells = [_ci(r[k], ci and ci[k]) for k in ("uar", "wa", "macro_f1")]
+        lines.append(f"| {r['corpus']} | {r['n']} | " + " | ".join(cells) + " |"
+                     + (f" {ci['short'] if ci else '–'} |" if shown else ""))
     if results:
         mean = {k: _nanmean([r[k] for r in results]) for k in ("uar", "wa", "macro_f1")}
         total = sum(r["n"] for r in results)
-        lines.append(f"| **Average over all datasets** | {total} | {_pct(mean['uar'])} | {_pct(mean['wa'])} | "
-                     f"{_pct(mean['macro_f1'])} |")
+        lines.append(f"| **Average over all datasets** | {total} | {_ci(mean['uar'], average_interval)} | "
+                     f"{_pct(mean['wa'])} | {_pct(mean['macro_f1'])} |" + (" corpora independently |" if shown else ""))
+    if shown:
+        first = next(ci for ci in cis if ci)
+        lines += ["", f"95 % percentile intervals from {first['resamples']} bootstrap resamples (seed {first['seed']}) "
+                  "of each test set: of its speakers where the split knows at least 5, else of its utterances."]
     lines += ["", *per_class_table(results)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -160,16 +175,88 @@ def audio_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(uars: Mapping[str, Mapping[str, float]], trainable: Mapping[str, int]) -> str:
+def comparison_table(uars: Mapping[str, Mapping[str, float]], trainable: Mapping[str, int],
+                     intervals: Mapping[str, Mapping[str, Sequence[float] | None]] | None = None,
+                     marks: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """The paper's Table 2 shape: rows are corpora, columns are models (UAR %), then the average UAR over all
-    corpora and the number of trainable parameters (M). `uars` maps model -> corpus -> UAR."""
+    corpora and the number of trainable parameters (M). `uars` maps model -> corpus -> UAR; `intervals` model ->
+    corpus (or 'average') -> [low, high]; `marks` model -> corpus -> a mark appended to the cell."""
     models = list(uars)
     corpora = list(dict.fromkeys(c for m in models for c in uars[m]))
+    intervals, marks = intervals or {}, marks or {}
+
+    def cell(m: str, c: str, value: float) -> str:
+        """A UAR with its interval and mark, when it has them."""
+        return _ci(value, intervals.get(m, {}).get(c)) + marks.get(m, {}).get(c, "")
+
     lines = ["| Dataset | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for c in corpora:
-        lines.append(f"| {c} | " + " | ".join(_pct(uars[m].get(c, float("nan"))) for m in models) + " |")
-    lines.append("| **Average UAR over all datasets** | "
-                 + " | ".join(_pct(_nanmean([uars[m].get(c, float("nan")) for c in corpora])) for m in models) + " |")
+        lines.append(f"| {c} | " + " | ".join(cell(m, c, uars[m].get(c, float("nan"))) for m in models) + " |")
+    lines.append("| **Average UAR over all datasets** | " + " | ".join(
+        cell(m, "average", _nanmean([uars[m].get(c, float("nan")) for c in corpora])) for m in models) + " |")
     lines.append("| Number of trainable parameters | "
                  + " | ".join(f"{trainable[m] / 1e6:.2f} M" for m in models) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(rows: Sequence[dict], baseline: str) -> str:
+    """Markdown table of analysis.compare_to_baseline rows: UAR difference (points), its 95 % interval, p-values."""
+    lines = [f"| Dataset | run | ΔUAR vs {baseline} (points) | 95 % CI | p | p (Holm) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lo, hi = r["interval"]
+        p = f"{r['p']:.3f}" if "p" in r else "–"
+        holm = f"{r['p_holm']:.3f}" + (" *" if r["significant"] else "") if "p_holm" in r else "–"
+        lines.append(f"| {r['corpus']} | {r['column']} | {100 * r['diff']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                     f"| {p} | {holm} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_reliability(rel: Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:
+    """Reliability diagram (calibration.reliability): accuracy (bars) and mean confidence (dots) per confidence bin
+    against the diagonal, and the share of predictions per bin underneath; saved as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    edges, counts = np.asarray(rel["edges"]), np.asarray(rel["counts"])
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    acc, conf = np.nan_to_num(rel["accuracy"]), np.nan_to_num(rel["confidence"])
+    fig = Figure(figsize=(4.5, 5.2), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    used = counts > 0
+    top.bar(centers[used], acc[used], width[used], edgecolor="black", color="tab:blue", label="accuracy")
+    top.plot(centers[used], conf[used], "o", color="tab:red", label="mean confidence")
+    top.plot([0, 1], [0, 1], linestyle="--", color="gray")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centers, counts / max(counts.sum(), 1.0), width, color="gray", edgecolor="black")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_ylabel("share")
+    if title:
+        top.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def calibration_table(results: Sequence[dict]) -> str:
+    """Markdown table of each result's 'calibration' (ECE and MCE in %, NLL, Brier); with 'calibration_before'
+    (an uncalibrated copy) each figure shows before -> after."""
+    keys = (("ece", "ECE (%)", 100, 1), ("mce", "MCE (%)", 100, 1), ("nll", "NLL", 1, 3), ("brier", "Brier", 1, 3))
+
+    def fmt(r: dict, key: str, scale: float, digits: int) -> str:
+        """One figure, as 'before → after' when the result has an uncalibrated copy."""
+        after = f"{scale * r['calibration'][key]:.{digits}f}"
+        before = r.get("calibration_before")
+        return f"{scale * before[key]:.{digits}f} → {after}" if before else after
+
+    first = "Corpus (T = 1 → fitted T)" if any(r.get("calibration_before") for r in results) else "Corpus"
+    lines = [f"| {first} | " + " | ".join(k[1] for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {r['corpus']} | " + " | ".join(fmt(r, key, scale, d) for key, _, scale, d in keys) + " |"
+              for r in results]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
 """Evaluation library and CLI on a tiny random model and the synthetic demo corpora (prepared into tmp)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import evaluate
+from exhubert_jax import calibration
 from exhubert_jax import evaluation as ev
 from exhubert_jax import reporting
 from exhubert_jax.predict import Predictor
@@ -16,7 +18,7 @@ from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import EMOTION_CLASSES
 from exhubert_jax.data import batching
 from exhubert_jax.data.audio import load_audio
-from exhubert_jax.data.dataset import open_prepared
+from exhubert_jax.data.dataset import PreparedCorpus, open_prepared
 from exhubert_jax.data.synthetic import prepare_demo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,6 +84,8 @@ def test_evaluate_corpus_metrics_and_utterance_ids(model_params, predict, data_d
     assert y_pred == [int(np.argmax(u["logits"])) for u in utts]
     assert r["uar"] == pytest.approx(metrics.uar(y_true, y_pred, 6))
     assert r["class_names"] == list(EMOTION_CLASSES)
+    assert [u["speaker"] for u in utts] == [split[u["index"]]["speaker"] for u in utts]
+    assert all(u["file"].endswith(".wav") for u in utts) and len({u["file"] for u in utts}) == len(utts)
     # Each utterance's logits equal a forward pass on its own audio in another batch (ids map to the right audio).
     for u in (utts[0], utts[-1]):
         audio = split[u["index"]]["audio"]
@@ -166,6 +170,13 @@ def test_markdown_table_shape():
     assert lines[4] == "| **Average over all datasets** | 6 | 62.5 | 62.5 | 50.0 |"
     assert "| Recall (%) | " + " | ".join(names) + " |" in lines
     assert "| y | – | – | – | – | – | 50.0 |" in lines
+    a["intervals"] = {"uar": [0.5, 1.0], "wa": [0.25, 1.0], "macro_f1": [0.4, 0.9], "short": "speakers (7)",
+                      "resamples": 100, "seed": 0}
+    lines = reporting.markdown_table([a, b], average_interval=[0.4, 0.8]).splitlines()
+    assert lines[0].endswith("| Resampled unit |")
+    assert lines[2] == "| x | 4 | 75.0 [50.0, 100.0] | 75.0 [25.0, 100.0] | 66.7 [40.0, 90.0] | speakers (7) |"
+    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 | – |"
+    assert lines[4].startswith("| **Average over all datasets** | 6 | 62.5 [40.0, 80.0] | 62.5 | 50.0 |")
 
 
 def test_resolve_corpora(data_dir):
@@ -235,3 +246,126 @@ def test_cli_audio_table(workdir, audio_dir, capsys):
     assert evaluate.main(["--audio", str(audio_dir / "a_8k.wav"), "--checkpoint", str(workdir)]) == 0
     out = capsys.readouterr().out
     assert "| File | Top class | low_negative |" in out and "a_8k.wav" in out
+
+
+def test_cli_intervals_in_json_and_table(workdir, data_dir, tmp_path, capsys):
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", str(workdir), "--data-dir", str(data_dir),
+            "--out", str(tmp_path), "--bootstrap", "200", "--seed", "3"]
+    assert evaluate.main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for r in doc["results"]:
+        ci = r["intervals"]
+        assert ci["resamples"] == 200 and ci["seed"] == 3 and ci["unit"] == "utterance" and ci["n_speakers"] == 1
+        assert ci["method"].startswith("utterance bootstrap (only 1 speaker")
+        for k in ("uar", "wa", "macro_f1"):
+            assert ci[k][0] <= r[k] <= ci[k][1]
+    lo, hi = doc["average_uar_interval"]
+    assert lo <= np.mean([r["uar"] for r in doc["results"]]) <= hi
+    table = doc["table"]
+    assert "Resampled unit" in table and "utterances (1 speaker)" in table and "200 bootstrap resamples" in table
+    assert evaluate.main(argv[:-4] + ["--bootstrap", "0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["average_uar_interval"] is None and all("intervals" not in r for r in doc["results"])
+    assert "Resampled unit" not in doc["table"] and "[" not in doc["table"]
+
+
+@pytest.fixture(scope="module")
+def other_runs(tmp_path_factory, data_dir):
+    """A second tiny 6-class run (another init) and a run whose head has demo-b's native labels."""
+    root = tmp_path_factory.mktemp("others")
+    cfg = preset("tiny")
+    save_pretrained(root / "b" / "best", cfg, init_params(cfg, 1))
+    native = open_prepared("demo-b", data_dir).native_labels
+    save_pretrained(root / "native" / "best", preset("tiny", label_names=native), init_params(cfg, 0))
+    return root
+
+
+@pytest.mark.slow
+def test_cli_paired_comparison_against_a_baseline(workdir, other_runs, data_dir, capsys):
+    b = str(other_runs / "b")
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", f"{workdir},{b}", "--baseline", str(workdir),
+            "--data-dir", str(data_dir), "--bootstrap", "200"]
+    assert evaluate.main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["corpus"]: r for r in doc["paired"]}
+    assert set(rows) == {"demo-a", "demo-b", "average"} and all(r["column"] == b for r in rows.values())
+    uar = {(c["column"], c["corpus"]): c["uar"] for c in doc["cells"]}
+    for corpus in ("demo-a", "demo-b"):
+        r = rows[corpus]
+        assert r["diff"] == pytest.approx(uar[b, corpus] - uar[str(workdir), corpus])
+        assert 1 / 201 <= r["p"] <= r["p_holm"] <= 1 and r["interval"][0] <= r["diff"] <= r["interval"][1]
+    assert rows["average"]["diff"] == pytest.approx((rows["demo-a"]["diff"] + rows["demo-b"]["diff"]) / 2)
+    assert all(len(v) == 2 for v in doc["average_uar_intervals"].values())
+    assert "p (Holm)" in doc["table"] and "after Holm's correction over the 2 corpora" in doc["table"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--baseline", "elsewhere"], "--baseline elsewhere is not one of the --checkpoint runs"),
+    (["--bootstrap", "0"], "--baseline needs resamples"),
+    (["--bootstrap", "-5"], "--bootstrap must be 0"),
+])
+def test_cli_baseline_option_errors(extra, message, workdir, data_dir, capsys):
+    argv = ["--corpus", "demo-a", "--checkpoint", f"{workdir},{workdir}-other", "--baseline", str(workdir),
+            "--data-dir", str(data_dir)]
+    assert evaluate.main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_cli_refuses_to_pair_different_test_sets(workdir, other_runs, data_dir, capsys):
+    native = str(other_runs / "native")
+    argv = ["--corpus", "demo-b", "--checkpoint", f"{workdir},{native}", "--baseline", str(workdir),
+            "--data-dir", str(data_dir), "--bootstrap", "50"]
+    assert evaluate.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "different test sets (label spaces emotion" in err[0] and "native" in err[0]
+
+
+@pytest.fixture()
+def calibrated_run(workdir, tmp_path):
+    """A copy of the tiny run, so that its temperature.json does not reach the other tests."""
+    root = tmp_path / "cal"
+    shutil.copytree(workdir / "best", root / "best")
+    return root
+
+
+@pytest.mark.slow
+def test_cli_calibrate_fits_on_validation_and_later_runs_apply_it(calibrated_run, data_dir, audio_dir, tmp_path,
+                                                                   capsys):
+    argv = ["--corpus", "demo-a,demo-b", "--checkpoint", str(calibrated_run), "--data-dir", str(data_dir),
+            "--out", str(tmp_path / "e"), "--bootstrap", "0", "--json"]
+    assert evaluate.main(argv + ["--calibrate"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    t = doc["temperature"]
+    assert t["fitted_on"] == {"demo-a": 6, "demo-b": 6} and t["split"] == "validation"
+    assert t["validation_nll"]["after"] <= t["validation_nll"]["before"] and "fitted temperature" in captured.err
+    assert json.loads((calibrated_run / "best" / "temperature.json").read_text())["temperature"] == t["temperature"]
+    for r in doc["results"]:
+        assert r["calibration"]["temperature"] == t["temperature"] and r["calibration_before"]["temperature"] == 1
+        logits = np.array([u["logits"] for u in r["utterances"]])
+        y = [u["label"] for u in r["utterances"]]
+        assert r["calibration"]["nll"] == pytest.approx(calibration.nll(logits, y, t["temperature"]))
+        assert (tmp_path / "e" / f"reliability_{r['corpus']}.png").read_bytes()[:8] == PNG_MAGIC
+    assert "T = 1 → fitted T" in doc["table"]
+    assert evaluate.main(argv) == 0  # a later evaluation applies the stored temperature and says so
+    later = json.loads(capsys.readouterr().out)
+    assert all(r["calibration"] == d["calibration"] for r, d in zip(later["results"], doc["results"]))
+    assert "calibration_before" not in later["results"][0] and "Calibration at temperature" in later["table"]
+    assert evaluate.main(["--audio", str(audio_dir / "a_8k.wav"), "--checkpoint", str(calibrated_run), "--json"]) == 0
+    f = json.loads(capsys.readouterr().out)
+    assert f["temperature"]["temperature"] == t["temperature"]
+    probs = ev.softmax(np.array(f["files"][0]["logits"]) / t["temperature"])
+    assert list(f["files"][0]["probabilities"].values()) == pytest.approx(list(probs))
+
+
+def test_cli_calibrate_refusals(workdir, data_dir, monkeypatch, capsys):
+    argv = ["--corpus", "demo-a", "--checkpoint", str(workdir), "--data-dir", str(data_dir), "--calibrate"]
+    assert evaluate.main(argv + ["--split", "validation"]) == 2
+    assert "use --split test" in capsys.readouterr().err
+    monkeypatch.setattr(PreparedCorpus, "splits", property(lambda self: ("train", "test")))
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "demo-a has no validation split (splits: train, test)" in err and "never on the test split" in err
+    assert not (workdir / "best" / "temperature.json").exists()

@@ -216,6 +216,11 @@ class PreparedSplit:
             return []
         return [(self._fields(ex), ex["audio"]) for ex in self._read(indices, parse_example)]
 
+    def utterance_fields(self, chunk: int = 256) -> list[dict[str, Any]]:
+        """read_pcm's fields (label, native_index, native_label, speaker, path) of every example, in split order."""
+        return [fields for start in range(0, len(self), chunk)
+                for fields, _ in self.read_pcm(range(start, min(len(self), start + chunk)))]
+
     def _fields(self, ex: dict[str, Any]) -> dict[str, Any]:
         native = int(ex["native_label"])
         speaker = ex["speaker"].decode() if isinstance(ex["speaker"], bytes) else str(ex["speaker"])
