@@ -55,14 +55,17 @@ class SplitPredictions(NamedTuple):
 def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size: int, max_seconds: float | None,
                   label_space: str = "emotion", input_mode: str = "masked", corpus: str | None = None) -> SplitPredictions:
     """Logits for every utterance of a source, in length-bucketed batches (masked) or as the model card feeds them
-    (card: the first max_seconds of each clip, zero padded to exactly that length, no padding mask)."""
+    (card: each clip zero-padded to max_seconds, never cropped, normalised as the card's feature extractor does,
+    and averaged over every frame; data.card)."""
     from .data.batching import DEFAULT_MAX_SECONDS, eval_batches
+    from .data.audio import SAMPLE_RATE
+    from .data.card import CardProtocol
 
     seconds_cap = max_seconds or DEFAULT_MAX_SECONDS
     kwargs = {}
     if input_mode == "card":
-        width = int(round(seconds_cap * 16000))
-        kwargs = dict(buckets=(width,), crop=width)
+        width = int(round(seconds_cap * SAMPLE_RATE))
+        kwargs = dict(buckets=(width,), card=CardProtocol(max_length=width))
     indices, targets, logits, seconds = [], [], [], 0.0
     for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
                               **kwargs):

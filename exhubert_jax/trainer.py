@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from . import runconfig
 from .config import INPUT_MODES, LABEL_SPACES
 from .data.batching import RoundRobin
+from .data.card import CardProtocol
 from .data.prefetch import Prefetch
 from .data.audio import MIN_SAMPLES, SAMPLE_RATE
 from .optim import SCHEDULES, make_optimizer, make_schedule
@@ -136,10 +137,11 @@ class Trainer:
         self.state = create_state(params, tx, opts.seed, mesh)
         self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=say)
         buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
+        card = CardProtocol(max_length=buckets[0]) if buckets else None
         self.n_corpora = len(train_sources)
         # batches are made ahead in a thread while the device runs the step; state() stays exact for resume
         self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
-                                          shard=data_shard(mesh)), depth=2)
+                                          shard=data_shard(mesh), card=card), depth=2)
         self.run_document = runconfig.build(
             dataclasses.asdict(opts), model.config.to_dict(),
             {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))

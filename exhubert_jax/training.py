@@ -89,10 +89,9 @@ def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
 
 
 def batch_arrays(batch: Any, label_space: str = "emotion", input_mode: str = "masked") -> dict[str, np.ndarray]:
-    """The arrays of a data.batching.Batch that a step needs; the 'card' input protocol passes no padding mask."""
+    """The arrays of a data.batching.Batch that a step needs (a 'card' batch's mask already covers the padding the
+    card adds, which is averaged like audio; data.card)."""
     mask = np.asarray(batch.attention_mask, np.int32)
-    if input_mode == "card":
-        mask = np.ones_like(mask)  # numerically the same as no mask: padding is averaged like audio
     return dict(input_values=np.asarray(batch.input_values, np.float32), attention_mask=mask,
                 targets=np.asarray(getattr(batch, label_field(label_space)), np.int32),
                 weights=np.asarray(batch.weights, np.float32))

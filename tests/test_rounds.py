@@ -145,13 +145,6 @@ def test_options_name_the_one_bad_flag(flag, value, message):
         TrainOptions(**{flag: value}).validate()
 
 
-def test_card_input_has_no_padding_mask():
-    batch = type("B", (), dict(input_values=np.ones((2, 8)), attention_mask=np.array([[1] * 8, [1] * 3 + [0] * 5]),
-                               labels=np.arange(2), native_labels=np.arange(2), weights=np.ones(2)))()
-    assert batch_arrays(batch, input_mode="card")["attention_mask"].all()
-    assert not batch_arrays(batch)["attention_mask"].all()
-
-
 def test_card_training_pads_every_batch_to_one_length(tmp_path):
     model, params, labels = tiny(**NO_DROPOUT)
     tr, va = sources()

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from .audio import MIN_SAMPLES, SAMPLE_RATE
+from .card import CardProtocol
 from .errors import DataError
 from .splits import derive_seed
 
@@ -78,13 +79,17 @@ def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, i
             for ex in (source[int(i)] for i in indices)]
 
 
-def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int]], offsets: Sequence[int], max_len: int | None,
-              buckets: Sequence[int], batch_size: int, width: int | None = None) -> Batch:
-    """Crop, normalise and pad items to one bucket (or to `width`); rows beyond len(items) are zero-weight padding."""
+def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int]],
+              offsets: Sequence[int], max_len: int | None, buckets: Sequence[int], batch_size: int,
+              width: int | None = None, card: CardProtocol | None = None) -> Batch:
+    """Crop, normalise and pad items to one bucket (or to `width`); rows beyond len(items) are zero-weight padding.
+    With `card`, each row is what the model card's feature-extractor call makes of the clip, and its mask covers all
+    of it (the card passes no attention mask, so the padding it adds is averaged like audio)."""
     waves = [w[o:o + max_len] if max_len else w for (w, _, _), o in zip(items, offsets)]
+    rows_in = [card(w) for w in waves] if card else [normalize(w) for w in waves]
     if width is None:
-        width = bucket_length(max(len(w) for w in waves), buckets)
-    elif any(len(w) > width for w in waves):
+        width = bucket_length(max(len(v) for v in rows_in), buckets)
+    elif any(len(v) > width for v in rows_in):
         raise DataError(f"{corpus}: an utterance is longer than its source's num_samples says; prepare it again")
     x = np.zeros((batch_size, width), np.float32)
     mask = np.zeros((batch_size, width), np.int32)
@@ -93,11 +98,12 @@ def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndar
     weights = np.zeros(batch_size, np.float32)
     rows = np.full(batch_size, -1, np.int64)
     rows[:len(items)] = indices
-    for row, (w, (_, label, nat)) in enumerate(zip(waves, items)):
-        x[row, :len(w)] = normalize(w)
-        mask[row, :len(w)] = 1
+    for row, (v, (_, label, nat)) in enumerate(zip(rows_in, items)):
+        x[row, :len(v)] = v
+        mask[row, :len(v)] = 1
         labels[row], native[row], weights[row] = label, nat, 1.0
-    return Batch(corpus, x, mask, labels, native, weights, float(mask.sum()) / SAMPLE_RATE, rows)
+    seconds = sum(len(w) for w in waves) / SAMPLE_RATE
+    return Batch(corpus, x, mask, labels, native, weights, float(seconds), rows)
 
 
 def check_shard(shard: tuple[int, int], batch_size: int) -> tuple[int, int]:
@@ -109,17 +115,20 @@ def check_shard(shard: tuple[int, int], batch_size: int) -> tuple[int, int]:
 
 
 def _share(corpus: str, source: Any, idx: np.ndarray, offsets: np.ndarray, kept: np.ndarray, max_len: int | None,
-           buckets: Sequence[int], batch_size: int, shard: tuple[int, int] | None) -> Batch:
+           buckets: Sequence[int], batch_size: int, shard: tuple[int, int] | None,
+           card: CardProtocol | None = None) -> Batch:
     """The batch of global rows idx, or with shard=(i, n) only rows [i*B/n, (i+1)*B/n) of it (B = batch_size), read
     and padded to the width the whole batch needs (from the kept lengths, so every process pads alike); the seconds
     count the whole batch."""
     if shard is None:
-        return _assemble(corpus, idx, _fetch(source, idx), offsets, max_len, buckets, batch_size)
+        return _assemble(corpus, idx, _fetch(source, idx), offsets, max_len, buckets, batch_size, card=card)
     i, n = shard
     share = batch_size // n
     rows = slice(i * share, (i + 1) * share)
-    width = bucket_length(int(kept.max()), buckets)
-    batch = _assemble(corpus, idx[rows], _fetch(source, idx[rows]), offsets[rows], max_len, buckets, share, width)
+    widths = np.maximum(kept, card.max_length) if card else kept
+    width = bucket_length(int(widths.max()), buckets)
+    batch = _assemble(corpus, idx[rows], _fetch(source, idx[rows]), offsets[rows], max_len, buckets, share, width,
+                      card)
     return batch._replace(n_seconds=float(kept.sum()) / SAMPLE_RATE)
 
 
@@ -139,10 +148,11 @@ class CorpusBatches:
     """
 
     def __init__(self, source: Any, batch_size: int, max_seconds: float, seed: int, corpus: str | None = None,
-                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None):
+                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None,
+                 card: CardProtocol | None = None):
         if len(source) == 0:
             raise DataError(f"{_corpus_name(source, corpus)}: no examples to train on")
-        self.source, self.batch_size, self.seed = source, int(batch_size), int(seed)
+        self.source, self.batch_size, self.seed, self.card = source, int(batch_size), int(seed), card
         self.corpus = _corpus_name(source, corpus)
         self.max_len = int(round(max_seconds * SAMPLE_RATE))
         self.buckets = tuple(buckets) if buckets else default_buckets(max_seconds)
@@ -184,7 +194,7 @@ class CorpusBatches:
         offsets = np.floor(uni * (spare + 1)).astype(np.int64)
         kept = np.minimum(self.lengths[idx], self.max_len)
         return _share(self.corpus, self.source, idx, offsets, kept, self.max_len, self.buckets, self.batch_size,
-                      self.shard)
+                      self.shard, self.card)
 
     def state(self) -> dict[str, int]:
         """Position: the next batch is batch `step` of epoch `epoch`."""
@@ -208,12 +218,13 @@ def train_batches(source: Any, batch_size: int, max_seconds: float, seed: int, b
 
 def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
                  buckets: Sequence[int] | None = None, corpus: str | None = None,
-                 crop: int | None = None, shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+                 crop: int | None = None, shard: tuple[int, int] | None = None,
+                 card: CardProtocol | None = None) -> Iterator[Batch]:
     """Every example once, whole (or its first `crop` samples), in length order; the last batch is padded with
     zero-weight rows. Batches are padded to the smallest bucket that fits; an utterance longer than the largest
     bucket gets a width that is a multiple of the largest bucket, so shapes stay few. Buckets default to
     default_buckets(max_seconds or 3.0). shard=(i, n): only rows [i*B/n, (i+1)*B/n) of every batch (see
-    CorpusBatches)."""
+    CorpusBatches). card: rows as the model card's feature-extractor call makes them (see _assemble)."""
     buckets = tuple(buckets) if buckets else default_buckets(max_seconds or DEFAULT_MAX_SECONDS)
     shard = check_shard(shard, batch_size) if shard is not None else None
     lengths = source_lengths(source)
@@ -222,7 +233,7 @@ def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         kept = np.minimum(lengths[idx], crop) if crop else lengths[idx]
-        yield _share(name, source, idx, np.zeros(len(idx), np.int64), kept, crop, buckets, batch_size, shard)
+        yield _share(name, source, idx, np.zeros(len(idx), np.int64), kept, crop, buckets, batch_size, shard, card)
 
 
 class RoundRobin:
@@ -231,13 +242,14 @@ class RoundRobin:
     process's rows of every global batch (the state is the same on every process)."""
 
     def __init__(self, sources: Mapping[str, Any], batch_size: int, max_seconds: float, seed: int,
-                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None):
+                 buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None,
+                 card: CardProtocol | None = None):
         if not sources:
             raise DataError("RoundRobin needs at least one corpus")
         self.names = sorted(sources)
         self.batch_size, self.max_seconds, self.seed = int(batch_size), float(max_seconds), int(seed)
         self.sort_window = int(sort_window)
-        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window, shard)
+        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window, shard, card)
                         for n in self.names}
         self.buckets = self.streams[self.names[0]].buckets
         self.turn = 0
