@@ -40,14 +40,16 @@ def load_torch(directory, style):
     return HubertForSequenceClassification.from_pretrained(directory).eval()
 
 
-def random_zll_model(copies=1, stable=True, weighted=False, seed=0):
-    """A tiny ZLL-expanded model whose ZLLs (and layer weights) are random, so every ZLL matters."""
+def random_zll_model(copies=1, stable=True, weighted=False, seed=0, style="zll"):
+    """A tiny expanded model whose layout Linears (and layer weights) are random, so every Linear matters."""
     config = tiny(stable, use_weighted_layer_sum=weighted)
-    params, config, _ = expand(cached_init(config, 4), config, copies=copies)
+    params, config, _ = expand(cached_init(config, 4), config, copies=copies, style=style)
     rng = np.random.default_rng(seed)
-    zll = params["hubert"]["encoder"]["expansion"]["zll"]
-    params["hubert"]["encoder"]["expansion"]["zll"] = jax.tree.map(
-        lambda x: 0.05 * rng.standard_normal(x.shape).astype(np.float32), zll)
+    expansion = params["hubert"]["encoder"]["expansion"]
+    for name in ("zll", "gate"):
+        if name in expansion:
+            expansion[name] = jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape).astype(np.float32),
+                                           expansion[name])
     if weighted:
         params["layer_weights"] = rng.standard_normal(1 + config.total_layers).astype(np.float32)
     return params, config
@@ -78,9 +80,10 @@ def test_export_parity_and_round_trip(tmp_path, style, copies, stable):
     assert_trees_equal(back, jax.tree.map(np.asarray, params))
 
 
-@pytest.mark.parametrize("stable,copies,weighted", [(True, 2, True), (False, 1, False)])
-def test_zll_parity_with_random_zlls(tmp_path, stable, copies, weighted):
-    params, config = random_zll_model(copies, stable, weighted)
+@pytest.mark.parametrize("style,stable,copies,weighted", [("zll", True, 2, True), ("zll", False, 1, False),
+                                                          ("gated", False, 2, False)])
+def test_zll_parity_with_random_zlls(tmp_path, style, stable, copies, weighted):
+    params, config = random_zll_model(copies, stable, weighted, style=style)
     model = AutoModelForAudioClassification.from_pretrained(export(params, config, tmp_path), trust_remote_code=True)
     audio, mask, _ = batch()
     ours = forward(config, params)
@@ -162,3 +165,26 @@ def test_export_accepts_a_training_workdir_and_writes_readable_files(tmp_path, c
         assert f.stat().st_mode & 0o777 == 0o644, f
     assert flax_to_torch.main([str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_new_layout_is_one_entry_in_expansion_spec(tmp_path, monkeypatch):
+    """Following the README literally: a layout added to expansion_spec.LAYOUTS alone (an identity-initialised Linear
+    after each copy, no skip; none after the originals) reaches the model, init, freezing, export and transformers."""
+    from exhubert_jax import expansion_spec as spec
+    from exhubert_jax.optim import param_labels
+
+    monkeypatch.setitem(spec.LAYOUTS, "copy_gate", spec.Layout(spec.SlotRule(), spec.SlotRule("identity")))
+    params, config = random_zll_model(copies=2, style="copy_gate")
+    assert set(params["hubert"]["encoder"]["expansion"]) == {"layers", "zll"}
+    assert param_labels(params, config)["hubert"]["encoder"]["expansion"]["zll"]["kernel"] == "trainable"
+    out = export(params, config, tmp_path / "pt")
+    hf = json.loads((out / "config.json").read_text())
+    assert hf["gate_layers"] == [1, 2, 4, 5] and hf["zll_layers"] == []
+    model = AutoModelForAudioClassification.from_pretrained(out, trust_remote_code=True)
+    audio, mask, _ = batch()
+    ours = np.asarray(forward(config, params).logits)
+    assert np.max(np.abs(ours - torch_logits(model, audio, mask))) <= 1e-4
+    state, hf_config = read_source(out)
+    back_config = config_for(hf_config, state, None)
+    assert back_config == config
+    assert_trees_equal(convert(state, back_config)[0], jax.tree.map(np.asarray, params))

@@ -184,3 +184,30 @@ def test_table2_counts_are_the_papers():
     counts = {r["model"]: r["trainable"] for r in table2(preset("large"))}
     assert counts == {"HuBERT Large": 311_492_486, "ExHuBERT Large": 336_682_886,
                       "ExHuBERT XLarge": 664_182_662, "ExHuBERT Non-Frozen": 664_182_662}
+
+
+def test_transfer_from_the_converted_release_trains_copies_gates_and_head(released, tmp_path, capsys):
+    """train.py --stage transfer --init <converted ExHuBERT>: CNN, originals and their gates frozen; the count
+    printed is what the paper's ExHuBERT Large row counts at full size."""
+    import train as cli
+    from exhubert_jax.data.synthetic import prepare_demo
+
+    _, root = released
+    prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
+    argv = ["--stage", "transfer", "--corpus", "demo-b", "--data-dir", str(tmp_path / "data"), "--init",
+            str(root / "jax"), "--workdir", str(tmp_path / "tr"), "--steps", "2", "--batch-size", "4",
+            "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
+    assert cli.main(argv) == 0
+    model, params = from_pretrained(root / "jax")
+    frozen = ("hubert/feature_extractor/", "hubert/encoder/layers/", "hubert/encoder/expansion/gate/")
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    expected = sum(int(np.size(v)) for k, v in flat.items() if not k.startswith(frozen))
+    assert f"{expected:,} trainable" in capsys.readouterr().out
+    trained, after = from_pretrained(tmp_path / "tr" / "final")
+    enc, enc_after = params["hubert"]["encoder"], after["hubert"]["encoder"]
+    assert np.array_equal(enc["expansion"]["gate"]["kernel"], enc_after["expansion"]["gate"]["kernel"])
+    assert np.array_equal(enc["layers"]["attention"]["q_proj"]["kernel"],
+                          enc_after["layers"]["attention"]["q_proj"]["kernel"])
+    assert not np.array_equal(enc["expansion"]["zll"]["kernel"], enc_after["expansion"]["zll"]["kernel"])
+    assert trained.config.expansion_style == "gated"
