@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .corpora import CORPORA
+from .corpora import CORPORA, base_name
 from .dataset import RECORD, default_data_dir, prepared_names
 from .errors import DataError
 
@@ -21,8 +21,9 @@ def data_root(data_dir: str | Path | None) -> Path:
 
 
 def group_of(name: str) -> str:
-    """Registry group of a corpus ('emoset++', 'unseen', 'demo'), or 'user' for a corpus outside the registry."""
-    corpus = CORPORA.get(name)
+    """Registry group of a corpus or of one of its folds ('emoset++', 'unseen', 'demo'), or 'user' for a corpus
+    outside the registry."""
+    corpus = CORPORA.get(base_name(name))
     return corpus.group if corpus is not None else "user"
 
 
