@@ -78,14 +78,15 @@ def prepare_emobox_corpus(folder: Path, root: str | Path, out: str | Path | None
     entry, table = _entry(folder), load_label_table(label_map)
     corpus = emobox.read_list(folder / f"{folder.name}.jsonl", root)
     _map_labels(table, entry.name, list(corpus.values()))  # every unknown label, named with its file and line
+    lists = emobox.fold_files(folder)
+    folds = {n: emobox.read_fold(files, root, corpus) for n, files in lists.items()}  # every list checked first
     speakers, how = emobox.known_speakers(entry.reader, list(corpus.values()))
     opts.say(f"{entry.name}: speakers of {len(speakers)} of {len(corpus)} listed files known ({how})")
     command = _command(folder, root, out, seed, label_map)
     summaries = []
-    for n, files in emobox.fold_files(folder).items():
+    for n, files in lists.items():
         name = fold_name(entry.name, n)
-        utts, policy = _with_validation(emobox.with_speakers(emobox.read_fold(files, root, corpus), speakers),
-                                        seed, name)
+        utts, policy = _with_validation(emobox.with_speakers(folds[n], speakers), seed, name)
         kept, dropped, used = _map_labels(table, entry.name, utts)
         items = [(u, r, u.split) for u, r in kept]
         meta = {"source": str(folder.resolve()), "manifest": None, "emobox_root": str(root.resolve()), "fold": n,
