@@ -176,6 +176,7 @@ def evaluate_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input
 
 def _write_json(path: Path, doc: Any) -> None:
     """Write JSON atomically (a half-written result would look like a finished stage)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, path)
