@@ -79,6 +79,7 @@ def _check_train_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _fold_number(name: str) -> tuple[int, str]:
+    """Sort key of a fold dataset: its fold number, then its name."""
     m = re.search(r"-fold(\d+)(?:of\d+)?$", name)
     return (int(m[1]) if m else 0, name)
 
@@ -205,6 +206,7 @@ def run_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode
 
 
 def _plan(mode: str, runs: Sequence[Run]) -> dict[str, Any]:
+    """What protocol.json records: the mode and every run's stages with their train.py arguments."""
     return {"mode": mode, "runs": [{"name": r.name, "corpus": r.corpus,
                                     "stages": [[s.column, list(s.argv)] for s in r.stages]} for r in runs]}
 

@@ -39,6 +39,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict
 
 
 def _pct(v: float | None) -> str:
+    """A UAR in % with one decimal; n/a for None or NaN."""
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 

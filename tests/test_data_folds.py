@@ -126,3 +126,12 @@ def test_kfold_cli_writes_speaker_disjoint_folds_and_refuses_corpora_without_spe
     assert main(["--corpus", "nospk", "--manifest", str(nospk), "--source", str(tmp_path / "src"),
                  "--split-method", "kfold:2", "--out", str(out)]) == 2
     assert "nospk: speaker-independent k-fold needs a speaker for every file" in capsys.readouterr().err
+
+
+def test_a_missing_fold_names_the_command_that_prepares_its_folds(tmp_path):
+    from exhubert_jax.data.resolve import CorpusSpecError, resolve_corpora
+
+    with pytest.raises(CorpusSpecError, match="--corpus emodb --source /path/to/emodb --folds 5"):
+        resolve_corpora("emodb-fold2of5", tmp_path)
+    with pytest.raises(CorpusSpecError, match="--emobox /path/to/EmoBox/data/iemocap --emobox-root"):
+        resolve_corpora("iemocap-emobox-fold1", tmp_path)

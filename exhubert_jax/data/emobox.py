@@ -48,6 +48,7 @@ def corpus_folders(directory: str | Path) -> list[Path]:
 
 
 def _field(row: dict, name: str, path: Path, line: int) -> str:
+    """A required non-empty string field of one line."""
     value = row.get(name)
     if not isinstance(value, str) or not value.strip():
         raise _bad(path, line, f"missing or empty {name!r} (EmoBox lines have key, wav, emo, ...)")

@@ -50,6 +50,7 @@ def _entry(folder: Path) -> Corpus:
 
 
 def _command(folder: Path, root: Path, out: Path, seed: int, label_map: str | Path | None) -> str:
+    """The command line that prepares this EmoBox corpus folder again."""
     args = ["--emobox", str(folder.resolve()), "--emobox-root", str(root.resolve()), "--out", str(out.resolve())]
     args += ["--seed", str(seed)] if seed else []
     args += ["--label-map", str(Path(label_map).resolve())] if label_map is not None else []
