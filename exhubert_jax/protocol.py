@@ -286,7 +286,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     for s in (folds, loco):
         s.add_argument("--workdir", required=True, help="protocol folder: one workdir per run inside it")
         s.add_argument("--data-dir", help="prepared corpora (default $EXHUBERT_DATA or data/prepared)")
-        s.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
+        s.add_argument("--eval-batch-size", type=int, default=8, help="batch size of the test evaluations")
     return p.parse_args(own), train_argv
 
 
@@ -295,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, train_argv = parse_args(argv)
     workdir = Path(args.workdir)
     try:
+        if args.eval_batch_size < 1:
+            raise ProtocolError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")
         input_mode = _check_train_args(train_argv).input
         if args.mode == "folds":
             runs = fold_runs(fold_corpora(args.folds, args.data_dir), train_argv, workdir, args.data_dir)
@@ -303,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ProtocolError(f"--transfer-steps must be at least 1, got {args.transfer_steps}")
             names, left = loco_corpora(args.corpora, args.leave_out, args.data_dir)
             runs = loco_runs(names, left, train_argv, workdir, args.data_dir, args.transfer_steps)
-        doc = run_protocol(args.mode, runs, workdir, args.data_dir, input_mode, args.batch_size)
+        doc = run_protocol(args.mode, runs, workdir, args.data_dir, input_mode, args.eval_batch_size)
     except ExhubertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

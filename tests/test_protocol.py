@@ -69,6 +69,22 @@ def test_leave_out_must_name_corpora_of_the_protocol(tmp_path):
         protocol.loco_corpora("a", "all", root)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["folds", "--folds", "c"], "--folds c: no prepared folds c-foldN under"),
+    (["folds", "--folds", "b"], "--folds b: a protocol needs at least two folds, found b"),
+    (["loco", "--corpora", "a,b", "--leave-out", "c"], "--leave-out c: c not among --corpora (a, b)"),
+    (["loco", "--corpora", "a,b", "--transfer-steps", "0"], "--transfer-steps must be at least 1"),
+    (["loco", "--corpora", "a,b", "--", "--corpora", "a"], "--corpora after `--`: the protocol sets it"),
+])
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, argv, message, capsys):
+    root = fake_prepared(tmp_path / "data", "a", "b")
+    own, rest = (argv[:argv.index("--")], argv[argv.index("--"):]) if "--" in argv else (argv, [])
+    code = protocol.main(own + ["--workdir", str(tmp_path / "w"), "--data-dir", str(root)] + rest)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "w").exists()
+
+
 def result(uar_targets, preds, names):
     return {"uar": metrics.uar(uar_targets, preds, len(names)), "targets": uar_targets, "preds": preds,
             "class_names": names, "n": len(preds)}
