@@ -57,7 +57,10 @@ def prepared_ids(name, out):
 
 def test_emobox_folds_hold_exactly_the_listed_files(tmp_path):
     root, meta, lists = emobox_tree(tmp_path)
-    summaries = prepare_emobox(meta, root, tmp_path / "out", **QUIET)
+    logs = []
+    summaries = prepare_emobox(meta, root, tmp_path / "out", progress=False, log=logs.append)
+    assert "emodb-emobox-fold1: test speakers disjoint from train/validation speakers" in logs
+    assert "emodb-emobox-fold2: test speakers shared with train/validation speakers" in logs
     assert [s["corpus"] for s in summaries] == ["emodb-emobox-fold1", "emodb-emobox-fold2"]
     for n, splits in lists.items():
         ids = prepared_ids(f"emodb-emobox-fold{n}", tmp_path / "out")

@@ -96,7 +96,15 @@ def prepare_emobox_corpus(folder: Path, root: str | Path, out: str | Path | None
         fe = fold_entry(entry, name, EMOBOX, how=f"EmoBox fold {n}")
         summaries.append(write_dataset(fe, items, dropped, used, table, out, "emobox", seed,
                                        Origin(root, command, meta), opts))
+        opts.say(_speaker_line(summaries[-1]))
     return summaries
+
+
+def _speaker_line(summary: dict[str, Any]) -> str:
+    """Whether a fold's test speakers are disjoint from its train and validation speakers, in words."""
+    disjoint = summary["test_speakers_disjoint"]
+    state = {True: "disjoint from", False: "shared with", None: "unknown (no speaker known) against"}[disjoint]
+    return f"{summary['corpus']}: test speakers {state} train/validation speakers"
 
 
 def prepare_emobox(directory: str | Path, root: str | Path, out: str | Path | None = None,
