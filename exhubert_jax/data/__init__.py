@@ -1,5 +1,6 @@
 """Emotion corpora for ExHuBERT: the 6-class label space, corpus registry and readers, speaker-independent
-splits and k-fold, EmoBox's folds, prepared corpora as TensorFlow Datasets (array_record), and length-bucketed / round-robin batching."""
+splits and k-fold, EmoBox's folds, prepared corpora as TensorFlow Datasets (array_record), and length-bucketed /
+round-robin batching."""
 
 from .audio import SAMPLE_RATE, load_audio
 from .batching import Batch, CorpusBatches, RoundRobin, default_buckets, eval_batches, train_batches
@@ -29,7 +30,8 @@ __all__ = [
     "AudioError", "Batch", "CLASSES", "CORPORA", "Corpus", "CorpusBatches", "DataError", "LabelTable",
     "LayoutError", "ManifestError", "MissingSourceError", "Prefetch", "PreparedCorpus", "PreparedDataError",
     "PreparedSplit", "READERS", "RoundRobin", "SAMPLE_RATE", "SplitError", "UnknownCorpusError", "UnknownLabelError", "Utterance",
-    "assign_splits", "class_index", "kfold_assign", "prepare_emobox", "prepare_folds", "corpus_names", "default_buckets", "default_data_dir", "eval_batches",
-    "get_corpus", "load_audio", "load_label_table", "make_demo_corpora", "open_prepared", "prepare_corpus",
-    "prepare_demo", "prepared_names", "read_manifest", "train_batches",
+    "assign_splits", "class_index", "corpus_names", "default_buckets", "default_data_dir", "eval_batches",
+    "get_corpus", "kfold_assign", "load_audio", "load_label_table", "make_demo_corpora", "open_prepared",
+    "prepare_corpus", "prepare_demo", "prepare_emobox", "prepare_folds", "prepared_names", "read_manifest",
+    "train_batches",
 ]

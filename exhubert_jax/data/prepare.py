@@ -24,8 +24,8 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -400,8 +400,9 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
     origin = origin_of(entry.name, source, manifest, out, split_method, seed, label_map)
     summary = write_dataset(entry, items, dropped, used, table, out, method, seed, origin, options)
     if summary.get("speaker_independent") is None:
-        options.say(f"{entry.name}: speakers are unknown ({'EmoNet layout' if _emonet(source, manifest) else 'not given'}"
-                    f"): split method {method!r}; whether the split is speaker-independent cannot be checked")
+        why = "EmoNet layout" if _emonet(source, manifest) else "not given"
+        options.say(f"{entry.name}: speakers are unknown ({why}): split method {method!r}; whether the split is "
+                    "speaker-independent cannot be checked")
     return summary
 
 
