@@ -175,6 +175,16 @@ def evaluate_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input
             "preds": [u["pred"] for u in r["utterances"]], "caveat": ev.checkpoint_caveat(checkpoint)}
 
 
+def test_speakers_disjoint(corpus: str, data_dir: str | Path | None) -> bool | None:
+    """Whether the prepared corpus's test speakers are disjoint from its train and validation speakers, as its
+    prepare summary says (None: unknown)."""
+    from .data.dataset import read_record
+    from .data.resolve import data_root
+
+    record = read_record(data_root(data_dir) / corpus) or {}
+    return record.get("summary", {}).get("test_speakers_disjoint")
+
+
 def _write_json(path: Path, doc: Any) -> None:
     """Write JSON atomically (a half-written result would look like a finished stage)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +262,8 @@ def run_protocol(mode: str, runs: Sequence[Run], workdir: Path, data_dir: str | 
         except KeyboardInterrupt:
             say(f"protocol: interrupted in run {run.name}; the same command resumes there")
             raise
-        results.append({"run": run.name, "corpus": run.corpus, "evaluations": evaluations})
+        results.append({"run": run.name, "corpus": run.corpus, "evaluations": evaluations,
+                        "test_speakers_disjoint": test_speakers_disjoint(run.corpus, data_dir)})
     columns = [s.column for s in runs[0].stages]
     summary = ps.summarize(results, columns)
     what = "fold" if mode == "folds" else "left out"

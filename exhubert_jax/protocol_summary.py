@@ -38,6 +38,9 @@ def summarize(runs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict
     return out
 
 
+_UNSEEN = {True: "yes", False: "no", None: "unknown"}  # test speakers disjoint from the corpus's train speakers
+
+
 def _pct(v: float | None) -> str:
     """A UAR in % with one decimal; n/a for None or NaN."""
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
@@ -45,17 +48,19 @@ def _pct(v: float | None) -> str:
 
 def table(runs: Sequence[Mapping[str, Any]], columns: Sequence[str], summary: Mapping[str, Mapping[str, Any]],
           what: str) -> str:
-    """Markdown: a row per run (test utterances, UAR per evaluation), then mean ± sd and the pooled UAR, in %."""
-    head = [f"| {what} | test corpus | n | " + " | ".join(f"{c} UAR" for c in columns) + " |",
-            "|---|---|---:|" + "---:|" * len(columns)]
+    """Markdown: a row per run (whether its test speakers are unseen in the test corpus's own train and validation
+    splits, test utterances, UAR per evaluation), then mean ± sd and the pooled UAR, in %."""
+    head = [f"| {what} | test corpus | test speakers unseen | n | " + " | ".join(f"{c} UAR" for c in columns) + " |",
+            "|---|---|---|---:|" + "---:|" * len(columns)]
     rows = []
     for r in runs:
         first = next(iter(r["evaluations"].values()))
         cells = [_pct(r["evaluations"][c]["uar"]) if c in r["evaluations"] else "" for c in columns]
-        rows.append(f"| {r['run']} | {r['corpus']} | {len(first['targets'])} | " + " | ".join(cells) + " |")
+        unseen = _UNSEEN[r.get("test_speakers_disjoint")]
+        rows.append(f"| {r['run']} | {r['corpus']} | {unseen} | {len(first['targets'])} | " + " | ".join(cells) + " |")
     n = summary[columns[0]]["n"]
     means = [f"{_pct(summary[c]['mean'])} ± {_pct(summary[c]['sd'])}" for c in columns]
     pooled = [_pct(summary[c]["pooled"]) for c in columns]
-    rows.append(f"| mean ± sd ({len(runs)} runs) | | | " + " | ".join(means) + " |")
-    rows.append(f"| pooled over all test utterances | | {n} | " + " | ".join(pooled) + " |")
+    rows.append(f"| mean ± sd ({len(runs)} runs) | | | | " + " | ".join(means) + " |")
+    rows.append(f"| pooled over all test utterances | | | {n} | " + " | ".join(pooled) + " |")
     return "\n".join(head + rows)

@@ -93,8 +93,8 @@ def result(uar_targets, preds, names):
 def test_summary_mean_sd_and_pooled_uar():
     r1 = result([0, 0, 1, 1], [0, 1, 1, 1], ["sad", "happy"])  # UAR 0.75
     r2 = result([0, 1, 2], [0, 0, 2], ["happy", "neutral", "sad"])  # UAR 2/3; class indices differ from r1's
-    runs = [{"run": "f1", "corpus": "c1", "evaluations": {"test": r1}},
-            {"run": "f2", "corpus": "c2", "evaluations": {"test": r2}}]
+    runs = [{"run": "f1", "corpus": "c1", "evaluations": {"test": r1}, "test_speakers_disjoint": False},
+            {"run": "f2", "corpus": "c2", "evaluations": {"test": r2}, "test_speakers_disjoint": None}]
     s = ps.summarize(runs, ["test"])["test"]
     assert s["mean"] == pytest.approx((0.75 + 2 / 3) / 2) and s["sd"] == pytest.approx(np.std([0.75, 2 / 3], ddof=1))
     # pooled: the 7 utterances by class name
@@ -103,7 +103,8 @@ def test_summary_mean_sd_and_pooled_uar():
     p = ["sad", "happy", "happy", "happy", "happy", "happy", "sad"]
     assert s["pooled"] == pytest.approx(metrics.uar([names.index(v) for v in y], [names.index(v) for v in p], 3))
     text = ps.table(runs, ["test"], {"test": s}, "fold")
-    assert "| mean ± sd (2 runs) | | | 70.8 ± 5.9 |" in text and f"| 7 | {100 * s['pooled']:.1f} |" in text
+    assert "| mean ± sd (2 runs) | | | | 70.8 ± 5.9 |" in text and f"| 7 | {100 * s['pooled']:.1f} |" in text
+    assert "| f1 | c1 | no | 4 | 75.0 |" in text and "| f2 | c2 | unknown | 3 | 66.7 |" in text
 
 
 def test_resume_runs_only_what_is_not_done_and_refuses_another_protocol(tmp_path, monkeypatch):
@@ -174,7 +175,8 @@ def test_two_fold_protocol_end_to_end_with_interrupt_and_resume(demo_dir, tmp_pa
     utts = doc["utterances"]
     assert sum(len(r["evaluations"]["test"]["targets"]) for r in utts) == 24  # every demo-a utterance, once
     assert doc["summary"]["test"]["pooled"] == pytest.approx(ps.pooled_uar([r["evaluations"]["test"] for r in utts]))
-    assert "| mean ± sd (2 runs) |" in (work / "results.md").read_text()
+    table = (work / "results.md").read_text()
+    assert "| mean ± sd (2 runs) |" in table and "| demo-a-fold2of2 | demo-a-fold2of2 | yes | 12 |" in table
 
 
 @pytest.mark.slow
@@ -194,4 +196,4 @@ def test_leave_one_corpus_out_over_the_demo_corpora(demo_dir, tmp_path, capsys):
     for column in ("zero-shot", "transfer"):
         uars = [r["evaluations"][column]["uar"] for r in doc["runs"]]
         assert doc["summary"][column]["mean"] == pytest.approx(np.mean(uars))
-    assert "| without-demo-b | demo-b | 6 |" in capsys.readouterr().out
+    assert "| without-demo-b | demo-b | yes | 6 |" in capsys.readouterr().out
