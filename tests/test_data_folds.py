@@ -138,3 +138,17 @@ def test_a_missing_fold_names_the_command_that_prepares_its_folds(tmp_path):
         resolve_corpora("emodb-fold2of5", tmp_path)
     with pytest.raises(CorpusSpecError, match="--emobox /path/to/EmoBox/data/iemocap --emobox-root"):
         resolve_corpora("iemocap-emobox-fold1", tmp_path)
+
+
+def test_emobox_data_folder_goes_on_after_a_corpus_fails(tmp_path, capsys):
+    root, meta, _ = emobox_tree(tmp_path)
+    (meta.parent / "ravdess").mkdir()
+    (meta.parent / "ravdess" / "ravdess.jsonl").write_text(line("downloads/ravdess/x.wav", "Angry") + "\n")
+    out = ["--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(["--emobox", str(meta.parent), "--emobox-root", str(root), *out]) == 2
+    captured = capsys.readouterr()
+    assert [json.loads(l)["corpus"] for l in captured.out.splitlines()] == ["emodb-emobox-fold1", "emodb-emobox-fold2"]
+    errors = [l for l in captured.err.splitlines() if l.startswith("error: ")]
+    assert errors[0].endswith("ravdess: no fold_N/ folders") and "1 EmoBox corpus folder(s) not prepared" in errors[1]
+    assert main(["--emobox", str(meta), "--emobox-root", str(tmp_path / "nowhere"), *out]) == 2
+    assert "--emobox-root (the folder the corpora were downloaded into) not found" in capsys.readouterr().err

@@ -33,6 +33,13 @@ def is_corpus_folder(folder: Path) -> bool:
     return (folder / f"{folder.name}.jsonl").is_file()
 
 
+def check_root(root: str | Path) -> Path:
+    """The folder EmoBox's wav paths are relative to; MissingSourceError when it does not exist."""
+    if not Path(root).is_dir():
+        raise MissingSourceError(str(root), "--emobox-root (the folder the corpora were downloaded into)")
+    return Path(root)
+
+
 def corpus_folders(directory: str | Path) -> list[Path]:
     """The corpus folders of DIR: DIR itself when it is one, else its sub-folders that are (EmoBox's data/)."""
     d = Path(directory)

@@ -11,7 +11,7 @@ from typing import Any
 from . import emobox
 from .corpora import EMOBOX, Corpus, fold_entry, fold_name, get_corpus, user_corpus
 from .dataset import default_data_dir
-from .errors import MissingSourceError, UnknownCorpusError
+from .errors import UnknownCorpusError
 from .labels import load_label_table
 from .prepare import Options, Origin, _map_labels, _resolve, origin_of, read_mapped, write_dataset
 from .splits import HOLDOUT_FRACTION, kfold_assign, kfold_splits, stratified_holdout
@@ -74,7 +74,7 @@ def prepare_emobox_corpus(folder: Path, root: str | Path, out: str | Path | None
     speakers are disjoint from its train speakers, over the files whose speaker the corpus reader knows)."""
     opts = Options(**options)
     opts.check()
-    folder, root = Path(folder), Path(root)
+    folder, root = Path(folder), emobox.check_root(root)
     out = Path(out) if out is not None else default_data_dir()
     entry, table = _entry(folder), load_label_table(label_map)
     corpus = emobox.read_list(folder / f"{folder.name}.jsonl", root)
@@ -109,8 +109,8 @@ def _speaker_line(summary: dict[str, Any]) -> str:
 
 def prepare_emobox(directory: str | Path, root: str | Path, out: str | Path | None = None,
                    **kwargs: Any) -> list[dict[str, Any]]:
-    """Prepare every fold of every EmoBox corpus folder in DIR (DIR itself, or EmoBox's data/ folder)."""
-    if not Path(root).is_dir():
-        raise MissingSourceError(str(root), "--emobox-root (the folder the corpora were downloaded into)")
+    """Prepare every fold of every EmoBox corpus folder in DIR (DIR itself, or EmoBox's data/ folder); the first
+    corpus that fails stops it (the command line reports it and goes on with the others)."""
+    emobox.check_root(root)
     return [s for folder in emobox.corpus_folders(directory) for s in prepare_emobox_corpus(folder, root, out,
                                                                                            **kwargs)]

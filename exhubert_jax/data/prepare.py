@@ -526,6 +526,26 @@ def _prepare_emonet(root: str, options: dict[str, Any]) -> int:
     return 2 if failed else 0
 
 
+def _prepare_emobox(directory: str, root: str, options: dict[str, Any]) -> int:
+    """Prepare the folds of every EmoBox corpus folder in DIR, printing one JSON summary line per fold; a corpus
+    that fails is reported and the others still run (exit status 2 if any failed)."""
+    from .emobox import check_root, corpus_folders
+    from .folds import prepare_emobox_corpus
+
+    check_root(root)
+    folders, failed = corpus_folders(directory), []
+    for folder in folders:
+        try:
+            for summary in prepare_emobox_corpus(folder, root, **options):
+                print(json.dumps(summary), flush=True)
+        except DataError as e:
+            _stderr(f"error: {e}")
+            failed.append(str(folder))
+    if len(folders) > 1 and failed:
+        _stderr(f"error: {len(failed)} EmoBox corpus folder(s) not prepared: {', '.join(failed)}")
+    return 2 if failed else 0
+
+
 def _arguments() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.prepare", description=__doc__,
@@ -573,15 +593,15 @@ def _folds_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> int | Non
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace, options: dict[str, Any]) -> Any:
-    """What the command line asks for; the summary (or summaries) to print."""
-    from .folds import prepare_emobox, prepare_folds
+    """What the command line asks for; the summary (or summaries) to print, or the exit status of --emobox."""
+    from .folds import prepare_folds
 
     k = _folds_of(p, args)
     if args.emobox:
         if args.corpus or args.source or args.manifest or k or not args.emobox_root:
             p.error("--emobox DIR takes --emobox-root DIR (and no --corpus, --source, --manifest or --folds)")
         options.pop("split_method")
-        return prepare_emobox(args.emobox, args.emobox_root, **options)
+        return _prepare_emobox(args.emobox, args.emobox_root, options)
     if not args.corpus:
         p.error("--corpus (or --emonet DIR, or --emobox DIR) is required")
     if k:
@@ -620,6 +640,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         _stderr(f"interrupted: {args.corpus or args.emobox} was not prepared (nothing half-written is left; "
                 "a previous copy, if any, is unchanged)")
         return 130
+    if isinstance(result, int):
+        return result
     for summary in result if isinstance(result, list) else [result]:
         print(json.dumps(summary), flush=True)
     return 0
