@@ -135,7 +135,10 @@ def known_speakers(reader: str, utts: list[Utterance]) -> tuple[dict[str, str], 
     empty, with the reason, when there is no reader or it cannot read that folder."""
     if reader not in READERS:
         return {}, "the registry has no reader for this corpus"
-    folder = os.path.commonpath([os.path.dirname(u.path) for u in utts])
+    try:
+        folder = os.path.commonpath([os.path.dirname(u.path) for u in utts])
+    except ValueError:  # absolute and relative paths mixed, or several drives
+        return {}, "the listed files share no folder"
     try:
         found = READERS[reader](folder)
     except DataError as e:
