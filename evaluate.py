@@ -58,9 +58,7 @@ def label_space_for(args, model, corpus) -> str:
     """--labels, or for auto the space the model's head was trained on."""
     from exhubert_jax import evaluation as ev
 
-    if args.labels != "auto":
-        return args.labels
-    return "native" if ev.model_class_names(model.config) == list(corpus.native_labels) else "emotion"
+    return args.labels if args.labels != "auto" else ev.auto_label_space(model.config, corpus.native_labels)
 
 
 def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:

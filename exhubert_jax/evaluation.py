@@ -48,6 +48,11 @@ def model_class_names(config: HubertConfig) -> list[str]:
     return [f"LABEL_{i}" for i in range(config.num_labels)]
 
 
+def auto_label_space(config: HubertConfig, native_labels: Sequence[str]) -> str:
+    """'native' when the model's head is the corpus's native labels, else 'emotion'."""
+    return "native" if model_class_names(config) == list(native_labels) else "emotion"
+
+
 def check_label_space(config: HubertConfig, label_space: str, native_labels: Sequence[str] = (),
                       corpus: str = "") -> list[str]:
     """The class names to score against; EvaluationError when the model's head does not fit the label space."""

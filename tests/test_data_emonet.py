@@ -161,7 +161,7 @@ def test_list_shows_labels_and_access_columns(capsys):
     assert lines[0].split()[:6] == ["name", "group", "reader", "split", "labels", "language"]
     assert lines[0].endswith("licence / access")
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert rows["emodb"].split()[4] == "7" and rows["jl-corpus"].split()[4] == "10"
+    assert rows["emodb"].split()[4] == "8" and rows["jl-corpus"].split()[4] == "10"  # emodb: 7 letters + boredem
     assert rows["iemocap"].split()[4] == "9"  # 'oth' and 'xxx' are dropped, not mapped
     assert rows["des"].split()[4] == "generic"
     for name in NO_PUBLIC_SOURCE:

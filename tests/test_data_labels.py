@@ -16,7 +16,7 @@ UNSEEN = ["AESI", "ASVP-ESD", "JL-Corpus", "MLEnd", "SyntAct", "VIVAE"]
 
 # Native labels each reader can produce, from the corpora's own documentation.
 READER_LABELS = {
-    "emodb": set("WLEAFTN"),
+    "emodb": set("WLEAFTN") | {"boredem"},  # boredem: EmoBox's spelling of L in its published folds
     "ravdess": {f"{i:02d}" for i in range(1, 9)},
     "crema-d": {"ANG", "DIS", "FEA", "HAP", "NEU", "SAD"},
     "tess": {"angry", "disgust", "fear", "happy", "neutral", "ps", "sad"},

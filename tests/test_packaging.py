@@ -33,8 +33,10 @@ def test_wheel_contents_and_import_outside_the_repository(tmp_path):
         assert str(init.relative_to(ROOT)) in names, f"package {init.parent.name} is missing from the wheel"
     assert "exhubert-train = train:main" in meta["entry_points.txt"]
     assert "exhubert-evaluate = evaluate:main" in meta["entry_points.txt"]
+    assert "exhubert-protocol = exhubert_jax.protocol:main" in meta["entry_points.txt"]
     assert "Requires-Dist: jax==" in meta["METADATA"]
-    code = ("import exhubert_jax, exhubert_jax.adapters, exhubert_jax.stages, converters.flax_to_torch\n"
+    code = ("import exhubert_jax, exhubert_jax.adapters, exhubert_jax.stages, exhubert_jax.protocol, "
+            "converters.flax_to_torch\n"
             "import train, evaluate\n"
             "from exhubert_jax.data.labels import TABLE_PATH\n"
             "assert TABLE_PATH.is_file() and callable(train.main) and callable(evaluate.main)\n"

@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from . import audio, splits
 from .audio import SAMPLE_RATE
-from .corpora import CORPORA, MANIFEST, Corpus
+from .corpora import CORPORA, EMOBOX, MANIFEST, Corpus, base_name
 from .labels import CLASSES, load_label_table
 from .readers import READERS, SPLITS, read_manifest
 
@@ -44,11 +44,14 @@ def tfds_name(corpus: str) -> str:
 
 def corpus_version(entry: Corpus) -> str:
     """'SCHEMA.0.DIGEST': DIGEST changes with the corpus's reader, its rows of the shipped label table, the split
-    rule (splits.py) and the audio decoding (audio.py)."""
-    reader = read_manifest if entry.reader == MANIFEST else READERS[entry.reader]
+    rule (splits.py) and the audio decoding (audio.py); a fold's, with its corpus's label rows."""
+    from . import emobox
+
+    readers = {MANIFEST: read_manifest, EMOBOX: emobox}
+    reader = readers[entry.reader] if entry.reader in readers else READERS[entry.reader]
     h = hashlib.sha256()
     for part in (inspect.getsource(reader), inspect.getsource(splits), inspect.getsource(audio),
-                 load_label_table().fingerprint(entry.name)):
+                 load_label_table().fingerprint(base_name(entry.name))):
         h.update(part.encode() + b"\0")
     return f"{SCHEMA}.0.{int(h.hexdigest()[:12], 16) % 10 ** 8}"
 

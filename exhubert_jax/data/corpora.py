@@ -4,11 +4,13 @@ names EmoNet's corpus layout uses for them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import DataError, UnknownCorpusError
 
 MANIFEST = "manifest"
+EMOBOX = "emobox"  # the reader of a fold prepared from EmoBox's metadata
+_FOLD = re.compile(r"^(?P<base>.+?)-(?:emobox-)?fold\d+(?:of\d+)?$")
 _EMOSET = "listed in EmoSet (Gerczuk et al., EmoNet, IEEE Trans. Affective Computing 14(2), 2023)"
 _UNVERIFIED = _EMOSET + "; primary reference not verified here"
 _ASK = "licensed by its distributor; download it yourself and follow its terms"
@@ -211,3 +213,19 @@ def user_corpus(name: str) -> Corpus:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
         raise DataError(f"corpus name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
     return _c(name, name, "user", "unknown", "user-supplied", "user-supplied")
+
+
+def fold_name(corpus: str, fold: int, of: int | None = None) -> str:
+    """The prepared name of one fold: 'emodb-fold2of5' (k-fold, folds counted from 1) or 'emodb-emobox-fold2'."""
+    return f"{corpus}-fold{fold}of{of}" if of is not None else f"{corpus}-emobox-fold{fold}"
+
+
+def base_name(name: str) -> str:
+    """The corpus a prepared fold belongs to ('emodb-fold2of5' -> 'emodb'); other names unchanged."""
+    m = _FOLD.match(name)
+    return m["base"] if m else name
+
+
+def fold_entry(entry: Corpus, name: str, reader: str | None = None, how: str = "") -> Corpus:
+    """The registry entry of one fold of a corpus: the corpus's group and labels under the fold's name."""
+    return replace(entry, name=name, reader=reader or entry.reader, title=f"{entry.title}, {how or name}")

@@ -155,14 +155,18 @@ def audio_of(record: bytes) -> np.ndarray:
         return _parse_proto(record)["audio"]
 
 
-def _expected_version(corpus: str) -> str:
+def _expected_version(record: dict[str, Any]) -> str:
+    """The version this code writes for the corpus (or fold) of a prepare record."""
     from .builders import corpus_version
-    from .corpora import get_corpus, user_corpus
+    from .corpora import base_name, fold_entry, get_corpus, user_corpus
 
+    name = record["corpus"]
     try:
-        entry = get_corpus(corpus)
+        entry = get_corpus(base_name(name))
     except UnknownCorpusError:
-        entry = user_corpus(corpus)
+        entry = user_corpus(base_name(name))
+    if name != base_name(name):
+        entry = fold_entry(entry, name, record.get("reader"))
     return corpus_version(entry)
 
 
@@ -259,7 +263,7 @@ class PreparedCorpus:
         self.record = record
         self.command = record.get("command", "python -m exhubert_jax.data.prepare --corpus NAME ...")
         try:
-            expected = _expected_version(record["corpus"])
+            expected = _expected_version(record)
         except DataError as e:
             raise PreparedDataError(f"{self.directory}: {e}") from None
         if record["version"] != expected:

@@ -4,6 +4,8 @@
     python -m exhubert_jax.data.prepare --corpus emodb --source /path/to/emodb [--out data/prepared]
     python -m exhubert_jax.data.prepare --corpus mycorpus --manifest files.csv [--source DIR]
     python -m exhubert_jax.data.prepare --emonet /path/to/EmoSet   # every corpus folder in EmoNet's layout
+    python -m exhubert_jax.data.prepare --corpus emodb --source /path/to/emodb --folds 5   # speaker k-fold
+    python -m exhubert_jax.data.prepare --emobox EmoBox/data/emodb --emobox-root /path/to/corpora   # EmoBox's folds
 """
 
 from __future__ import annotations
@@ -23,19 +25,20 @@ import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
-from .corpora import CORPORA, MANIFEST, Corpus, get_corpus, user_corpus
+from .corpora import CORPORA, MANIFEST, Corpus, base_name, get_corpus, user_corpus
 from .dataset import RECORD, check_files, default_data_dir, file_sizes, read_record
 from .emonet import find_corpora, is_emonet_folder, read_emonet
-from .errors import AudioError, DataError, MissingSourceError, UnknownCorpusError, UnknownLabelError
+from .errors import AudioError, DataError, MissingSourceError, SplitError, UnknownCorpusError, UnknownLabelError
 from .labels import CLASSES, GENERIC, LabelRule, LabelTable, load_label_table
 from .readers import READERS, SPLITS, Utterance, read_manifest
-from .splits import assign_splits, auto_method, shared_speakers
+from .splits import assign_splits, auto_method, parse_kfold, shared_speakers
 
 ON_ERROR = ("skip", "stop")
 
@@ -252,7 +255,8 @@ class _Plan:
         return {"corpus": self.name, "n_examples": sum(s["n"] for s in splits.values()),
                 "n_skipped": len(self.skipped), "n_dropped": self.n_dropped,
                 "split_method": self.extra["split_method"], "speaker_independent": independent,
-                "splits": per_split}
+                "test_speakers_disjoint": self.extra["test_speakers_disjoint"],
+                **{k: self.extra[k] for k in ("fold", "validation") if k in self.extra}, "splits": per_split}
 
     def report(self) -> dict[str, Any]:
         """The metadata stored with the dataset (metadata.json): the prepare options, what was written, skipped
@@ -315,6 +319,63 @@ def _build(entry: Corpus, plan: _Plan, tmp: Path, manual_dir: Path) -> Path:
     return Path(builder.data_dir)
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a corpus is written: bad-audio policy, rebuild, decoding workers, progress bar, where messages go."""
+
+    on_error: str = "skip"
+    force: bool = False
+    workers: int = 1
+    progress: bool = True
+    log: Callable[[str], None] | None = None
+
+    def say(self, msg: str) -> None:
+        """One message, to log or stderr."""
+        (self.log or _stderr)(msg)
+
+    def check(self) -> None:
+        """A DataError for an unknown bad-audio policy."""
+        if self.on_error not in ON_ERROR:
+            raise DataError(f"on_error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a prepared dataset came from: the folder utterance ids are relative to, the metadata that records the
+    source, and the command that prepares it again."""
+
+    base: Path
+    command: str
+    meta: dict[str, Any]
+
+
+def origin_of(name: str, source: str | Path | None, manifest: str | Path | None, out: Path,
+              split_method: str | None, seed: int, label_map: str | Path | None) -> Origin:
+    """The Origin of a corpus read from a folder or a manifest."""
+    return Origin(Path(source) if source is not None else Path(manifest).parent,
+                  _command(name, source, out, manifest, split_method, seed, label_map),
+                  {"source": str(Path(source).resolve()) if source is not None else None,
+                   "manifest": str(Path(manifest).resolve()) if manifest is not None else None})
+
+
+def read_mapped(entry: Corpus, source: str | Path | None, manifest: str | Path | None, table: LabelTable
+                ) -> tuple[list[tuple[Utterance, LabelRule]], Counter, dict[str, LabelRule]]:
+    """The corpus's utterances with their label rules (see _map_labels)."""
+    return _map_labels(table, entry.name, read_corpus(entry, source, manifest))
+
+
+def speaker_report(items: Sequence[tuple[Utterance, LabelRule, str]]) -> dict[str, Any]:
+    """Speaker independence over the utterances whose speaker is known: speakers in more than one split, and
+    whether the test speakers are disjoint from the train and validation speakers (None: no speaker known)."""
+    known = [(u, s) for u, _, s in items if u.speaker is not None]
+    shared = shared_speakers([u for u, _ in known], [s for _, s in known])
+    test = {u.speaker for u, s in known if s == "test"}
+    rest = {u.speaker for u, s in known if s != "test"}
+    return {"speaker_independent": (not shared) if known else None, "shared_speakers": shared,
+            "test_speakers_disjoint": not (test & rest) if known else None,
+            "speakers_known": f"{len(known)} of {len(items)}"}
+
+
 def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Path | None = None, *,
                    manifest: str | Path | None = None, split_method: str | None = None, seed: int = 0,
                    on_error: str = "skip", force: bool = False, label_map: str | Path | None = None,
@@ -322,28 +383,42 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Prepare one corpus into {out}/{name}/ (a TFDS dataset, see dataset.py) and return the summary; a no-op
     when nothing changed and its files are intact. Messages (skipped files, counts) go to log, by default
-    stderr."""
-    from tqdm import tqdm
-
-    from .builders import corpus_version, tfds_name
-
-    log = log or _stderr
-    if on_error not in ON_ERROR:
-        raise DataError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    stderr. A k-fold split method (kfold:K) is prepared by folds.prepare_folds, one dataset per fold."""
+    options = Options(on_error, force, workers, progress, log)
+    options.check()
     entry = _resolve(corpus, source, manifest)
-    name, out = entry.name, Path(out) if out is not None else default_data_dir()
+    out = Path(out) if out is not None else default_data_dir()
     table = load_label_table(label_map)
-    kept, dropped, used = _map_labels(table, name, read_corpus(entry, source, manifest))
+    kept, dropped, used = read_mapped(entry, source, manifest, table)
     method = split_method or ("own" if _emonet(source, manifest) else entry.split)
     method = auto_method([u for u, _ in kept]) if method == "auto" else method
-    splits = assign_splits([u for u, _ in kept], method, seed, key=name)
+    if parse_kfold(method):
+        raise SplitError(f"split method {method!r} makes one dataset per fold: use --folds K "
+                         "(exhubert_jax.data.folds.prepare_folds)")
+    splits = assign_splits([u for u, _ in kept], method, seed, key=entry.name)
     items = [(u, r, s) for (u, r), s in zip(kept, splits)]
-    version = corpus_version(entry)
-    fingerprint = _fingerprint(name, version, items, table.fingerprint(name), method, seed)
+    origin = origin_of(entry.name, source, manifest, out, split_method, seed, label_map)
+    summary = write_dataset(entry, items, dropped, used, table, out, method, seed, origin, options)
+    if summary.get("speaker_independent") is None:
+        why = "EmoNet layout" if _emonet(source, manifest) else "not given"
+        options.say(f"{entry.name}: speakers are unknown ({why}): split method {method!r}; whether the split is "
+                    "speaker-independent cannot be checked")
+    return summary
 
+
+def write_dataset(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], dropped: Counter,
+                  used: dict[str, LabelRule], table: LabelTable, out: Path, method: str, seed: int, origin: Origin,
+                  options: Options) -> dict[str, Any]:
+    """Write planned (utterance, rule, split) items as the TFDS dataset {out}/{entry.name}/, unless an intact copy
+    with the same fingerprint is there; returns its summary."""
+    from .builders import corpus_version
+
+    name, log = entry.name, options.say
+    version = corpus_version(entry)
+    fingerprint = _fingerprint(name, version, items, table.fingerprint(base_name(name)), method, seed)
     dest = out / name
     record = read_record(dest)
-    if not force and record is not None and record.get("fingerprint") == fingerprint:
+    if not options.force and record is not None and record.get("fingerprint") == fingerprint:
         problem = check_files(dest, record)
         if problem is None:
             summary = record["summary"]
@@ -351,54 +426,69 @@ def prepare_corpus(corpus: str, source: str | Path | None = None, out: str | Pat
                 "skipped); use --force to rebuild")
             return summary
         log(f"{name}: {problem}; rebuilding")
+    speakers = speaker_report(items)
+    extra = _metadata(entry, version, method, seed, table, items, used, dropped, origin, speakers)
+    plan = _write(entry, items, out, fingerprint, extra, origin, options)
+    summary = plan.summary()
+    log(f"{name}: {summary['n_examples']} examples written to {dest}; {len(plan.skipped)} skipped (bad audio), "
+        f"{sum(dropped.values())} dropped by the label table {dict(sorted(dropped.items())) or ''}".rstrip())
+    if speakers["shared_speakers"]:
+        shared = speakers["shared_speakers"]
+        log(f"{name}: warning: split method {method!r} puts {len(shared)} speaker(s) in more than one split "
+            f"(e.g. {shared[0]}): not speaker-independent")
+    return summary
 
-    base = Path(source) if source is not None else Path(manifest).parent
-    native = sorted({u.native_label for u, _ in kept})
-    command = _command(name, source, out, manifest, split_method, seed, label_map)
+
+def _metadata(entry: Corpus, version: str, method: str, seed: int, table: LabelTable,
+              items: Sequence[tuple[Utterance, LabelRule, str]], used: dict[str, LabelRule], dropped: Counter,
+              origin: Origin, speakers: dict[str, Any]) -> dict[str, Any]:
+    """The options and provenance stored in metadata.json."""
+    from .builders import tfds_name
+
+    section = base_name(entry.name)
+    return {
+        "corpus": entry.name, "base_corpus": section, "reader": entry.reader, "tfds_name": tfds_name(entry.name),
+        "version": version, "title": entry.title, "synthetic": entry.synthetic, "sample_rate": SAMPLE_RATE,
+        "source": None, "manifest": None, **origin.meta, "split_method": method, "seed": seed,
+        "label_table": table.fingerprint(section), "label_section": table.section(section),
+        "native_labels": sorted({u.native_label for u, _, _ in items}),
+        "label_map": {r.label: {"class": r.target, "meaning": r.meaning, "section": r.corpus}
+                      for _, r in sorted(used.items())},
+        **speakers, "dropped": dict(sorted(dropped.items())), "command": origin.command,
+    }
+
+
+def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out: Path, fingerprint: str,
+           extra: dict[str, Any], origin: Origin, options: Options) -> _Plan:
+    """Build the dataset under a temporary folder and swap it in as {out}/{name}/; the plan it was built from."""
+    from tqdm import tqdm
+
+    from .builders import tfds_name
+
+    name, version = entry.name, extra["version"]
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file", disable=not options.progress,
+               file=sys.stderr, dynamic_ncols=True)
     try:
-        shared = shared_speakers([u for u, _, _ in items], [s for _, _, s in items])
-        independent = not shared if all(u.speaker is not None for u, _, _ in items) else None
-        extra = {
-            "corpus": name, "tfds_name": tfds_name(name), "version": version, "title": entry.title,
-            "synthetic": entry.synthetic, "sample_rate": SAMPLE_RATE,
-            "source": str(Path(source).resolve()) if source is not None else None,
-            "manifest": str(Path(manifest).resolve()) if manifest is not None else None,
-            "split_method": method, "seed": seed, "label_table": table.fingerprint(name),
-            "label_section": table.section(name), "native_labels": native,
-            "label_map": {r.label: {"class": r.target, "meaning": r.meaning, "section": r.corpus}
-                          for _, r in sorted(used.items())},
-            "speaker_independent": independent,
-            "shared_speakers": shared, "dropped": dict(sorted(dropped.items())), "command": command,
-        }
-        with _CtrlC() as ctrl_c, _decoder(workers, len(items)) as decode:
-            plan = _Plan(name, items, native, base, on_error, decode, bar, log, sum(dropped.values()), extra, ctrl_c)
-            version_dir = _build(entry, plan, tmp, base)
+        with _CtrlC() as ctrl_c, _decoder(options.workers, len(items)) as decode:
+            plan = _Plan(name, items, extra["native_labels"], origin.base, options.on_error, decode, bar,
+                         options.say, sum(extra["dropped"].values()), extra, ctrl_c)
+            version_dir = _build(entry, plan, tmp, origin.base)
         bar.close()
-        summary = plan.summary()
         final = tmp / "final"
         final.mkdir()
         version_dir.rename(final / version)
         record = {"corpus": name, "tfds_name": tfds_name(name), "version": version, "fingerprint": fingerprint,
-                  "command": command, "files": file_sizes(final / version), "summary": summary}
+                  "reader": entry.reader, "command": origin.command, "files": file_sizes(final / version),
+                  "summary": plan.summary()}
         (final / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-        _swap_in(final, dest)
+        _swap_in(final, out / name)
     finally:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"{name}: {summary['n_examples']} examples written to {dest}; {len(plan.skipped)} skipped (bad audio), "
-        f"{sum(dropped.values())} dropped by the label table {dict(sorted(dropped.items())) or ''}".rstrip())
-    if shared:
-        log(f"{name}: warning: split method {method!r} puts {len(shared)} speaker(s) in more than one split "
-            f"(e.g. {shared[0]}): not speaker-independent")
-    if independent is None:
-        log(f"{name}: speakers are unknown ({'EmoNet layout' if _emonet(source, manifest) else 'not given'}): "
-            f"split method {method!r}; whether the split is speaker-independent cannot be checked")
-    return summary
+    return plan
 
 
 def _n_labels(table: LabelTable, name: str) -> str:
@@ -436,8 +526,28 @@ def _prepare_emonet(root: str, options: dict[str, Any]) -> int:
     return 2 if failed else 0
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    """Command-line entry point; prints a last line of JSON with the summary."""
+def _prepare_emobox(directory: str, root: str, options: dict[str, Any]) -> int:
+    """Prepare the folds of every EmoBox corpus folder in DIR, printing one JSON summary line per fold; a corpus
+    that fails is reported and the others still run (exit status 2 if any failed)."""
+    from .emobox import check_root, corpus_folders
+    from .folds import prepare_emobox_corpus
+
+    check_root(root)
+    folders, failed = corpus_folders(directory), []
+    for folder in folders:
+        try:
+            for summary in prepare_emobox_corpus(folder, root, **options):
+                print(json.dumps(summary), flush=True)
+        except DataError as e:
+            _stderr(f"error: {e}")
+            failed.append(str(folder))
+    if len(folders) > 1 and failed:
+        _stderr(f"error: {len(failed)} EmoBox corpus folder(s) not prepared: {', '.join(failed)}")
+    return 2 if failed else 0
+
+
+def _arguments() -> argparse.ArgumentParser:
+    """The command line."""
     p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.prepare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", help="registry name (see --list), or your own name with --manifest")
@@ -446,9 +556,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--emonet", metavar="DIR",
                    help="prepare every corpus folder in DIR that is in EmoNet's layout (train.csv, devel.csv, "
                         "test.csv with file,label); folder names may be EmoNet's (e.g. AngerDetection)")
+    p.add_argument("--emobox", metavar="DIR",
+                   help="prepare EmoBox's folds: DIR is one corpus folder of EmoBox's data/ (<name>.jsonl, "
+                        "fold_N/) or data/ itself; one dataset per fold, NAME-emobox-foldN")
+    p.add_argument("--emobox-root", metavar="DIR", help="--emobox: the folder EmoBox's wav paths are relative to")
     p.add_argument("--out", help="output folder (default: $EXHUBERT_DATA or data/prepared)")
-    p.add_argument("--split-method", choices=("own", "speaker", "random", "auto"),
-                   help="override the registry's split method")
+    p.add_argument("--split-method", metavar="METHOD",
+                   help="override the registry's split method: own, speaker, random, auto, or kfold:K")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="speaker-independent K-fold: one dataset per fold, NAME-fold1ofK .. NAME-foldKofK "
+                        "(the same as --split-method kfold:K)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument("--on-error", choices=ON_ERROR, default="skip",
                    help="bad audio: skip and count (default), or stop at the first one")
@@ -459,6 +576,43 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the known corpora and exit")
+    return p
+
+
+def _folds_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> int | None:
+    """K from --folds or --split-method kfold:K (None for a one-split method)."""
+    try:
+        k = parse_kfold(args.split_method or "")
+    except SplitError as e:
+        p.error(f"--split-method: {e}")
+    if args.folds is not None and (args.folds < 2 or (k is not None and k != args.folds)):
+        p.error(f"--folds {args.folds}: give K >= 2, and the same K as --split-method")
+    if args.split_method and k is None and args.split_method not in ("own", "speaker", "random", "auto"):
+        p.error(f"--split-method {args.split_method}: use own, speaker, random, auto or kfold:K")
+    return args.folds or k
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """What the command line asks for; the summary (or summaries) to print, or the exit status of --emobox."""
+    from .folds import prepare_folds
+
+    k = _folds_of(p, args)
+    if args.emobox:
+        if args.corpus or args.source or args.manifest or k or not args.emobox_root:
+            p.error("--emobox DIR takes --emobox-root DIR (and no --corpus, --source, --manifest or --folds)")
+        options.pop("split_method")
+        return _prepare_emobox(args.emobox, args.emobox_root, options)
+    if not args.corpus:
+        p.error("--corpus (or --emonet DIR, or --emobox DIR) is required")
+    if k:
+        options.pop("split_method")
+        return prepare_folds(args.corpus, k, args.source, manifest=args.manifest, **options)
+    return prepare_corpus(args.corpus, args.source, manifest=args.manifest, **options)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Command-line entry point; prints a last line of JSON with the summary (one line per fold for folds)."""
+    p = _arguments()
     args = p.parse_args(None if argv is None else list(argv))
     if args.list:
         print(_list_corpora())
@@ -477,18 +631,19 @@ def main(argv: Iterable[str] | None = None) -> int:
             _stderr("interrupted: the corpus being prepared was not written (nothing half-written is left; a "
                     "previous copy, if any, is unchanged); corpora already prepared are kept")
             return 130
-    if not args.corpus:
-        p.error("--corpus (or --emonet DIR) is required")
     try:
-        summary = prepare_corpus(args.corpus, args.source, manifest=args.manifest, **options)
+        result = _run(p, args, options)
     except DataError as e:
         _stderr(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        _stderr(f"interrupted: {args.corpus} was not prepared (nothing half-written is left; "
+        _stderr(f"interrupted: {args.corpus or args.emobox} was not prepared (nothing half-written is left; "
                 "a previous copy, if any, is unchanged)")
         return 130
-    print(json.dumps(summary))
+    if isinstance(result, int):
+        return result
+    for summary in result if isinstance(result, list) else [result]:
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .corpora import CORPORA
+from .corpora import CORPORA, base_name
 from .dataset import RECORD, default_data_dir, prepared_names
 from .errors import DataError
 
@@ -21,8 +21,9 @@ def data_root(data_dir: str | Path | None) -> Path:
 
 
 def group_of(name: str) -> str:
-    """Registry group of a corpus ('emoset++', 'unseen', 'demo'), or 'user' for a corpus outside the registry."""
-    corpus = CORPORA.get(name)
+    """Registry group of a corpus or of one of its folds ('emoset++', 'unseen', 'demo'), or 'user' for a corpus
+    outside the registry."""
+    corpus = CORPORA.get(base_name(name))
     return corpus.group if corpus is not None else "user"
 
 
@@ -31,8 +32,20 @@ def registry_group(group: str) -> list[str]:
     return sorted(n for n, c in CORPORA.items() if c.group == GROUPS[group])
 
 
+def _fold_command(name: str, base: str) -> str:
+    """The prepare arguments that write fold dataset `name` of corpus `base`."""
+    if "-emobox-fold" in name:
+        return f"--emobox /path/to/EmoBox/data/{base} --emobox-root /path/to/corpora"
+    source = f"--manifest data/demo_sources/{base}/manifest.csv" if group_of(base) == "demo" else \
+        f"--source /path/to/{base}"
+    return f"--corpus {base} {source} --folds {name.rsplit('of', 1)[-1]}"
+
+
 def prepare_command(name: str, data_dir: str | Path | None = None) -> str:
-    """The shell command that prepares corpus `name` into data_dir."""
+    """The shell command that prepares corpus `name` (or the folds `name` is one of) into data_dir."""
+    if base_name(name) != name:
+        out = f" --out {data_dir}" if data_dir is not None else ""
+        return f"python -m exhubert_jax.data.prepare {_fold_command(name, base_name(name))}{out}"
     if group_of(name) == "demo":
         return f"python -m exhubert_jax.data.synthetic --out data/demo_sources --prepare {data_dir or 'data/prepared'}"
     out = f" --out {data_dir}" if data_dir is not None else ""
