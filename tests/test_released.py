@@ -211,3 +211,26 @@ def test_transfer_from_the_converted_release_trains_copies_gates_and_head(releas
                           enc_after["layers"]["attention"]["q_proj"]["kernel"])
     assert not np.array_equal(enc["expansion"]["zll"]["kernel"], enc_after["expansion"]["zll"]["kernel"])
     assert trained.config.expansion_style == "gated"
+
+
+def test_bbe_then_lora_on_the_gated_layout_keeps_gates_frozen_and_exports(tmp_path):
+    from exhubert_jax import adapters
+
+    config = preset("tiny", layerdrop=0.0)
+    params, config, labels = adapters.apply_spec(init_params(config, 0), config,
+                                                 ["bbe:copies=1,style=gated", "lora:r=2,targets=q+v"])
+    expansion = labels["hubert"]["encoder"]["expansion"]
+    assert expansion["gate"]["kernel"] == "frozen" and expansion["zll"]["kernel"] == "trainable"
+    assert expansion["layers"]["attention"]["q_proj"]["lora_b"] == "trainable"
+    assert expansion["layers"]["attention"]["q_proj"]["kernel"] == "frozen"
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda x: np.asarray(x) + 0.02 * rng.standard_normal(np.shape(x)).astype(np.float32),
+                          params)
+    audio, mask = padded_batch((4000, 2500))
+    ours = HubertForSequenceClassification(config).apply({"params": params}, audio, mask.astype(np.int32)).logits
+    merged, merged_config = adapters.merge(params, config)
+    model = AutoModelForAudioClassification.from_pretrained(flax_to_torch.export(merged, merged_config, tmp_path),
+                                                            trust_remote_code=True).eval()
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask)).logits.numpy()
+    assert np.max(np.abs(np.asarray(ours) - theirs)) <= TOL
