@@ -98,6 +98,13 @@ class TrainResult:
     early_stopped: bool = False
 
 
+def schedule_for(opts: TrainOptions) -> Any:
+    """The learning rate per optimizer update: with gradient accumulation, --steps train steps make
+    ceil(steps / accumulate) updates, so the schedule (and its warm-up) spans those updates, not the steps."""
+    updates = -(-opts.steps // opts.accumulate)
+    return make_schedule(opts.schedule, opts.lr, updates, opts.warmup_steps // opts.accumulate)
+
+
 def card_buckets(max_seconds: float) -> tuple[int, ...]:
     """The model card's input protocol: every clip padded or cropped to exactly max_seconds."""
     return (int(round(max_seconds * SAMPLE_RATE)),)
@@ -125,7 +132,7 @@ class Trainer:
         self.val_sources = val_sources
         self.workdir = Path(workdir).absolute()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.schedule = make_schedule(opts.schedule, opts.lr, opts.steps, opts.warmup_steps)
+        self.schedule = schedule_for(opts)
         tx = make_optimizer(labels, self.schedule, weight_decay=opts.weight_decay, clip_norm=opts.clip_norm,
                             accumulate=opts.accumulate)
         if opts.update == "round":

@@ -47,6 +47,20 @@ def save_tiny(path: Path, layout: str = "large", head: str = "seqcls", seed: int
     return model
 
 
+WEIGHT_NORM_NEW_TO_OLD = {"parametrizations.weight.original0": "weight_g",
+                          "parametrizations.weight.original1": "weight_v"}
+
+
+def rename_keys(state: dict, renames: dict[str, str]) -> dict:
+    """A state dict with each key's substrings replaced by `renames` (e.g. weight-norm names old <-> new)."""
+    out = {}
+    for key, value in state.items():
+        for old, new in renames.items():
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
 def padded_batch(lengths=(4000, 3100, 2207), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random audio of different lengths, zero-padded, with its attention mask."""
     rng = np.random.default_rng(seed)

@@ -17,9 +17,7 @@ from torch import nn
 from transformers import HubertConfig as HFConfig
 from transformers.models.hubert import modeling_hubert as mh
 
-from hf_models import randomize_, tiny_hf_config
-
-WEIGHT_NORM = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+from hf_models import WEIGHT_NORM_NEW_TO_OLD, randomize_, rename_keys, tiny_hf_config
 
 
 class ReleasedReplica(nn.Module):
@@ -69,12 +67,7 @@ class ReleasedReplica(nn.Module):
 
     def released_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict under the released file's names (weight norm as weight_g / weight_v)."""
-        out = {}
-        for key, value in self.state_dict().items():
-            for ours, theirs in WEIGHT_NORM.items():
-                key = key.replace(ours, theirs)
-            out[key] = value.detach().clone()
-        return out
+        return rename_keys({k: v.detach().clone() for k, v in self.state_dict().items()}, WEIGHT_NORM_NEW_TO_OLD)
 
 
 def build_replica(original_layers: int = 2, seed: int = 0, **overrides) -> ReleasedReplica:

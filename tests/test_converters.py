@@ -16,7 +16,7 @@ from converters.torch_io import SourceError, read_source
 from exhubert_jax import from_pretrained, save_pretrained
 from exhubert_jax.checkpoint import CheckpointError
 from exhubert_jax.model import HubertForSequenceClassification
-from hf_models import padded_batch, save_tiny, torch_forward
+from hf_models import WEIGHT_NORM_NEW_TO_OLD, padded_batch, rename_keys, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -28,13 +28,7 @@ def flax_logits(path, x, mask):
 
 def old_style(state: dict) -> dict:
     """Rename torch>=2.1 weight-norm keys to the old weight_g/weight_v names."""
-    rename = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
-    out = {}
-    for k, v in state.items():
-        for a, b in rename.items():
-            k = k.replace(a, b)
-        out[k] = v
-    return out
+    return rename_keys(state, WEIGHT_NORM_NEW_TO_OLD)
 
 
 @pytest.mark.parametrize("source", ["safetensors", "bin", "sharded", "old_weight_norm_bin", "bare_file"])

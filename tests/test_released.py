@@ -19,7 +19,7 @@ from exhubert_jax.config import EMOTION_CLASSES, preset
 from exhubert_jax.expansion import expand, table2
 from exhubert_jax.model import HubertForSequenceClassification, init_params
 from exhubert_jax.optim import count, param_labels
-from hf_models import padded_batch
+from hf_models import WEIGHT_NORM_NEW_TO_OLD, padded_batch, rename_keys
 from released_replica import build_replica, save_released
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -87,13 +87,7 @@ def test_round_trip_to_the_released_layout_is_bitwise(released, tmp_path):
 
 def _torch_names(state: dict) -> dict:
     """Released names -> the replica module's own (torch>=2.1 weight-norm parametrisation)."""
-    rename = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
-    out = {}
-    for key, value in state.items():
-        for old, new in rename.items():
-            key = key.replace(old, new)
-        out[key] = value
-    return out
+    return rename_keys(state, {old: new for new, old in WEIGHT_NORM_NEW_TO_OLD.items()})
 
 
 def test_released_export_is_refused_for_other_layouts(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from exhubert_jax.optim import make_optimizer, make_schedule, merge_params, split_params, LabelError
 from exhubert_jax.runconfig import RunConfigError
 from exhubert_jax.trainer import TrainOptions, train
-from exhubert_jax.training import (RoundStep, TrainError, batch_arrays, create_state, make_train_step, to_device,
+from exhubert_jax.training import (RoundStep, TrainError, create_state, make_train_step, to_device,
                                    weighted_cross_entropy)
 from toys import NO_DROPOUT, ToySource, opts, sources, tiny
 
@@ -151,3 +151,12 @@ def test_card_training_pads_every_batch_to_one_length(tmp_path):
     result = train(model, params, labels, tr, va, tmp_path, opts(steps=3, eval_every=3, input_mode="card"),
                    say=lambda s: None)
     assert {s[1] for s in result.bucket_shapes} == {4000}  # max_seconds 0.25 s at 16 kHz
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_the_schedule_counts_optimizer_updates_under_accumulation(kind):
+    from exhubert_jax.trainer import schedule_for
+
+    schedule = schedule_for(TrainOptions(steps=8, accumulate=2, lr=1e-3, schedule=kind, warmup_steps=2))
+    assert float(schedule(0)) == 0.0 and np.isclose(float(schedule(1)), 1e-3)  # 1 warm-up update, then the peak
+    assert float(schedule(4)) == 0.0 and float(schedule(3)) > 0.0  # 8 steps are 4 updates: decayed to 0 at the 4th
