@@ -34,8 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--labels", default="auto", choices=("auto", "emotion", "native"),
                    help="score the 6 emotion classes or the corpus's native labels; auto: whichever the head has")
     p.add_argument("--input", default="masked", choices=("masked", "card"),
-                   help="masked: whole utterances with a padding mask; card: the model card's first 3 s, zero "
-                        "padded to exactly 3 s, no mask")
+                   help="masked: whole utterances with a padding mask; card: as the model card's feature-extractor "
+                        "call feeds them (zero-padded to 3 s, never cropped, no mask)")
+    p.add_argument("--card-config", default=None, metavar="PREPROCESSOR_CONFIG",
+                   help="--input card: the card extractor's preprocessor_config.json (default: do_normalize=true, "
+                        "return_attention_mask=false assumed)")
     p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
@@ -52,6 +55,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with several --checkpoint runs: test each against this one on the same test utterances "
                         "(UAR difference, paired-bootstrap interval, randomisation p-value, Holm over corpora)")
     return p.parse_args(argv)
+
+
+def card_protocol(args):
+    """The card protocol --card-config names (None: the default), refused without --input card."""
+    if args.card_config is None:
+        return None
+    from exhubert_jax.data.card import CardProtocol
+    from exhubert_jax.evaluation import EvaluationError
+
+    if args.input != "card":
+        raise EvaluationError("--card-config applies to --input card only; add --input card or drop it")
+    return CardProtocol.from_file(args.card_config)
 
 
 def label_space_for(args, model, corpus) -> str:
@@ -84,7 +99,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         """evaluate_corpus of one corpus and split with this run's model and options."""
         print(f"evaluating {name} ({split})...", file=sys.stderr)
         return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
-                                  predictor, input_mode=args.input)
+                                  predictor, input_mode=args.input, card=card_protocol(args))
 
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
                                          if args.calibrate else [])
@@ -207,7 +222,7 @@ def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict,
             space = label_space_for(args, model, corpus)
             print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
             r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
-                                   predictor, input_mode=args.input)
+                                   predictor, input_mode=args.input, card=card_protocol(args))
             samples[spec].append(analysis.add_intervals(r, args.bootstrap, args.seed))
             full[spec][name] = r
             trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
@@ -294,6 +309,10 @@ def main(argv=None) -> int:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
         specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
         check_options(args, specs)
+        if args.audio is not None and args.input == "card":
+            raise ev.EvaluationError("--input card applies to prepared corpora (--corpus); --audio feeds files in "
+                                     "--chunk-seconds chunks with a padding mask")
+        card_protocol(args)  # a bad --card-config fails before any model loads
         if args.corpus is not None:
             from exhubert_jax.data.resolve import resolve_corpora
 

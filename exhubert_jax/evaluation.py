@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -81,16 +81,17 @@ def check_label_space(config: HubertConfig, label_space: str, native_labels: Seq
 def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int = 8,
                     data_dir: str | Path | None = None, label_space: str = "emotion",
                     predictor: Predictor | None = None, max_seconds: float | None = None,
-                    input_mode: str = "masked") -> dict:
+                    input_mode: str = "masked", card: Any = None) -> dict:
     """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
-    label, prediction and logits."""
+    label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card' (default: the card's)."""
     from .data import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
     name = prepared.name
     names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
     p = predict_split(predictor or Predictor(model), params, prepared.split(split), batch_size=batch_size,
-                      max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name)
+                      max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name,
+                      card=card)
     y_pred = p.logits.argmax(axis=-1)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
               "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}

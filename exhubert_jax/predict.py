@@ -53,10 +53,11 @@ class SplitPredictions(NamedTuple):
 
 
 def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size: int, max_seconds: float | None,
-                  label_space: str = "emotion", input_mode: str = "masked", corpus: str | None = None) -> SplitPredictions:
+                  label_space: str = "emotion", input_mode: str = "masked", corpus: str | None = None,
+                  card: Any = None) -> SplitPredictions:
     """Logits for every utterance of a source, in length-bucketed batches (masked) or as the model card feeds them
     (card: each clip zero-padded to max_seconds, never cropped, normalised as the card's feature extractor does,
-    and averaged over every frame; data.card)."""
+    and averaged over every frame; `card` is a data.card.CardProtocol, by default the card's own)."""
     from .data.batching import DEFAULT_MAX_SECONDS, eval_batches
     from .data.audio import SAMPLE_RATE
     from .data.card import CardProtocol
@@ -65,7 +66,8 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
     kwargs = {}
     if input_mode == "card":
         width = int(round(seconds_cap * SAMPLE_RATE))
-        kwargs = dict(buckets=(width,), card=CardProtocol(max_length=width))
+        card = card or CardProtocol(max_length=width)
+        kwargs = dict(buckets=(card.max_length,), card=card)
     indices, targets, logits, seconds = [], [], [], 0.0
     for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
                               **kwargs):

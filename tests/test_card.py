@@ -81,3 +81,16 @@ def test_card_training_batches_are_card_inputs():
     padded[:20000] = source[0]["audio"]
     row = batch.indices.tolist().index(0)
     assert np.allclose(batch.input_values[row], (padded - padded.mean()) / np.sqrt(padded.var() + 1e-7), atol=1e-5)
+
+
+def test_evaluate_card_flags_are_never_silently_ignored(tmp_path, capsys):
+    import evaluate
+
+    path = tmp_path / "preprocessor_config.json"
+    path.write_text("{not json")
+    cases = [(["--corpus", "demo", "--card-config", str(path)], "--card-config applies to --input card only"),
+             (["--corpus", "demo", "--input", "card", "--card-config", str(path)], "cannot read a preprocessor"),
+             (["--audio", str(tmp_path), "--input", "card"], "--input card applies to prepared corpora")]
+    for argv, message in cases:
+        assert evaluate.main(argv + ["--checkpoint", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
