@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from exhubert_jax.atomic import atomic_directory
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, to_hf_config
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
@@ -34,23 +35,25 @@ from .zll_export import copy_code, export_config, has_linears
 LAYOUTS = ("ours", "released")
 
 
-def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "ours") -> Path:
+def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "ours", *,
+           source: str | Path | None = None) -> Path:
     """Write config.json + model.safetensors (+ the PyTorch code for models with layout Linears); returns the
-    directory. layout="released" writes the released ExHuBERT's keys and stock config instead."""
+    directory. layout="released" writes the released ExHuBERT's keys and stock config instead. The folder appears
+    whole or not at all (an older one stays until the new one is complete); `source`, the checkpoint read, is never
+    overwritten."""
     if layout not in LAYOUTS:
         raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
     if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
         state.pop("hubert.masked_spec_embed", None)
     state, hf, code = _layout_files(state, config, layout)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if code:
-        copy_code(out)
-    write_safetensors(state, out / "model.safetensors")
-    with open(out / "config.json", "w") as f:
-        json.dump(hf, f, indent=2)
-    return out
+    with atomic_directory(out, *([source] if source else [])) as tmp:
+        if code:
+            copy_code(tmp)
+        write_safetensors(state, tmp / "model.safetensors")
+        with open(tmp / "config.json", "w") as f:
+            json.dump(hf, f, indent=2)
+    return Path(out)
 
 
 def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict, dict, bool]:
@@ -81,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         model, params = from_pretrained(src)
         if args.peft:
             from .peft_io import export_peft
-            out = export_peft(params, model.config, args.out)
+            out = export_peft(params, model.config, args.out, source=src)
         else:
-            out = export(params, model.config, args.out, args.layout)
+            out = export(params, model.config, args.out, args.layout, source=src)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from exhubert_jax import adapters
+from exhubert_jax.atomic import atomic_directory
 from exhubert_jax import expansion_spec as spec
 from exhubert_jax.adapter_spec import TARGETS
 from exhubert_jax.config import HubertConfig
@@ -96,8 +97,9 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
     return state
 
 
-def export_peft(params: dict, config: HubertConfig, out: str | Path) -> Path:
-    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors) into `out`/base."""
+def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: str | Path | None = None) -> Path:
+    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors) into `out`/base; the
+    folder appears whole or not at all, and `source` is never overwritten."""
     from .flax_to_torch import export
 
     base, base_config, pairs = split_lora(params, config)
@@ -105,12 +107,13 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path) -> Path:
     if leftover:
         raise PeftError(f"adapters {leftover} have no peft LoRA form and cannot be merged; export only LoRA "
                         "(with optional ia3/bitfit) models with --peft")
-    out = Path(out)
-    base_dir = export(base, base_config, out / BASE_DIR)
-    write_safetensors(lora_state_dict(config, pairs, params), out / ADAPTER_WEIGHTS)
-    with open(out / ADAPTER_CONFIG, "w") as f:
-        json.dump(adapter_config(config, str(base_dir.absolute())), f, indent=2)
-    return out
+    final = Path(out).absolute()
+    with atomic_directory(final, *([source] if source else [])) as tmp:
+        export(base, base_config, tmp / BASE_DIR)
+        write_safetensors(lora_state_dict(config, pairs, params), tmp / ADAPTER_WEIGHTS)
+        with open(tmp / ADAPTER_CONFIG, "w") as f:
+            json.dump(adapter_config(config, str(final / BASE_DIR)), f, indent=2)
+    return Path(out)
 
 
 def read_adapter(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exhubert_jax.atomic import umask
 from exhubert_jax.errors import ExhubertError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -83,11 +84,4 @@ def write_safetensors(state: dict[str, np.ndarray], path: str | os.PathLike) -> 
     """Write a float32 state dict as safetensors, readable like any other new file (umask applies)."""
     from safetensors.numpy import save_file
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}, str(path), metadata={"format": "pt"})
-    os.chmod(path, 0o666 & ~_umask())  # safetensors writes 0600; give the file the mode of any other new file
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~umask())  # safetensors writes 0600; give the file the mode of any other new file

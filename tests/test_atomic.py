@@ -1,0 +1,62 @@
+"""Exports appear whole or not at all, and never overwrite what they read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from converters import flax_to_torch
+from exhubert_jax import save_pretrained
+from exhubert_jax.atomic import OutputError, atomic_directory
+from exhubert_jax.config import preset
+from exhubert_jax.model import init_params
+
+
+def files(folder):
+    """{relative path: bytes} of every file below a folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_block_replaces_the_old_folder_whole(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.json").write_text("{}")
+    with atomic_directory(out) as tmp:
+        assert tmp.parent == tmp_path and not out.samefile(tmp)
+        (tmp / "new.txt").write_text("new")
+    assert files(out) == {"new.txt": b"new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary or old folder left
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
+def test_an_interrupted_block_leaves_the_old_folder_as_it_was(tmp_path, interrupt):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text('{"old": true}')
+    before = files(out)
+    with pytest.raises(interrupt):
+        with atomic_directory(out) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"half")
+            raise interrupt()
+    assert files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_export_onto_or_inside_its_source_is_refused(tmp_path, capsys):
+    config = preset("tiny")
+    src = save_pretrained(tmp_path / "ckpt", config, init_params(config, 0))
+    before = files(src)
+    for out in (src, src / "torch", tmp_path):
+        assert flax_to_torch.main([str(src), str(out)]) == 1
+        assert "choose another output folder" in capsys.readouterr().err
+    assert files(src) == before
+    assert flax_to_torch.main([str(src), str(tmp_path / "torch")]) == 0
+    hf = json.loads((tmp_path / "torch" / "config.json").read_text())
+    assert hf["num_hidden_layers"] == config.num_hidden_layers
+    assert sorted(files(tmp_path / "torch")) == ["config.json", "model.safetensors"]
+
+
+def test_refusal_names_both_paths(tmp_path):
+    with pytest.raises(OutputError, match="lies inside the input"):
+        with atomic_directory(tmp_path / "a" / "b", tmp_path / "a"):
+            pass
