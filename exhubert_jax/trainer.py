@@ -25,6 +25,7 @@ from .optim import SCHEDULES, make_optimizer, make_schedule
 from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
+from .workdir_lock import workdir_lock
 from .training import (RoundStep, TrainError, TrainState, batch_arrays, check_batch_size, create_state, data_shard,
                        local_size, make_train_step, pad_rows, to_device)
 
@@ -349,6 +350,8 @@ class Trainer:
 def train(model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any], val_sources: Mapping[str, Any],
           workdir: str | Path, opts: TrainOptions, *, mesh: Mesh | None = None,
           say: Callable[[str], None] = print, run_info: Mapping | None = None) -> TrainResult:
-    """Round-robin training with validation, best/latest checkpoints, and exact resume from {workdir}/checkpoints."""
-    return Trainer(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, say=say,
-                   run_info=run_info).run()
+    """Round-robin training with validation, best/latest checkpoints, and exact resume from {workdir}/checkpoints.
+    The workdir is locked for the run: a second run in it is refused while this one lives."""
+    with workdir_lock(workdir, active=jax.process_index() == 0):
+        return Trainer(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, say=say,
+                       run_info=run_info).run()
