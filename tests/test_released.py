@@ -205,6 +205,12 @@ def test_transfer_from_the_converted_release_trains_copies_gates_and_head(releas
                           enc_after["layers"]["attention"]["q_proj"]["kernel"])
     assert not np.array_equal(enc["expansion"]["zll"]["kernel"], enc_after["expansion"]["zll"]["kernel"])
     assert trained.config.expansion_style == "gated"
+    import evaluate
+
+    for checkpoint, extra in ((root / "jax", ["--input", "card"]), (tmp_path / "tr", [])):
+        assert evaluate.main(["--corpus", "demo-b", "--checkpoint", str(checkpoint), "--data-dir",
+                              str(tmp_path / "data"), "--bootstrap", "0", "--out", str(tmp_path / "eval"),
+                              *extra]) == 0
 
 
 def test_bbe_then_lora_on_the_gated_layout_keeps_gates_frozen_and_exports(tmp_path):
