@@ -5,6 +5,7 @@ shaped like the paper's Table 1), a Table-2 comparison of several checkpoints, o
     python evaluate.py --corpus aesi,vivae --checkpoint runs/transfer-aesi --labels native
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert   # Table 2: RUN/transfer-CORPUS each
     python evaluate.py --audio clips/ --json
+    python evaluate.py --audio long.wav --timeline --window 3 --hop 1   # probabilities over time: CSV, JSON, PNG
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
     p.add_argument("--json", action="store_true", help="print one JSON document (logits included) and nothing else")
+    p.add_argument("--timeline", action="store_true", help="--audio: class probabilities over time per file, in "
+                                                            "sliding windows (OUT/timeline/FILE.csv, .json, .png)")
+    p.add_argument("--window", type=float, default=3.0, help="--timeline: window length in seconds")
+    p.add_argument("--hop", type=float, default=1.0, help="--timeline: seconds from one window's start to the next")
     return p.parse_args(argv)
 
 
@@ -151,6 +156,29 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
     return 1 if failed else 0
 
 
+def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
+    """Write each file's timeline; print one line per file (or JSON); exit 1 when any file failed."""
+    from exhubert_jax import evaluation as ev
+    from exhubert_jax.timeline import timelines
+
+    if not Path(args.audio).exists() or not ev.input_files(args.audio):
+        raise ev.EvaluationError(f"no audio files found at {args.audio}")
+    out = Path(args.out or checkpoint / "eval") / "timeline"
+    results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop,
+                        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"checkpoint": str(checkpoint), "caveat": ev.checkpoint_caveat(checkpoint), "files": results}))
+    else:
+        for r in results:
+            if "error" not in r:
+                print(f"{r['file']}: {r['windows']} windows ({r['silence_windows']} silence), mostly "
+                      f"{r['most_frequent']}; wrote {', '.join(r['outputs'])}")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit code (2 for usage/data/checkpoint errors, 1 when an audio file failed)."""
     args = parse_args(argv)
@@ -176,6 +204,15 @@ def main(argv=None) -> int:
     try:
         if args.batch_size < 1:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.timeline:
+            from exhubert_jax.timeline import check_window
+
+            if args.audio is None:
+                raise ev.EvaluationError("--timeline needs --audio FILE_OR_DIR")
+            try:
+                check_window(args.window, args.hop)
+            except ValueError as e:
+                raise ev.EvaluationError(str(e)) from None
         specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
         if args.corpus is not None:
             from exhubert_jax.data.resolve import resolve_corpora
@@ -187,6 +224,8 @@ def main(argv=None) -> int:
         model, params, predictor = predictor_for(checkpoint)
         if args.corpus is not None:
             return run_corpora(args, model, params, checkpoint, predictor)
+        if args.timeline:
+            return run_timeline(args, model, params, checkpoint, predictor)
         return run_audio(args, model, params, checkpoint, predictor)
     except ExhubertError as e:
         print(f"error: {e}", file=sys.stderr)

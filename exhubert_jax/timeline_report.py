@@ -1,0 +1,71 @@
+"""A recording's timeline on disk: CSV and JSON with one row per window, and a PNG of the probabilities over time."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .timeline import SILENCE
+
+# Arousal x valence: hue for valence (negative blue/red, neutral grey/violet, positive green/amber), low arousal
+# cool and light, high arousal warm and saturated.
+CLASS_COLOURS = {"low_negative": "#4575b4", "low_neutral": "#bababa", "low_positive": "#66bd63",
+                 "high_negative": "#d73027", "high_neutral": "#8073ac", "high_positive": "#fdae61"}
+OTHER_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
+
+
+def colours(class_names: Sequence[str]) -> list[str]:
+    """A colour per class: the arousal x valence ones for the 6 emotion classes, a qualitative palette otherwise."""
+    return [CLASS_COLOURS.get(n, OTHER_COLOURS[i % len(OTHER_COLOURS)]) for i, n in enumerate(class_names)]
+
+
+def write_tables(rows: Sequence[dict], class_names: Sequence[str], stem: Path, meta: dict) -> list[Path]:
+    """STEM.csv (start, end, a probability per class, top; silence rows have empty probabilities) and STEM.json."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["start_s", "end_s", *class_names, "top"])
+        for r in rows:
+            probs = r["probabilities"]
+            cells = [f"{probs[n]:.6f}" for n in class_names] if probs else [""] * len(class_names)
+            out.writerow([f"{r['start']:.3f}", f"{r['end']:.3f}", *cells, r["top"]])
+    stem.with_suffix(".json").write_text(json.dumps({**meta, "class_names": list(class_names), "windows": rows}))
+    return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
+
+
+def plot_timeline(rows: Sequence[dict], class_names: Sequence[str], path: Path, title: str = "") -> Path:
+    """Probabilities stacked over time (each window drawn at its centre; silence left blank) above a band of the
+    top class per window."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    palette = colours(class_names)
+    centres = np.array([(r["start"] + r["end"]) / 2 for r in rows])
+    probs = np.array([[r["probabilities"][n] if r["probabilities"] else np.nan for n in class_names] for r in rows])
+    fig = Figure(figsize=(11, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    top, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
+    top.stackplot(centres, np.nan_to_num(probs).T, colors=palette, linewidth=0)
+    top.set_ylim(0, 1)
+    top.set_ylabel("probability")
+    top.set_title(title)
+    half_hop = np.diff(centres).min() / 2 if len(centres) > 1 else (rows[0]["end"] - rows[0]["start"]) / 2
+    for c, r in zip(centres, rows):
+        colour = "white" if r["top"] == SILENCE else palette[class_names.index(r["top"])]
+        band.axvspan(c - half_hop, c + half_hop, color=colour, linewidth=0)
+    band.set_yticks([])
+    band.set_ylabel("top", rotation=0, ha="right", va="center")
+    band.set_xlabel("time (s)")
+    band.set_xlim(rows[0]["start"], rows[-1]["end"])
+    handles = [Patch(color=c, label=n) for n, c in zip(class_names, palette)]
+    handles.append(Patch(facecolor="white", edgecolor="black", label=SILENCE))
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.subplots_adjust(right=0.84, hspace=0.08)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path

@@ -1,0 +1,97 @@
+"""Emotion over time: streamed windows, silence marking, the CSV/JSON/PNG outputs, bucket shapes and bad files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import evaluate
+from exhubert_jax import save_pretrained
+from exhubert_jax.config import preset
+from exhubert_jax.data.audio import load_audio
+from exhubert_jax.data.batching import default_buckets
+from exhubert_jax.model import init_params
+from exhubert_jax.predict import Predictor
+from exhubert_jax.timeline import SILENCE, stream_audio, timelines, windows
+
+SR = 16000
+
+
+def voice(seconds, sr=SR, seed=0):
+    """A voiced-like test signal: a gliding tone with noise, well above the silence threshold."""
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * (150 + 40 * np.sin(t)) * t) + 0.02 * rng.standard_normal(len(t))).astype(
+        np.float32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = preset("tiny", layerdrop=0.0)
+    return save_pretrained(tmp_path_factory.mktemp("tiny") / "ckpt", config, init_params(config, 0))
+
+
+def test_streamed_windows_equal_windows_of_the_whole_file(tmp_path):
+    stereo = np.stack([voice(10.5, 44100), voice(10.5, 44100, seed=1)], 1)
+    sf.write(tmp_path / "a.wav", stereo, 44100, subtype="FLOAT")
+    whole = load_audio(tmp_path / "a.wav")
+    got = list(windows(stream_audio(tmp_path / "a.wav", block_s=1.7), 3 * SR, SR))
+    assert [s / SR for s, _ in got] == [0, 1, 2, 3, 4, 5, 6, 7, len(whole) / SR - 3]  # the last ends at the end
+    for start, samples in got:
+        assert len(samples) == 3 * SR
+        assert np.max(np.abs(samples - whole[start:start + 3 * SR])) < 1e-4, start
+
+
+def test_timeline_rows_silence_and_one_compiled_shape(tmp_path, checkpoint):
+    from exhubert_jax import from_pretrained
+
+    audio = np.concatenate([voice(6), np.zeros(4 * SR, np.float32), voice(5, seed=2)])  # 15 s, silence at 6-10 s
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "talk.wav", audio, SR)
+    model, params = from_pretrained(checkpoint)
+    predictor = Predictor(model)
+    [result] = timelines(model, params, tmp_path / "in", tmp_path / "out", batch_size=4, predictor=predictor)
+    assert result["windows"] == 13 and result["silence_windows"] == 2  # [6, 9] and [7, 10] hold only zeros
+    assert set(predictor.compiled_shapes) == {(4, max(default_buckets(3.0)))}  # evaluate --audio's largest bucket
+    doc = json.loads((tmp_path / "out" / "talk.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "out" / "talk.csv")))
+    assert len(rows) == len(doc["windows"]) == 13 and list(rows[0])[:2] == ["start_s", "end_s"]
+    for row, window in zip(rows, doc["windows"]):
+        if window["start"] in (6.0, 7.0):
+            assert row["top"] == SILENCE and window["probabilities"] is None and row[doc["class_names"][0]] == ""
+        else:
+            probs = [float(row[n]) for n in doc["class_names"]]
+            assert abs(sum(probs) - 1) < 1e-5 and row["top"] == doc["class_names"][int(np.argmax(probs))]
+    assert (tmp_path / "out" / "talk.png").stat().st_size > 10_000
+
+
+def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "good.wav", voice(4), SR)
+    sf.write(folder / "short.wav", voice(2), SR)
+    sf.write(folder / "silent.wav", np.zeros(5 * SR, np.float32), SR)
+    sf.write(folder / "cut.wav", voice(8), SR, subtype="PCM_16")
+    data = (folder / "cut.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(data[:len(data) // 2])
+    sf.write(folder / "cut.flac", voice(8), SR)
+    data = (folder / "cut.flac").read_bytes()
+    (folder / "cut.flac").write_bytes(data[:len(data) // 2])
+    rc = evaluate.main(["--audio", str(folder), "--timeline", "--checkpoint", str(checkpoint),
+                        "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    errors = dict(line.split(": ", 2)[1:] for line in err.strip().splitlines())
+    assert sorted(errors) == sorted(str(folder / n) for n in ("cut.flac", "cut.wav", "short.wav", "silent.wav")), err
+    assert errors[str(folder / "short.wav")].startswith("shorter than one window (2.00 s < 3 s)")
+    assert errors[str(folder / "silent.wav")].startswith("silence only")
+    assert errors[str(folder / "cut.wav")].startswith("truncated")
+    assert "truncated" in errors[str(folder / "cut.flac")]
+    assert "good.wav: 2 windows (0 silence)" in out
+    assert sorted(p.name for p in (tmp_path / "out" / "timeline").iterdir()) == ["good.csv", "good.json", "good.png"]
+    assert evaluate.main(["--audio", str(folder), "--timeline", "--hop", "0", "--checkpoint", str(checkpoint)]) == 2
+    assert "--hop must be positive" in capsys.readouterr().err
