@@ -42,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                             "sliding windows (OUT/timeline/FILE.csv, .json, .png)")
     p.add_argument("--window", type=float, default=3.0, help="--timeline: window length in seconds")
     p.add_argument("--hop", type=float, default=1.0, help="--timeline: seconds from one window's start to the next")
+    p.add_argument("--segments", default="fixed", choices=("fixed", "vad"),
+                   help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero VAD); "
+                        "silence / non-speech spans are marked, never classified")
     return p.parse_args(argv)
 
 
@@ -164,7 +167,7 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     if not Path(args.audio).exists() or not ev.input_files(args.audio):
         raise ev.EvaluationError(f"no audio files found at {args.audio}")
     out = Path(args.out or checkpoint / "eval") / "timeline"
-    results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop,
+    results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
     failed = [r for r in results if "error" in r]
     for r in failed:
@@ -174,7 +177,8 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     else:
         for r in results:
             if "error" not in r:
-                print(f"{r['file']}: {r['windows']} windows ({r['silence_windows']} silence), mostly "
+                print(f"{r['file']}: {r['windows']} {'windows' if args.segments == 'fixed' else 'spans'} "
+                      f"({r['silence_windows']} {'silence' if args.segments == 'fixed' else 'non-speech'}), mostly "
                       f"{r['most_frequent']}; wrote {', '.join(r['outputs'])}")
     return 1 if failed else 0
 

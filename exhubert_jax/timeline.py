@@ -21,7 +21,9 @@ from .data.errors import AudioError
 WINDOW_S, HOP_S = 3.0, 1.0
 BLOCK_S = 30.0  # seconds decoded at a time
 SILENCE_DBFS = -60.0  # RMS of a window below this (relative to full scale): silence
-SILENCE = "silence"
+SILENCE = "silence"  # a fixed window below SILENCE_DBFS
+NON_SPEECH = "non-speech"  # a span between the VAD's speech segments
+SEGMENTS = ("fixed", "vad")
 
 
 class TooShort(Exception):
@@ -144,29 +146,59 @@ def file_windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[floa
         raise AudioError(str(path), f"silence only (every window below {SILENCE_DBFS:g} dBFS)")
 
 
-def timeline_rows(predict, params, path: str | Path, class_names: Sequence[str], window: int, hop: int,
-                  batch_size: int, buckets: Sequence[int]) -> list[dict]:
-    """One row per window: start, end, probabilities (None for silence) and top class, predicted in batches."""
-    from .evaluation import _length_batches, softmax
+def vad_spans(path: str | Path) -> Iterator[tuple[float, float, np.ndarray | None]]:
+    """(start s, end s, samples or None for non-speech) cut at speech pauses by the VAD; AudioError when the file
+    holds no speech."""
+    from .vad import speech_segments
+
+    previous, spoken = 0, 0
+    for start, end, samples in speech_segments(stream_audio(path)):
+        if start > previous:
+            yield previous / SAMPLE_RATE, start / SAMPLE_RATE, None
+        if end > start:
+            spoken += 1
+            yield start / SAMPLE_RATE, end / SAMPLE_RATE, samples
+        previous = max(previous, end)
+    if not spoken:
+        raise AudioError(str(path), "no speech found by the voice-activity detector")
+
+
+def classify(predict, params, spans, class_names: Sequence[str], batch_size: int, buckets: Sequence[int],
+             chunk_samples: int, marker: str = SILENCE) -> list[dict]:
+    """One row per span: start, end, probabilities and top class (`marker` and None for spans without samples, or
+    with fewer than one frame's).
+    A span is cut into chunks of at most chunk_samples, predicted in batches; its logits are the chunks' mean
+    weighted by length, as evaluate.py --audio does for a file."""
+    from .evaluation import _length_batches, chunk_audio, softmax
 
     rows: list[dict] = []
     pending: list[tuple[int, np.ndarray]] = []
+    sums = np.zeros((0, len(class_names)))
+    weights = np.zeros(0)
 
-    def flush():
-        for owners, x, mask in _length_batches(pending, batch_size, buckets):
-            probs = softmax(predict(params, x, mask))
-            for row, owner in enumerate(owners):
-                rows[owner]["probabilities"] = {n: float(p) for n, p in zip(class_names, probs[row])}
-                rows[owner]["top"] = class_names[int(probs[row].argmax())]
-        pending.clear()
+    def flush(final: bool = False):
+        nonlocal sums, weights
+        sums = np.concatenate([sums, np.zeros((len(rows) - len(sums), len(class_names)))])
+        weights = np.concatenate([weights, np.zeros(len(rows) - len(weights))])
+        while len(pending) >= batch_size or (final and pending):
+            group, pending[:] = pending[:batch_size], pending[batch_size:]
+            for owners, x, mask in _length_batches(group, batch_size, buckets):
+                out = predict(params, x, mask)
+                for r, owner in enumerate(owners):
+                    sums[owner] += mask[r].sum() * out[r]
+                    weights[owner] += mask[r].sum()
 
-    for start, end, samples in file_windows(path, window, hop):
-        rows.append({"start": start, "end": end, "probabilities": None, "top": SILENCE})
-        if samples is not None:
-            pending.append((len(rows) - 1, samples))
-        if len(pending) == batch_size:
+    for start, end, samples in spans:
+        rows.append({"start": start, "end": end, "probabilities": None, "top": marker})
+        if samples is not None and len(samples) >= MIN_SAMPLES:  # shorter ones give the model no frame: marked
+            pending.extend((len(rows) - 1, piece) for piece in chunk_audio(samples, chunk_samples))
+        if len(pending) >= batch_size:
             flush()
-    flush()
+    flush(final=True)
+    for i in np.flatnonzero(weights):
+        probs = softmax(sums[i] / weights[i])
+        rows[i].update(probabilities={n: float(p) for n, p in zip(class_names, probs)},
+                       top=class_names[int(probs.argmax())])
     return rows
 
 
@@ -177,9 +209,11 @@ def output_stem(file: Path, root: Path, out_dir: Path) -> Path:
 
 
 def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, window_s: float = WINDOW_S,
-              hop_s: float = HOP_S, batch_size: int = 8, chunk_seconds: float = 3.0, predictor=None) -> list[dict]:
+              hop_s: float = HOP_S, segments: str = "fixed", batch_size: int = 8, chunk_seconds: float = 3.0,
+              predictor=None) -> list[dict]:
     """Write STEM.csv/.json/.png per file under out_dir: a summary per file, or {'file', 'error'} for a bad one (the
-    others still run). Windows are padded to the buckets of `evaluate.py --audio --chunk-seconds chunk_seconds`."""
+    others still run). segments: "fixed" windows of window_s every hop_s, or "vad" speech segments. Chunks are padded
+    to the buckets of `evaluate.py --audio --chunk-seconds chunk_seconds`, so both compile the same shapes."""
     from .data.batching import default_buckets
     from .evaluation import input_files, model_class_names
     from .predict import Predictor
@@ -187,20 +221,22 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
 
     window, hop = check_window(window_s, hop_s)
     predict, names, root = predictor or Predictor(model), model_class_names(model.config), Path(path_or_dir)
-    buckets = default_buckets(chunk_seconds)
+    buckets, marker = default_buckets(chunk_seconds), SILENCE if segments == "fixed" else NON_SPEECH
     results = []
     for f in input_files(path_or_dir):
+        spans = file_windows(f, window, hop) if segments == "fixed" else vad_spans(f)
         try:
-            rows = timeline_rows(predict, params, f, names, window, hop, batch_size, buckets)
+            rows = classify(predict, params, spans, names, batch_size, buckets, max(buckets), marker)
         except AudioError as e:
             results.append({"file": str(f), "error": e.reason})
             continue
         stem = output_stem(f, root, Path(out_dir))
-        meta = {"file": str(f), "window_s": window_s, "hop_s": hop_s}
+        meta = {"file": str(f), "segments": segments, **({"window_s": window_s, "hop_s": hop_s}
+                                                          if segments == "fixed" else {})}
         written = write_tables(rows, names, stem, meta)
         written.append(plot_timeline(rows, names, stem.with_suffix(".png"), title=f.name))
         tops = [r["top"] for r in rows]
         results.append({"file": str(f), "duration": rows[-1]["end"], "windows": len(rows),
-                        "silence_windows": tops.count(SILENCE), "outputs": [str(p) for p in written],
+                        "silence_windows": tops.count(marker), "outputs": [str(p) for p in written],
                         "most_frequent": max(names, key=tops.count)})
     return results

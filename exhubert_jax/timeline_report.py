@@ -9,8 +9,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .timeline import SILENCE
-
 # Arousal x valence: hue for valence (negative blue/red, neutral grey/violet, positive green/amber), low arousal
 # cool and light, high arousal warm and saturated.
 CLASS_COLOURS = {"low_negative": "#4575b4", "low_neutral": "#bababa", "low_positive": "#66bd63",
@@ -37,33 +35,44 @@ def write_tables(rows: Sequence[dict], class_names: Sequence[str], stem: Path, m
     return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
 
+def intervals(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(left, width) to draw each row: overlapping windows get the hop around their centre, spans their own extent."""
+    starts, ends = np.array([r["start"] for r in rows]), np.array([r["end"] for r in rows])
+    if len(rows) > 1 and np.any(starts[1:] < ends[:-1]):
+        centres = (starts + ends) / 2
+        hop = float(np.diff(centres).min())
+        return centres - hop / 2, np.full(len(rows), hop)
+    return starts, ends - starts
+
+
 def plot_timeline(rows: Sequence[dict], class_names: Sequence[str], path: Path, title: str = "") -> Path:
-    """Probabilities stacked over time (each window drawn at its centre; silence left blank) above a band of the
-    top class per window."""
+    """Probabilities stacked over time (spans without speech left blank) above a band of the top class."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     palette = colours(class_names)
-    centres = np.array([(r["start"] + r["end"]) / 2 for r in rows])
-    probs = np.array([[r["probabilities"][n] if r["probabilities"] else np.nan for n in class_names] for r in rows])
+    left, width = intervals(rows)
+    probs = np.array([[r["probabilities"][n] if r["probabilities"] else 0.0 for n in class_names] for r in rows])
     fig = Figure(figsize=(11, 4), dpi=100)
     FigureCanvasAgg(fig)
     top, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
-    top.stackplot(centres, np.nan_to_num(probs).T, colors=palette, linewidth=0)
+    bottom = np.zeros(len(rows))
+    for k, colour in enumerate(palette):
+        top.bar(left, probs[:, k], width, bottom=bottom, align="edge", color=colour, linewidth=0)
+        bottom += probs[:, k]
     top.set_ylim(0, 1)
     top.set_ylabel("probability")
     top.set_title(title)
-    half_hop = np.diff(centres).min() / 2 if len(centres) > 1 else (rows[0]["end"] - rows[0]["start"]) / 2
-    for c, r in zip(centres, rows):
-        colour = "white" if r["top"] == SILENCE else palette[class_names.index(r["top"])]
-        band.axvspan(c - half_hop, c + half_hop, color=colour, linewidth=0)
+    markers = sorted({r["top"] for r in rows} - set(class_names))
+    band_colours = [palette[class_names.index(r["top"])] if r["top"] in class_names else "white" for r in rows]
+    band.bar(left, np.ones(len(rows)), width, align="edge", color=band_colours, linewidth=0)
     band.set_yticks([])
     band.set_ylabel("top", rotation=0, ha="right", va="center")
     band.set_xlabel("time (s)")
     band.set_xlim(rows[0]["start"], rows[-1]["end"])
     handles = [Patch(color=c, label=n) for n, c in zip(class_names, palette)]
-    handles.append(Patch(facecolor="white", edgecolor="black", label=SILENCE))
+    handles += [Patch(facecolor="white", edgecolor="black", label=m) for m in markers]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.subplots_adjust(right=0.84, hspace=0.08)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -69,6 +70,27 @@ def test_timeline_rows_silence_and_one_compiled_shape(tmp_path, checkpoint):
     assert (tmp_path / "out" / "talk.png").stat().st_size > 10_000
 
 
+def test_vad_marks_the_pause_between_two_speakers(tmp_path, checkpoint):
+    from exhubert_jax import from_pretrained
+    from exhubert_jax.data.recording import recording
+    from exhubert_jax.timeline import NON_SPEECH
+
+    audio, segments = recording(40.0, seed=1)  # two segments, 3.3 s of near silence between them
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "two.wav", audio, SR, subtype="PCM_16")
+    model, params = from_pretrained(checkpoint)
+    predictor = Predictor(model)
+    [result] = timelines(model, params, tmp_path / "in", tmp_path / "out", segments="vad", batch_size=4,
+                         predictor=predictor)
+    spans = json.loads((tmp_path / "out" / "two.json").read_text())["windows"]
+    assert spans[0]["start"] == 0 and spans[-1]["end"] == pytest.approx(len(audio) / SR)
+    assert all(a["end"] == b["start"] for a, b in zip(spans, spans[1:]))  # contiguous, no overlap
+    assert all((s["probabilities"] is None) == (s["top"] == NON_SPEECH) for s in spans)
+    _, gap = planted_agreement(spans, segments, NON_SPEECH)
+    assert gap >= 0.9 and 0 < result["silence_windows"] < len(spans), (gap, result)
+    assert set(predictor.compiled_shapes) <= {(4, b) for b in default_buckets(3.0)}
+
+
 def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -95,3 +117,41 @@ def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, caps
     assert sorted(p.name for p in (tmp_path / "out" / "timeline").iterdir()) == ["good.csv", "good.json", "good.png"]
     assert evaluate.main(["--audio", str(folder), "--timeline", "--hop", "0", "--checkpoint", str(checkpoint)]) == 2
     assert "--hop must be positive" in capsys.readouterr().err
+
+
+def planted_agreement(windows, segments, marker):
+    """(fraction of windows inside a planted segment whose top class is its class, fraction of the planted gaps'
+    duration that the timeline marks with `marker`)."""
+    inside = [(w, c) for w in windows for a, b, c in segments if a <= w["start"] and w["end"] <= b]
+    hits = sum(w["top"] == c for w, c in inside) / len(inside)
+    gaps = [(b0, a1) for (_, b0, _), (a1, _, _) in zip(segments, segments[1:])]
+    grid = np.concatenate([np.arange(a, b, 0.05) for a, b in gaps])
+    marked = np.zeros(len(grid), bool)
+    for w in windows:
+        if w["top"] == marker:
+            marked |= (grid >= w["start"]) & (grid < w["end"])
+    return hits, float(marked.mean())
+
+
+@pytest.mark.slow
+def test_ten_minute_recording_follows_the_planted_segments(tmp_path, monkeypatch, capsys):
+    import train
+    from exhubert_jax.data.recording import recording
+    from exhubert_jax.timeline import NON_SPEECH
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EXHUBERT_DATA", raising=False)
+    assert train.main(["--stage", "finetune", "--quiet"]) == 0
+    audio, segments = recording(600.0, seed=0)
+    sf.write(tmp_path / "talk.wav", audio, SR, subtype="PCM_16")
+    common = ["--audio", "talk.wav", "--timeline", "--checkpoint", "runs/finetune"]
+    assert evaluate.main([*common, "--out", "fixed"]) == 0
+    fixed = json.loads((tmp_path / "fixed" / "timeline" / "talk.json").read_text())["windows"]
+    hits, silence = planted_agreement(fixed, segments, SILENCE)
+    assert hits >= 0.6 and silence >= 0.3, (hits, silence)  # 3 s windows fit inside a 2-4 s gap only sometimes
+    assert evaluate.main([*common, "--segments", "vad", "--out", "vad"]) == 0
+    spans = json.loads((tmp_path / "vad" / "timeline" / "talk.json").read_text())["windows"]
+    _, non_speech = planted_agreement(spans, segments, NON_SPEECH)
+    assert non_speech >= 0.95, non_speech
+    print(json.dumps({"fixed_top_class_agreement": hits, "fixed_gap_silence": silence, "vad_gap_non_speech":
+                      non_speech}), file=sys.stderr)
