@@ -46,7 +46,7 @@ def intervals(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_timeline(rows: Sequence[dict], class_names: Sequence[str], path: Path, title: str = "") -> Path:
-    """Probabilities stacked over time (spans without speech left blank) above a band of the top class."""
+    """Probabilities stacked over time (silence and non-speech left blank) above a band of the top class."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -57,16 +57,14 @@ def plot_timeline(rows: Sequence[dict], class_names: Sequence[str], path: Path, 
     fig = Figure(figsize=(11, 4), dpi=100)
     FigureCanvasAgg(fig)
     top, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
-    bottom = np.zeros(len(rows))
-    for k, colour in enumerate(palette):
-        top.bar(left, probs[:, k], width, bottom=bottom, align="edge", color=colour, linewidth=0)
-        bottom += probs[:, k]
-    top.set_ylim(0, 1)
+    edges = np.append(left, left[-1] + width[-1])  # rows are contiguous: a step per row, no gaps between bars
+    onehot = np.array([[float(r["top"] == n) for n in class_names] for r in rows])
+    for ax, values in ((top, probs), (band, onehot)):
+        ax.stackplot(edges, np.vstack([values, values[-1:]]).T, colors=palette, step="post", linewidth=0)
+        ax.set_ylim(0, 1)
     top.set_ylabel("probability")
     top.set_title(title)
     markers = sorted({r["top"] for r in rows} - set(class_names))
-    band_colours = [palette[class_names.index(r["top"])] if r["top"] in class_names else "white" for r in rows]
-    band.bar(left, np.ones(len(rows)), width, align="edge", color=band_colours, linewidth=0)
     band.set_yticks([])
     band.set_ylabel("top", rotation=0, ha="right", va="center")
     band.set_xlabel("time (s)")

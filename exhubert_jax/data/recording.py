@@ -3,8 +3,8 @@
     python -m exhubert_jax.data.recording OUT.wav [--minutes 10] [--seed 0]
 
 writes OUT.wav (16 kHz) and OUT.csv (start_s, end_s, class: the planted segments; the gaps are silence). Each
-segment strings together utterances of one class by one speaker of the demo-a corpus's kind (speakers drawn afresh
-from the seed), with short pauses between utterances and 2-4 s of near silence between segments.
+segment strings together utterances of one class by one of the demo-a corpus's speakers (those of the demo with
+the same seed; the utterances are new), with short pauses between utterances and 2-4 s of near silence between segments.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def segment(rng: np.random.Generator, cls: str, speaker: dict, seconds: float) -
 def recording(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
     """(16 kHz mono audio of about `seconds`, planted segments as (start s, end s, class))."""
     rng = np.random.default_rng(derive_seed(seed, "recording"))
-    speakers = list(_speakers(DEMO_CORPORA[0], derive_seed(seed, "recording-speakers"), 4).values())
+    speakers = list(_speakers(DEMO_CORPORA[0], seed, 4).values())  # the demo-a voices of `seed`
     pieces, segments, now = [], [], 0.0
     while now < seconds:
         gap = (1e-4 * rng.standard_normal(int(rng.uniform(2.0, 4.0) * SAMPLE_RATE))).astype(np.float32)
