@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from exhubert_jax import adapters
-from exhubert_jax.checkpoint import from_pretrained
+from exhubert_jax.checkpoint import from_pretrained, load_config
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
@@ -38,16 +38,22 @@ class OnnxExportError(ExhubertError, ValueError):
     """A model that cannot be exported to ONNX, or an export that does not reproduce the model."""
 
 
-def exportable(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, list[str]]:
-    """(params, config, folded adapter specs) with mergeable adapters folded in; other adapters are refused."""
-    if not config.adapters:
-        return params, config, []
-    merged, merged_config = adapters.merge(params, config)
-    left = [s for s in merged_config.adapters if not s.startswith("bbe:")]
+def check_exportable(config: HubertConfig) -> None:
+    """Refuse (from the config alone, before any weight is read) adapters that neither merge nor export."""
+    left = [s for s in config.adapters if not s.startswith("bbe:")
+            and adapters.REGISTRY[s.partition(":")[0]].merge is None]
     if left:
         raise OnnxExportError(f"adapter(s) {', '.join(left)} cannot be exported to ONNX: they do not fold into "
                               "HuBERT weights and the PyTorch model has no layers for them (lora, ia3 and bitfit "
                               "merge and export)")
+
+
+def exportable(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, list[str]]:
+    """(params, config, folded adapter specs) with mergeable adapters folded in; other adapters are refused."""
+    check_exportable(config)
+    if not config.adapters:
+        return params, config, []
+    merged, merged_config = adapters.merge(params, config)
     return merged, merged_config, [s for s in config.adapters if s not in merged_config.adapters]
 
 
@@ -212,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         src, which = resolve_checkpoint_dir(args.src)
         if which:
             print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
+        check_exportable(load_config(src))
         model, params = from_pretrained(src)
         summary = export_onnx(params, model.config, args.out, embedding=args.embedding, mask=not args.no_mask,
                               opset=args.opset)

@@ -124,9 +124,11 @@ def test_plain_model_exports_without_mask(tmp_path):
 
 
 def test_unexportable_models_are_refused_in_one_line(tmp_path, capsys):
-    config = preset("tiny", layerdrop=0.0)
-    params, config, _ = adapters.apply_spec(init_params(config, 1), config, "bottleneck:size=4")
-    save_pretrained(tmp_path / "bottleneck", config, params)
+    config = preset("tiny", layerdrop=0.0, adapters=("bottleneck:size=4,style=houlsby",))
+    (tmp_path / "bottleneck").mkdir()
+    config.save(tmp_path / "bottleneck" / "config.json")  # refused from the config, before the weights are read
+    with pytest.raises(to_onnx.OnnxExportError, match="bottleneck"):
+        to_onnx.exportable({}, config)
     assert to_onnx.main([str(tmp_path / "bottleneck"), str(tmp_path / "b.onnx")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bottleneck:size=4" in err and "cannot be exported to ONNX" in err, err
