@@ -107,6 +107,12 @@ def test_parity_masked_and_unmasked(exported, batch):
         assert_close(got[EMBEDDING], pooled, f"unmasked embedding {x.shape}")
 
 
+def test_cli_check_refuses_a_file_that_does_not_reproduce_the_model(exported):
+    path, model, params, _ = exported
+    with pytest.raises(to_onnx.OnnxExportError, match="onnxruntime logits differ from the JAX model's"):
+        to_onnx.verify(path, model, noisy(params, 9, where=lambda p: p.startswith("classifier/")), True)
+
+
 @pytest.mark.slow
 def test_plain_model_exports_without_mask(tmp_path):
     config = preset("tiny", layerdrop=0.0)
