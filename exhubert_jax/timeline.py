@@ -202,10 +202,13 @@ def classify(predict, params, spans, class_names: Sequence[str], batch_size: int
     return rows
 
 
-def output_stem(file: Path, root: Path, out_dir: Path) -> Path:
-    """OUT/<the file's path under the input folder, without its suffix> (OUT/<name> for a single file)."""
-    relative = file.relative_to(root) if root.is_dir() else Path(file.name)
-    return out_dir / relative.with_suffix("")
+def output_stems(files: Sequence[Path], root: Path, out_dir: Path) -> list[Path]:
+    """OUT/<each file's path under the input folder, without its suffix>; files that would share one (a.wav and
+    a.flac) keep their suffix as _wav, _flac."""
+    relative = [f.relative_to(root) if root.is_dir() else Path(f.name) for f in files]
+    bare = [r.with_suffix("") for r in relative]
+    return [out_dir / (b if bare.count(b) == 1 else b.with_name(f"{b.name}_{r.suffix[1:]}"))
+            for r, b in zip(relative, bare)]
 
 
 def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, window_s: float = WINDOW_S,
@@ -222,15 +225,14 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
     window, hop = check_window(window_s, hop_s)
     predict, names, root = predictor or Predictor(model), model_class_names(model.config), Path(path_or_dir)
     buckets, marker = default_buckets(chunk_seconds), SILENCE if segments == "fixed" else NON_SPEECH
-    results = []
-    for f in input_files(path_or_dir):
+    results, files = [], input_files(path_or_dir)
+    for f, stem in zip(files, output_stems(files, root, Path(out_dir))):
         spans = file_windows(f, window, hop) if segments == "fixed" else vad_spans(f)
         try:
             rows = classify(predict, params, spans, names, batch_size, buckets, max(buckets), marker)
         except AudioError as e:
             results.append({"file": str(f), "error": e.reason})
             continue
-        stem = output_stem(f, root, Path(out_dir))
         meta = {"file": str(f), "segments": segments, **({"window_s": window_s, "hop_s": hop_s}
                                                           if segments == "fixed" else {})}
         written = write_tables(rows, names, stem, meta)

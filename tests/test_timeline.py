@@ -115,6 +115,9 @@ def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, caps
     assert "truncated" in errors[str(folder / "cut.flac")]
     assert "good.wav: 2 windows (0 silence)" in out
     assert sorted(p.name for p in (tmp_path / "out" / "timeline").iterdir()) == ["good.csv", "good.json", "good.png"]
+    from exhubert_jax.timeline import output_stems
+    stems = output_stems([folder / "a.wav", folder / "a.flac", folder / "s" / "b.wav"], folder, tmp_path)
+    assert stems == [tmp_path / "a_wav", tmp_path / "a_flac", tmp_path / "s" / "b"]
     assert evaluate.main(["--audio", str(folder), "--timeline", "--hop", "0", "--checkpoint", str(checkpoint)]) == 2
     assert "--hop must be positive" in capsys.readouterr().err
 
