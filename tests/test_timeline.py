@@ -47,6 +47,20 @@ def test_streamed_windows_equal_windows_of_the_whole_file(tmp_path):
         assert np.max(np.abs(samples - whole[start:start + 3 * SR])) < 1e-4, start
 
 
+def test_windows_hold_one_block_and_one_window():
+    import tracemalloc
+
+    block = 30 * SR
+    blocks = (np.full(block, 0.1, np.float32) for _ in range(20))  # 10 minutes (38 MB), made as they are read
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in windows(blocks, 3 * SR, SR))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 598 and peak < 4 * 4 * block, peak  # measured 3.2 blocks (buffer, block, their concatenation)
+
+
 def test_timeline_rows_silence_and_one_compiled_shape(tmp_path, checkpoint):
     from exhubert_jax import from_pretrained
 
