@@ -169,17 +169,19 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     out = Path(args.out or checkpoint / "eval") / "timeline"
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
-    failed = [r for r in results if "error" in r]
+    failed, caveat = [r for r in results if "error" in r], ev.checkpoint_caveat(checkpoint)
     for r in failed:
         print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint), "caveat": ev.checkpoint_caveat(checkpoint), "files": results}))
-    else:
-        for r in results:
-            if "error" not in r:
-                print(f"{r['file']}: {r['windows']} {'windows' if args.segments == 'fixed' else 'spans'} "
-                      f"({r['silence_windows']} {'silence' if args.segments == 'fixed' else 'non-speech'}), mostly "
-                      f"{r['most_frequent']}; wrote {', '.join(r['outputs'])}")
+        print(json.dumps({"checkpoint": str(checkpoint), "caveat": caveat, "files": results}))
+        return 1 if failed else 0
+    for r in results:
+        if "error" not in r:
+            print(f"{r['file']}: {r['windows']} {'windows' if args.segments == 'fixed' else 'spans'} "
+                  f"({r['silence_windows']} {'silence' if args.segments == 'fixed' else 'non-speech'}), mostly "
+                  f"{r['most_frequent']}; wrote {', '.join(r['outputs'])}")
+    if caveat:
+        print(caveat)
     return 1 if failed else 0
 
 
