@@ -8,6 +8,7 @@ checkpoints with paired tests against a baseline, or emotion probabilities for a
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert --baseline runs/hubert
     python evaluate.py --corpus demo --checkpoint runs/finetune --calibrate     # temperature fitted on validation
     python evaluate.py --audio clips/ --json
+    python evaluate.py --audio long.wav --timeline --window 3 --hop 1   # probabilities over time: CSV, JSON, PNG
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, metavar="RUN",
                    help="with several --checkpoint runs: test each against this one on the same test utterances "
                         "(UAR difference, paired-bootstrap interval, randomisation p-value, Holm over corpora)")
+    p.add_argument("--timeline", action="store_true", help="--audio: class probabilities over time per file, in "
+                                                            "sliding windows (OUT/timeline/FILE.csv, .json, .png)")
+    p.add_argument("--window", type=float, default=3.0, help="--timeline: window length in seconds")
+    p.add_argument("--hop", type=float, default=1.0, help="--timeline: seconds from one window's start to the next")
+    p.add_argument("--segments", default="fixed", choices=("fixed", "vad"),
+                   help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero VAD); "
+                        "silence / non-speech spans are marked, never classified")
     return p.parse_args(argv)
 
 
@@ -282,6 +290,32 @@ def check_options(args, specs: list[str]) -> None:
     args.baseline = args.baseline.strip()
 
 
+def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
+    """Write each file's timeline; print one line per file (or JSON); exit 1 when any file failed."""
+    from exhubert_jax import evaluation as ev
+    from exhubert_jax.timeline import timelines
+
+    if not Path(args.audio).exists() or not ev.input_files(args.audio):
+        raise ev.EvaluationError(f"no audio files found at {args.audio}")
+    out = Path(args.out or checkpoint / "eval") / "timeline"
+    results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
+                        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
+    failed, caveat = [r for r in results if "error" in r], ev.checkpoint_caveat(checkpoint)
+    for r in failed:
+        print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"checkpoint": str(checkpoint), "caveat": caveat, "files": results}))
+        return 1 if failed else 0
+    for r in results:
+        if "error" not in r:
+            print(f"{r['file']}: {r['windows']} {'windows' if args.segments == 'fixed' else 'spans'} "
+                  f"({r['silence_windows']} {'silence' if args.segments == 'fixed' else 'non-speech'}), mostly "
+                  f"{r['most_frequent']}; wrote {', '.join(r['outputs'])}")
+    if caveat:
+        print(caveat)
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit code (2 for usage/data/checkpoint errors, 1 when an audio file failed)."""
     args = parse_args(argv)
@@ -307,6 +341,15 @@ def main(argv=None) -> int:
     try:
         if args.batch_size < 1:
             raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.timeline:
+            from exhubert_jax.timeline import check_window
+
+            if args.audio is None:
+                raise ev.EvaluationError("--timeline needs --audio FILE_OR_DIR")
+            try:
+                check_window(args.window, args.hop)
+            except ValueError as e:
+                raise ev.EvaluationError(str(e)) from None
         specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
         check_options(args, specs)
         if args.audio is not None and args.input == "card":
@@ -323,6 +366,8 @@ def main(argv=None) -> int:
         model, params, predictor = predictor_for(checkpoint)
         if args.corpus is not None:
             return run_corpora(args, model, params, checkpoint, predictor)
+        if args.timeline:
+            return run_timeline(args, model, params, checkpoint, predictor)
         return run_audio(args, model, params, checkpoint, predictor)
     except ExhubertError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,235 @@
+"""Export an exhubert-jax checkpoint (or a training workdir's best/final) to ONNX, through its PyTorch export.
+
+Usage: python -m converters.to_onnx SRC OUT.onnx [--embedding] [--no-mask] [--opset 18] [--no-verify]
+The graph takes input_values (batch, samples) float32 and attention_mask (batch, samples) int64, both axes
+dynamic, and gives logits (batch, classes), plus the pooled embedding (batch, classifier_proj_size) with
+--embedding. LoRA and IA3 adapters are merged first; models the PyTorch export cannot express are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from exhubert_jax import adapters
+from exhubert_jax.checkpoint import from_pretrained, load_config
+from exhubert_jax.config import HubertConfig
+from exhubert_jax.errors import ExhubertError, one_line
+from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
+
+from . import flax_to_torch
+from .onnx_io import EMBEDDING, INPUTS, LOGITS, jax_outputs, run, session
+
+OPSET = 18
+EXAMPLE_SAMPLES = 16000  # the traced example: 2 rows of 1 s, the second padded (the graph is generic in both axes)
+VERIFY_TOLERANCE = 1e-3  # max-abs logit difference onnxruntime vs JAX above which the export is reported broken
+
+
+class OnnxExportError(ExhubertError, ValueError):
+    """A model that cannot be exported to ONNX, or an export that does not reproduce the model."""
+
+
+def check_exportable(config: HubertConfig) -> None:
+    """Refuse (from the config alone, before any weight is read) adapters that neither merge nor export."""
+    left = [s for s in config.adapters if not s.startswith("bbe:")
+            and adapters.REGISTRY[s.partition(":")[0]].merge is None]
+    if left:
+        raise OnnxExportError(f"adapter(s) {', '.join(left)} cannot be exported to ONNX: they do not fold into "
+                              "HuBERT weights and the PyTorch model has no layers for them (lora, ia3 and bitfit "
+                              "merge and export)")
+
+
+def exportable(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, list[str]]:
+    """(params, config, folded adapter specs) with mergeable adapters folded in; other adapters are refused."""
+    check_exportable(config)
+    if not config.adapters:
+        return params, config, []
+    merged, merged_config = adapters.merge(params, config)
+    return merged, merged_config, [s for s in config.adapters if s not in merged_config.adapters]
+
+
+def min_samples(config: HubertConfig) -> int:
+    """The shortest input that gives two frames (torch.export's frame axis is symbolic only from 2 up)."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field + jump
+
+
+def load_torch(params: dict, config: HubertConfig):
+    """Our PyTorch export of the model, loaded back as a user loads it (ZLL models through their own code)."""
+    from transformers import AutoModelForAudioClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = flax_to_torch.export(params, config, tmp)
+            model = AutoModelForAudioClassification.from_pretrained(out, trust_remote_code=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    return model.float().eval()
+
+
+def graph_module(model, embedding: bool):
+    """A torch module returning logits, or (logits, the classifier's input: the pooled embedding)."""
+    import torch
+
+    pooled = []  # filled by the hook during each forward (a module attribute would have to be a buffer for export)
+    model.classifier.register_forward_pre_hook(lambda module, args: pooled.append(args[0]))
+
+    class Graph(torch.nn.Module):
+        """The exported computation."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_values, attention_mask=None):
+            logits = self.model(input_values, attention_mask=attention_mask).logits
+            return (logits, pooled.pop()) if embedding else logits
+
+    return Graph().eval()
+
+
+def example_inputs(mask: bool) -> tuple:
+    """The traced example: 2 rows of EXAMPLE_SAMPLES, the second with 40 % padding when there is a mask."""
+    import torch
+
+    x = torch.randn(2, EXAMPLE_SAMPLES, generator=torch.Generator().manual_seed(0))
+    if not mask:
+        return (x,)
+    m = torch.ones(2, EXAMPLE_SAMPLES, dtype=torch.int64)
+    m[1, int(0.6 * EXAMPLE_SAMPLES):] = 0
+    return x * m, m
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """Keep torch.onnx's progress lines, warnings and log messages off the terminal."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnx_ir", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def trace(graph, config: HubertConfig, mask: bool, embedding: bool, opset: int):
+    """torch.onnx's dynamo exporter on `graph` with dynamic batch and length axes: an ONNXProgram."""
+    import torch
+
+    names = list(INPUTS if mask else INPUTS[:1])
+    batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=min_samples(config))
+    try:
+        with quiet_exporter(), torch.inference_mode(False), torch.no_grad():
+            return torch.onnx.export(graph, example_inputs(mask), dynamo=True, opset_version=opset,
+                                     input_names=names, output_names=[LOGITS, EMBEDDING] if embedding else [LOGITS],
+                                     dynamic_shapes={n: {0: batch, 1: samples} for n in names}, verbose=False)
+    except Exception as e:  # torch.export / translation failures: a construct the exporter cannot express
+        raise OnnxExportError(f"torch.onnx cannot export this model ({one_line(e)})") from e
+
+
+def save(program, out: Path) -> list[Path]:
+    """Write the ONNX file (weights in OUT.data beside it past protobuf's 2 GB); returns the files written."""
+    data = out.with_name(out.name + ".data")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.unlink(missing_ok=True)  # a stale weight file of an earlier, larger export
+    program.save(str(out))
+    return [p for p in (out, data) if p.exists()]
+
+
+def check(out: Path) -> None:
+    """ONNX's checker with shape inference on the written file (by path, so external data is fine)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(out), full_check=True)
+    except Exception as e:  # onnx.checker.ValidationError, shape-inference errors
+        raise OnnxExportError(f"{out}: the ONNX checker rejects the exported file ({one_line(e)})") from e
+
+
+def verify(out: Path, model, params: dict, mask: bool) -> float:
+    """Max-abs logit difference, onnxruntime vs our JAX model, on a batch of a shape the export did not see."""
+    samples = int(1.3 * EXAMPLE_SAMPLES) + 7
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, samples)).astype(np.float32)
+    m = None
+    if mask:
+        m = np.ones((3, samples), np.int64)
+        m[1, int(0.7 * samples):] = 0
+        m[2, int(0.45 * samples):] = 0
+        x = x * m
+    want, _ = jax_outputs(model)(params, x, m)
+    got = run(session(out), x, m)[LOGITS]
+    diff = float(np.max(np.abs(got - np.asarray(want))))
+    if not diff <= VERIFY_TOLERANCE:
+        raise OnnxExportError(f"{out}: onnxruntime logits differ from the JAX model's by {diff:.3g} "
+                              f"(> {VERIFY_TOLERANCE}); the export is wrong, do not use it")
+    return diff
+
+
+def export_onnx(params: dict, config: HubertConfig, out: str | Path, *, embedding: bool = False, mask: bool = True,
+                opset: int = OPSET) -> dict:
+    """Export to `out` and run ONNX's checker: a summary (files, sizes, inputs, outputs, merged adapters)."""
+    out = Path(out)
+    params, config, folded = exportable(params, config)
+    graph = graph_module(load_torch(params, config), embedding)
+    files = save(trace(graph, config, mask, embedding, opset), out)
+    del graph
+    check(out)
+    return {"out": str(out), "files": [str(f) for f in files], "bytes": sum(f.stat().st_size for f in files),
+            "inputs": list(INPUTS if mask else INPUTS[:1]), "outputs": [LOGITS, EMBEDDING] if embedding else [LOGITS],
+            "opset": opset, "style": config.expansion_style or "plain", "layers": config.total_layers,
+            "merged_adapters": folded}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="exhubert-jax checkpoint directory, or a training workdir (uses best/, else final/)")
+    ap.add_argument("out", help="the .onnx file to write (weights go to OUT.data beside it past 2 GB)")
+    ap.add_argument("--embedding", action="store_true", help="also output the pooled embedding the classifier reads")
+    ap.add_argument("--no-mask", action="store_true", help="no attention_mask input (fixed-length, unpadded clips "
+                                                           "as the model card feeds them)")
+    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    ap.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-JAX check on a fresh shape")
+    args = ap.parse_args(argv)
+    try:
+        src, which = resolve_checkpoint_dir(args.src)
+        if which:
+            print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
+        check_exportable(load_config(src))
+        model, params = from_pretrained(src)
+        summary = export_onnx(params, model.config, args.out, embedding=args.embedding, mask=not args.no_mask,
+                              opset=args.opset)
+        if not args.no_verify:
+            summary["max_abs_logit_diff_vs_jax"] = verify(Path(args.out), model, params, not args.no_mask)
+    except (ExhubertError, OSError) as e:
+        print(f"error: {args.src}: {e}" if isinstance(e, OnnxExportError) else f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"src": str(src), **summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
