@@ -50,11 +50,12 @@ def assert_close(got, want, what):
 
 
 def zll_lora(seed=2, **layout):
-    """A tiny ZLL-expanded model with LoRA (random ZLLs and LoRA B, so both matter): (params, config)."""
+    """A tiny model expanded in the released ExHuBERT's gated layout (a Linear after every layer, a skip around the
+    copies'; the ZLL layout's code paths plus the gates) with LoRA, its Linears and LoRA B random: (params, config)."""
     config = preset("tiny", layerdrop=0.0, **layout)
     params, config, _ = adapters.apply_spec(noisy(init_params(config, seed), seed), config,
-                                            ["bbe:copies=1,style=zll", "lora:r=4,alpha=8,targets=q+v+ff2"])
-    return noisy(params, seed + 1, where=lambda p: "/zll/" in p or p.endswith("lora_b")), config
+                                            ["bbe:copies=1,style=gated", "lora:r=4,alpha=8,targets=q+v+ff2"])
+    return noisy(params, seed + 1, where=lambda p: "/zll/" in p or "/gate/" in p or p.endswith("lora_b")), config
 
 
 def export_cli(args):
@@ -67,7 +68,7 @@ def export_cli(args):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A ZLL model with LoRA (post-LN, group-norm layout) exported by the CLI with mask and embedding (the CLI checks
+    """A gated model with LoRA (post-LN, group-norm layout) exported by the CLI with mask and embedding (the CLI checks
     it against the unmerged model), and the JAX model with LoRA merged, which compiles faster, as the reference."""
     tmp = tmp_path_factory.mktemp("onnx")
     params, config = zll_lora(**BASE_LAYOUT)
@@ -81,7 +82,7 @@ def test_cli_writes_a_checked_file_with_dynamic_axes(exported):
     path, model, _, summary = exported
     assert summary["files"] == [str(path)] and summary["bytes"] == path.stat().st_size
     assert summary["inputs"] == ["input_values", "attention_mask"] and summary["outputs"] == [LOGITS, EMBEDDING]
-    assert summary["style"] == "zll" and summary["layers"] == 4
+    assert summary["style"] == "gated" and summary["layers"] == 4
     assert [s.partition(":")[0] for s in summary["merged_adapters"]] == ["lora"]
     assert summary["max_abs_logit_diff_vs_jax"] <= TOL
     onnx.checker.check_model(str(path), full_check=True)
