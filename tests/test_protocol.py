@@ -103,8 +103,12 @@ def test_summary_mean_sd_and_pooled_uar():
     p = ["sad", "happy", "happy", "happy", "happy", "happy", "sad"]
     assert s["pooled"] == pytest.approx(metrics.uar([names.index(v) for v in y], [names.index(v) for v in p], 3))
     text = ps.table(runs, ["test"], {"test": s}, "fold")
-    assert "| mean ± sd (2 runs) | | | | 70.8 ± 5.9 |" in text and f"| 7 | {100 * s['pooled']:.1f} |" in text
-    assert "| f1 | c1 | no | 4 | 75.0 |" in text and "| f2 | c2 | unknown | 3 | 66.7 |" in text
+    lo, hi = s["mean_interval"]
+    assert lo <= s["mean"] <= hi and s["pooled_interval"][0] <= s["pooled"] <= s["pooled_interval"][1]
+    assert f"| mean ± sd (2 runs) | | | | 70.8 ± 5.9 [{100 * lo:.1f}, {100 * hi:.1f}] |" in text
+    assert f"| 7 | {100 * s['pooled']:.1f} [" in text
+    assert "| f1 | c1 | no | 4 | 75.0 [" in text and "| f2 | c2 | unknown | 3 | 66.7 [" in text
+    assert s["runs_intervals"]["f1"] == ps.run_interval(r1, "f1/test")[0]  # deterministic, seeded per run
 
 
 def test_resume_runs_only_what_is_not_done_and_refuses_another_protocol(tmp_path, monkeypatch):
