@@ -234,3 +234,21 @@ def test_bbe_then_lora_on_the_gated_layout_keeps_gates_frozen_and_exports(tmp_pa
     with torch.no_grad():
         theirs = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask)).logits.numpy()
     assert np.max(np.abs(np.asarray(ours) - theirs)) <= TOL
+
+
+def test_lora_on_the_converted_release_trains_lora_the_copies_linears_and_head(released):
+    """LoRA after the (unrecorded) expansion of a converted release: the layout's Linears are expansion leaves and
+    keep their labels (the copies' ZLLs train, the originals' gates stay frozen), the backbone freezes."""
+    from exhubert_jax import adapters
+
+    _, root = released
+    model, params = from_pretrained(root / "jax")
+    params, config, labels = adapters.apply_spec(params, model.config, "lora:r=2,targets=q+v")
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): lab
+            for path, lab in jax.tree_util.tree_leaves_with_path(labels)}
+    trainable = sorted({k for k, lab in flat.items() if lab == "trainable"})
+    assert trainable and all("lora_" in k or k.startswith(("projector/", "classifier/", "hubert/encoder/expansion/zll/"))
+                             for k in trainable)
+    assert flat["hubert/encoder/expansion/gate/kernel"] == "frozen"
+    assert any("expansion/layers" in k for k in trainable) and any(k.startswith("hubert/encoder/layers") for k in
+                                                                      trainable)
