@@ -62,9 +62,8 @@ def uar(y_true, y_pred, num_classes: int | None = None, weights=None) -> float:
 
 def weighted_accuracy(y_true, y_pred, weights=None) -> float:
     """Weighted accuracy ("WA" in SER papers) = plain accuracy, the class-frequency-weighted recall."""
-    y_true, y_pred, w = _as_arrays(y_true, y_pred, weights)
-    total = w.sum()
-    return float(np.sum(w * (y_true == y_pred)) / total) if total > 0 else float("nan")
+    cm = confusion_matrix(y_true, y_pred, max(_num_classes(y_true, y_pred, None), 1), weights)
+    return _wa_from_cm(cm)
 
 
 def macro_f1(y_true, y_pred, num_classes: int | None = None, weights=None) -> float:
@@ -84,7 +83,7 @@ def summarize(y_true, y_pred, num_classes: int, class_names: Sequence[str] | Non
     return {
         "n": _number(cm.sum()),
         "uar": _uar_from_cm(cm),
-        "wa": float(np.trace(cm) / cm.sum()) if cm.sum() > 0 else float("nan"),
+        "wa": _wa_from_cm(cm),
         "macro_f1": _macro_f1_from_cm(cm),
         "class_names": names,
         "per_class_recall": {n: (None if np.isnan(r) else float(r)) for n, r in zip(names, recall)},
@@ -99,6 +98,12 @@ def _num_classes(y_true, y_pred, num_classes: int | None) -> int:
         return int(num_classes)
     labels = np.concatenate([np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)])
     return int(labels.max()) + 1 if labels.size else 0
+
+
+def _wa_from_cm(cm: np.ndarray) -> float:
+    """Accuracy from a confusion matrix (NaN when it is empty)."""
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total > 0 else float("nan")
 
 
 def _uar_from_cm(cm: np.ndarray) -> float:

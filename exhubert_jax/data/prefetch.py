@@ -18,8 +18,6 @@ from typing import Any, Iterator
 
 from .errors import DataError
 
-_END = object()
-
 
 class Prefetch:
     """Wraps a batch stream with next()/state()/load_state() (e.g. batching.RoundRobin).
