@@ -14,7 +14,7 @@ import argparse
 import sys
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """The command line (no abbreviations: --step is not --steps)."""
     from exhubert_jax.config import EXPANSION_STYLES
     from exhubert_jax.stages import DEMO, PAPER, TRANSFER_STEPS
@@ -71,7 +71,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--num-processes", type=int, help="--distributed: number of processes (hosts) in the run")
     ap.add_argument("--process-id", type=int, help="--distributed: this process's id, 0 .. num-processes - 1")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap.parse_args(argv)
+    return ap
+
+
+TRAINING = ("finetune", "transfer")
+# Flags only some stages use: given with another stage they would do nothing, so they are refused.
+STAGE_FLAGS = {
+    **{flag: TRAINING for flag in (
+        "data_dir", "random_init", "preset", "steps", "update", "batch_size", "max_seconds", "input", "lr",
+        "schedule", "warmup_steps", "weight_decay", "eval_every", "patience", "keep", "clip_norm", "accumulate",
+        "max_bad_steps", "adapter")},
+    "corpora": ("finetune",), "corpus": ("transfer",), "labels": ("transfer",),
+    "copies": ("expand",), "style": ("expand",),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed flags; a flag the chosen stage does not use is an error naming it and the stages that use it."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    defaults = vars(ap.parse_args([]))
+    for flag, stages in STAGE_FLAGS.items():
+        if args.stage not in stages and getattr(args, flag) != defaults[flag]:
+            ap.error(f"--{flag.replace('_', '-')} does nothing with --stage {args.stage}; it is used by --stage "
+                     f"{' and '.join(stages)}")
+    return args
 
 
 def start_distributed(args: argparse.Namespace) -> None:

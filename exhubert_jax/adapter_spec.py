@@ -87,6 +87,10 @@ def normalise(method: str, options: dict[str, Any]) -> dict[str, Any]:
         raise AdapterSpecError(f"unknown adapter method {method!r}; choose one of {', '.join(METHODS)}")
     schema = METHODS[method]
     given = {ALIASES.get(k, k): v for k, v in options.items()}
+    both = sorted(k for k in options if k in ALIASES and ALIASES[k] in options)
+    if both:
+        raise AdapterSpecError(f"adapter {method!r}: {', '.join(f'{k} and {ALIASES[k]}' for k in both)} name the same "
+                               "option; give it once")
     unknown = sorted(set(given) - set(schema))
     if unknown:
         allowed = ", ".join(schema) or "none"

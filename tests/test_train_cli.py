@@ -181,3 +181,23 @@ def test_embedded_demo_learns_well_above_chance(tmp_path, monkeypatch, capsys):
     assert "NOTICE: no --corpora given" in out and (tmp_path / "data" / "prepared" / "demo-a" / "info.json").is_file()
     final = json.loads((tmp_path / "runs" / "finetune" / "final.json").read_text())
     assert final["mean"] >= 0.5, final
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stage", "expand", "--adapter", "lora:r=8", "--steps", "20"], "--steps does nothing with --stage expand"),
+    (["--stage", "expand", "--corpora", "demo"], "--corpora does nothing with --stage expand; it is used by --stage "
+                                                 "finetune"),
+    (["--stage", "finetune", "--copies", "2", "--style", "zero_out"], "--copies does nothing with --stage finetune"),
+    (["--stage", "finetune", "--labels", "emotion"], "--labels does nothing with --stage finetune"),
+])
+def test_a_flag_the_stage_does_not_use_is_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_conflicting_adapter_option_aliases_are_refused():
+    from exhubert_jax.adapter_spec import AdapterSpecError, normalise, parse_spec
+
+    with pytest.raises(AdapterSpecError, match="rank and r name the same option"):
+        normalise(*parse_spec("lora:r=8,rank=4"))
