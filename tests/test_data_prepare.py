@@ -262,3 +262,9 @@ def test_emodb_real_subset(tmp_path):
     builder = tfds.builder("emodb", data_dir=str(tmp_path))
     assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == {
         "train": 150, "validation": 55, "test": 38}
+
+
+def test_workers_below_one_are_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--corpus", "emodb", "--source", str(tmp_path), "--workers", "-1"])
+    assert exit_info.value.code == 2 and "--workers must be at least 1" in capsys.readouterr().err

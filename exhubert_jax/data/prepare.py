@@ -617,6 +617,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.list:
         print(_list_corpora())
         return 0
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1 (decoding processes), got {args.workers}")
     options = dict(out=args.out, split_method=args.split_method, seed=args.seed, on_error=args.on_error,
                    force=args.force, label_map=args.label_map, workers=args.workers, progress=not args.no_progress)
     if args.emonet:
