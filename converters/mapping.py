@@ -259,30 +259,14 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
     return unflatten_dict(arrays), report
 
 
-def check_params(params: dict, config: HubertConfig) -> None:
-    """Every leaf of `params` is one the config's model has, with its shape; else an error naming the leaf."""
-    from exhubert_jax.model import param_shapes
-
-    want = {path: tuple(s.shape) for path, s in flatten_dict(param_shapes(config)).items()}
-    have = {path: tuple(np.shape(v)) for path, v in flatten_dict(params).items()}
-    unknown = sorted("/".join(p) for p in set(have) - set(want))
-    if unknown:
-        raise CheckpointMismatch(f"parameter(s) {', '.join(unknown[:4])} are not part of the model this config "
-                                 f"describes ({config.total_layers} layers, style {config.expansion_style or 'plain'}, "
-                                 f"adapters {list(config.adapters) or 'none'}); refusing to export them")
-    missing = sorted("/".join(p) for p in set(want) - set(have))
-    if missing:
-        raise CheckpointMismatch(f"parameters lack {', '.join(missing[:4])}, which the config's model needs")
-    for path, shape in sorted(have.items()):
-        if shape != want[path]:
-            raise CheckpointMismatch(f"parameter {'/'.join(path)} has shape {shape}; the config's layer stack "
-                                     f"needs {want[path]}")
-
-
 def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.ndarray]:
     """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; layout
     Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first."""
-    check_params(params, config)
+    from exhubert_jax.checkpoint import check_tree
+    from exhubert_jax.model import param_shapes
+
+    check_tree(params, param_shapes(config), f"export of a {config.total_layers}-layer model (style "
+               f"{config.expansion_style or 'plain'}, adapters {list(config.adapters) or 'none'})")
     flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
     return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
             for leaf in leaves(config, params)}

@@ -25,14 +25,14 @@ class ExportConfigError(ExhubertError, ValueError):
 def linear_positions(n_layers: int, copies: int, style: str | None) -> dict[str, list[int]]:
     """Indices into the flattened PyTorch encoder.layers of the layers followed by a Linear with a skip
     ("zll_layers") and by one without ("gate_layers"), from the layout."""
-    slots = spec.linear_slots(n_layers, copies, style) if copies else []
+    slots = spec.linear_slots(n_layers, copies, style)
     return {"zll_layers": [s.position for s in slots if s.rule.skip],
             "gate_layers": [s.position for s in slots if not s.rule.skip]}
 
 
 def has_linears(config: HubertConfig) -> bool:
     """Whether the config's layout puts Linears after layers (then plain transformers HuBERT cannot hold it)."""
-    return bool(config.expansion_copies and spec.linear_slots(1, config.expansion_copies, config.expansion_style))
+    return bool(spec.linear_slots(1, config.expansion_copies, config.expansion_style))
 
 
 def export_config(config: HubertConfig) -> dict:

@@ -104,7 +104,7 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
     process writes alone (host arrays, no barrier with the others)."""
     path = Path(path).absolute()
     config = _config_of(model_or_config)
-    _check_tree(params, param_shapes(config), str(path))
+    check_tree(params, param_shapes(config), str(path))
     me = jax.process_index()
     alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})  # the caller writes alone
     options = dict(multiprocessing_options=alone) if jax.process_count() > 1 else {}
@@ -153,7 +153,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
             raise damaged(path, f"{PARAMS_DIR}/ metadata unreadable: {one_line(e)}") from e
         if not jax.tree.leaves(saved):
             raise damaged(path, f"{PARAMS_DIR}/ lists no arrays: its OCDBT index files (d/) are missing")
-        _check_tree(saved, abstract, f"{path / PARAMS_DIR} does not match {path / CONFIG_FILE}")
+        check_tree(saved, abstract, f"{path / PARAMS_DIR} does not match {path / CONFIG_FILE}")
         try:
             params = ckptr.restore(path / PARAMS_DIR, abstract)
         except Exception as e:  # noqa: BLE001 - the tree matches, so a failing read is a damaged data file
@@ -163,7 +163,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
     return HubertForSequenceClassification(config, remat=remat, **kwargs), params
 
 
-def _check_tree(params: dict, shapes: dict, where: str) -> None:
+def check_tree(params: dict, shapes: dict, where: str) -> None:
     """Raise CheckpointError naming the first missing, extra or mis-shaped leaf."""
     got = {jax.tree_util.keystr(k): tuple(getattr(v, "shape", np.shape(v)))
            for k, v in jax.tree_util.tree_leaves_with_path(params)}

@@ -100,9 +100,17 @@ class LayerSlot(NamedTuple):
         return GATE if self.copy is None else ZLL
 
 
+UNEXPANDED = Layout(SlotRule(), SlotRule())
+
+
+def _rules(copies: int, style: str | None) -> Layout:
+    """The layout of a stack with `copies` copies per layer (an unexpanded stack has no Linears)."""
+    return layout(style) if copies else UNEXPANDED
+
+
 def layer_slots(n_layers: int, copies: int, style: str | None = None) -> list[LayerSlot]:
     """Every layer of the (expanded) stack in execution order, with the rule of its layout."""
-    rules = layout(style) if copies else Layout(SlotRule(), SlotRule())
+    rules = _rules(copies, style)
     if any(rule.skip and rule.linear is None for rule in rules[:2]):
         raise ValueError(f"layout {style!r}: a skip needs a Linear (h + Linear(layer(h)))")
     order = [(i, c) for i in range(n_layers) for c in (None, *range(copies))]
@@ -121,7 +129,7 @@ def linear_slots(n_layers: int, copies: int, style: str | None) -> list[LayerSlo
 
 def linear_shapes(n_layers: int, copies: int, style: str | None, dim: int) -> dict[tuple[str, ...], dict]:
     """{Linear path: {"kernel": shape, "bias": shape}} of the layout's stacked Linears (Flax Dense layout)."""
-    rules = layout(style) if copies else Layout(SlotRule(), SlotRule())
+    rules = _rules(copies, style)
     lead = {GATE: (n_layers,), ZLL: (n_layers, copies)}
     present = {GATE: rules.original.linear is not None, ZLL: rules.copy.linear is not None}
     return {path: {"kernel": (*lead[path], dim, dim), "bias": (*lead[path], dim)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from converters import flax_to_torch
@@ -60,3 +61,15 @@ def test_refusal_names_both_paths(tmp_path):
     with pytest.raises(OutputError, match="lies inside the input"):
         with atomic_directory(tmp_path / "a" / "b", tmp_path / "a"):
             pass
+
+
+def test_an_export_refuses_a_leaf_the_config_does_not_describe(tmp_path):
+    from exhubert_jax.checkpoint import CheckpointError
+
+    config = preset("tiny")
+    params = init_params(config, 0)
+    params = {**params, "hubert": {**params["hubert"], "encoder": {**params["hubert"]["encoder"],
+                                                                 "stray": {"kernel": np.zeros((2, 2))}}}}
+    with pytest.raises(CheckpointError, match=r"export of a 2-layer model .*stray.*is not part of this config"):
+        flax_to_torch.export(params, config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
