@@ -36,7 +36,7 @@ def run(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("style", ["plain", "zll"])
+@pytest.mark.parametrize("style", ["plain", pytest.param("zll", marks=pytest.mark.slow)])
 def test_pipeline_scores_are_our_softmax(run, tmp_path, style):
     from exhubert_jax import from_pretrained
     from exhubert_jax.expansion import expand
