@@ -125,7 +125,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
             results.append(r)
         average = analysis.average_interval(samples)
         doc = {"checkpoint": str(checkpoint), "corpora": names, "split": args.split, "input": args.input,
-               "label_space": "+".join(sorted(set(spaces.values()))), "caveat": ev.checkpoint_caveat(checkpoint),
+               "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
                "average_uar_interval": average, "temperature": temperature, "results": results}
         text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
                 f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
@@ -136,7 +136,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     index = eval_outputs.record(root, {
         "corpora": names, "split": args.split, "input": args.input, "labels": doc["label_space"],
         "checkpoint": str(checkpoint), "temperature": temperature and temperature["temperature"],
-        "mean_uar": sum(r["uar"] for r in results) / len(results), "path": name, "main": "results.md",
+        "mean_uar": eval_outputs.mean_uar(results), "path": name, "main": "results.md",
         "files": files})
     out = root / name
     if args.json:
@@ -231,7 +231,7 @@ def write_comparison(args, doc: dict, table: str) -> None:
         (tmp / "comparison.json").write_text(json.dumps(doc, indent=2))
         (tmp / "comparison.md").write_text(table)
     eval_outputs.record(args.out, {
-        "corpora": corpora, "split": args.split, "input": args.input, "labels": "+".join(sorted(set(labels))),
+        "corpora": corpora, "split": args.split, "input": args.input, "labels": eval_outputs.labels_tag(labels),
         "checkpoint": ", ".join(doc["columns"]), "temperature": None, "mean_uar": None, "path": name,
         "main": "comparison.md", "files": ["comparison.json", "comparison.md"]})
     print(f"wrote {Path(args.out) / name}/: comparison.md, comparison.json", file=sys.stderr)

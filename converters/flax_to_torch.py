@@ -10,7 +10,8 @@ With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its ba
 With --merge, LoRA, IA3 and BitFit adapters are folded into the weights first, and the model exports as one without
 them; adapters that cannot fold in (bottleneck) are refused.
 Every export holds a preprocessor_config.json (Wav2Vec2FeatureExtractor) for the input protocol the model was trained
-with (run.json beside the checkpoint, else --input), so pipeline("audio-classification", model=OUT) feeds it alike.
+with (--input, else the run.json beside the checkpoint, else masked), so pipeline("audio-classification", model=OUT)
+feeds it as training did.
 """
 
 from __future__ import annotations

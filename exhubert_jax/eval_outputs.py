@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -33,9 +34,20 @@ def corpora_tag(spec: str) -> str:
     return f"{len(corpora)}-corpora-{hashlib.sha1(tag.encode()).hexdigest()[:8]}"
 
 
+def labels_tag(label_spaces: Iterable[str]) -> str:
+    """The label space(s) of a run's corpora: 'emotion', 'native' or 'emotion+native'."""
+    return "+".join(sorted(set(label_spaces)))
+
+
 def run_name(spec: str, split: str, input_mode: str, label_spaces: Iterable[str]) -> str:
     """The folder of one evaluation: '<corpora>-<split>-<input>-<label space(s)>', e.g. demo-test-masked-emotion."""
-    return "-".join((corpora_tag(spec), split, input_mode, "+".join(sorted(set(label_spaces)))))
+    return "-".join((corpora_tag(spec), split, input_mode, labels_tag(label_spaces)))
+
+
+def mean_uar(results: Sequence[dict]) -> float | None:
+    """The unweighted mean UAR of the results whose UAR is defined (None when none is), as the tables' average."""
+    defined = [r["uar"] for r in results if not math.isnan(r["uar"])]
+    return sum(defined) / len(defined) if defined else None
 
 
 @contextlib.contextmanager

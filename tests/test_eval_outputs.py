@@ -45,3 +45,8 @@ def test_index_replaces_the_same_folder_and_drops_removed_ones(tmp_path):
     md = (tmp_path / "index.md").read_text().splitlines()
     assert md[4].startswith("| ") and "b-test-masked-emotion/results.md" in md[4] and "| – |" in md[4]
     assert "75.0" in md[5] and json.loads((tmp_path / "index.json").read_text())["runs"][0]["time"].endswith("Z")
+
+
+def test_mean_uar_skips_undefined_corpora():
+    assert eo.mean_uar([{"uar": 0.5}, {"uar": float("nan")}, {"uar": 1.0}]) == 0.75
+    assert eo.mean_uar([{"uar": float("nan")}]) is None
