@@ -19,6 +19,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -125,7 +126,11 @@ def protocols(args, workdir: Path) -> str:
              "--stage", "finetune", "--quiet"],
             ["loco", "--corpora", "demo", "--workdir", str(root / "demo-loco"), "--data-dir", str(data),
              "--transfer-steps", "100", "--", "--steps", "200", "--quiet"])
-    return "\n\n".join(quiet(protocol.main, argv)[0].strip().split("\n\nwrote ")[0] for argv in runs)
+    tables = []
+    for argv in runs:  # the protocol's table ends its stdout, after the training runs' own output
+        printed = quiet(protocol.main, argv)[0].split("\n\nwrote ")[0]
+        tables.append(printed[list(re.finditer(r"^\| (fold|left out) \|", printed, re.M))[-1].start():].strip())
+    return "\n\n".join(tables)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
