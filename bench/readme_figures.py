@@ -1,14 +1,15 @@
 """The demo figures the README quotes, measured afresh on this machine (re-run it after every change).
 
-    python bench/readme_figures.py                    # everything: about 5 min on an idle 2-core machine
+    python bench/readme_figures.py                    # every part; a busy 2-core machine took about 45 min
     python bench/readme_figures.py --parts masked,card
 
-First the training (train.py --stage finetune --workdir W: best and final validation UAR; a finished run is resumed
-and ends at once), then the parts, each the README's own command: masked and card (evaluate.py --corpus demo, --input card),
-paired (a second run with --seed 1 and the comparison against W), calibrate (--calibrate, on a copy of W so that
-W's own evaluations stay uncalibrated), probe (exhubert_jax.embed --probe logreg on demo-a) and protocol (the 2-fold
-protocol of demo-a and leave-one-corpus-out, in W-protocol/ with data of its own; about 10 min). The figures go to stdout, the
-commands' own progress to stderr.
+First the training (train.py --stage finetune --workdir W: best and final validation UAR; a finished run is
+resumed and ends at once), then the parts, each the README's own command: masked and card (evaluate.py --corpus
+demo, --input card), paired (a second run with --seed 1 and the comparison against W), calibrate (--calibrate, on
+a copy of W so that W's own evaluations stay uncalibrated), probe (exhubert_jax.embed --probe logreg on demo-a) and
+protocol (the 2-fold protocol of demo-a and leave-one-corpus-out, in W-protocol/ with data of its own; most of the
+time). Finished runs are reused, so a second call takes seconds. The figures go to stdout, the commands' own
+progress to stderr.
 """
 
 from __future__ import annotations
