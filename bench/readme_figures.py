@@ -1,6 +1,6 @@
 """The demo figures the README quotes, measured afresh on this machine (re-run it after every change).
 
-    python bench/readme_figures.py                    # every part; a busy 2-core machine took about 45 min
+    python bench/readme_figures.py                    # every part: about 17 min on a busy 2-core machine
     python bench/readme_figures.py --parts masked,card
 
 First the training (train.py --stage finetune --workdir W: best and final validation UAR; a finished run is
