@@ -405,3 +405,16 @@ def test_plot_class_names_name_native_labels_by_the_table():
     assert ev.plot_class_names(result) == ["fear (A)", "boredom (L)", "neutral (N)", "anger (W)", "zz"]
     assert ev.plot_class_names({**result, "label_space": "emotion", "class_names": list(EMOTION_CLASSES)}) == \
         list(EMOTION_CLASSES)
+
+
+def test_cli_comparison_with_out_has_its_own_folder_in_the_index(workdir, other_runs, data_dir, tmp_path, capsys):
+    root = tmp_path / "cmp"
+    argv = ["--corpus", "demo-a", "--checkpoint", f"{workdir},{other_runs / 'b'}", "--data-dir", str(data_dir),
+            "--bootstrap", "0", "--out", str(root)]
+    assert evaluate.main(argv) == 0
+    folder = root / "demo-a-test-masked-emotion"
+    assert "| **Average UAR over all datasets** |" in (folder / "comparison.md").read_text()
+    assert json.loads((folder / "comparison.json").read_text())["columns"] == [str(workdir), str(other_runs / "b")]
+    (entry,) = json.loads((root / "index.json").read_text())["runs"]
+    assert entry["path"] == folder.name and entry["main"] == "comparison.md" and entry["mean_uar"] is None
+    assert str(folder) in capsys.readouterr().err
