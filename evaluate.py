@@ -40,7 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--card-config", default=None, metavar="PREPROCESSOR_CONFIG",
                    help="--input card: the card extractor's preprocessor_config.json (default: do_normalize=true, "
                         "return_attention_mask=false assumed)")
-    p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval)")
+    p.add_argument("--out", default=None,
+                   help="where evaluations go (default CHECKPOINT/eval): each into its own folder "
+                        "<corpora>-<split>-<input>-<labels>/, all listed in index.md and index.json")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
     p.add_argument("--json", action="store_true", help="print one JSON document (logits included) and nothing else")
@@ -85,9 +87,9 @@ def label_space_for(args, model, corpus) -> str:
 
 
 def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
-    """Evaluate each corpus, write confusion and reliability PNGs, confusion JSON, results.json/.md, print the
-    tables (or JSON)."""
-    from exhubert_jax import analysis
+    """Evaluate each corpus; write its confusion and reliability PNGs, confusion JSON, results.json/.md into the
+    evaluation's own folder (eval_outputs), list it in the index; print the tables (or JSON)."""
+    from exhubert_jax import analysis, eval_outputs
     from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
     from exhubert_jax.data.dataset import open_prepared
@@ -111,29 +113,37 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
 
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
                                          if args.calibrate else [])
-    out = Path(args.out) if args.out else checkpoint / "eval"
-    out.mkdir(parents=True, exist_ok=True)
+    root = Path(args.out) if args.out else checkpoint / "eval"
+    name = eval_outputs.run_name(args.corpus, args.split, args.input, spaces.values())
     results, samples = [], []
-    for name in names:
-        r = evaluate(name, args.split)
-        samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
-        write_corpus_files(args, checkpoint, out, r, analysis.add_calibration(
-            r, temperature["temperature"] if temperature else 1.0, show_before=args.calibrate))
-        results.append(r)
-    average = analysis.average_interval(samples)
-    doc = {"checkpoint": str(checkpoint), "split": args.split, "input": args.input,
-           "caveat": ev.checkpoint_caveat(checkpoint), "average_uar_interval": average, "temperature": temperature,
-           "results": results}
-    text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
-            f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
-            f"{reporting.calibration_table(results)}" + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
-    (out / "results.json").write_text(json.dumps(doc))
-    (out / "results.md").write_text(text)
+    with eval_outputs.run_folder(root, name) as tmp:
+        for corpus in names:
+            r = evaluate(corpus, args.split)
+            samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
+            write_corpus_files(args, checkpoint, tmp, r, analysis.add_calibration(
+                r, temperature["temperature"] if temperature else 1.0, show_before=args.calibrate))
+            results.append(r)
+        average = analysis.average_interval(samples)
+        doc = {"checkpoint": str(checkpoint), "corpora": names, "split": args.split, "input": args.input,
+               "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
+               "average_uar_interval": average, "temperature": temperature, "results": results}
+        text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
+                f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
+                f"{reporting.calibration_table(results)}" + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
+        (tmp / "results.json").write_text(json.dumps(doc))
+        (tmp / "results.md").write_text(text)
+        files = sorted(p.name for p in tmp.iterdir())
+    index = eval_outputs.record(root, {
+        "corpora": names, "split": args.split, "input": args.input, "labels": doc["label_space"],
+        "checkpoint": str(checkpoint), "temperature": temperature and temperature["temperature"],
+        "mean_uar": eval_outputs.mean_uar(results), "path": name, "main": "results.md",
+        "files": files})
+    out = root / name
     if args.json:
-        print(json.dumps({**doc, "table": text, "out": str(out)}))
+        print(json.dumps({**doc, "table": text, "out": str(out), "index": str(index)}))
     else:
         print(text + f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json, "
-              f"reliability_<corpus>.png for {', '.join(names)}")
+              f"reliability_<corpus>.png for {', '.join(names)}; every evaluation is listed in {index}")
     return 0
 
 
@@ -167,10 +177,11 @@ def calibration_heading(checkpoint: Path, temperature: dict | None) -> str:
 
 def write_corpus_files(args, checkpoint: Path, out: Path, r: dict, reliability: dict) -> None:
     """confusion_<corpus>.png/.json and reliability_<corpus>.png of one result."""
+    from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
 
     tag = Path(r["corpus"]).name
-    reporting.plot_confusion(r["confusion_matrix"], r["class_names"], out / f"confusion_{tag}.png",
+    reporting.plot_confusion(r["confusion_matrix"], ev.plot_class_names(r), out / f"confusion_{tag}.png",
                              title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
     c = r["calibration"]
     reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
@@ -204,11 +215,26 @@ def run_comparison(args, specs: list[str], predictor_for) -> int:
            "average_uar_intervals": {s: intervals[s]["average"] for s in specs}, "paired": rows,
            "trainable_parameters": trainable, "table": table}
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "comparison.json").write_text(json.dumps(doc, indent=2))
-        (Path(args.out) / "comparison.md").write_text(table)
+        write_comparison(args, doc, table)
     print(json.dumps(doc) if args.json else f"Performance on the {args.split} split in [% UAR]\n\n{table}")
     return 0
+
+
+def write_comparison(args, doc: dict, table: str) -> None:
+    """comparison.json/.md into OUT/<corpora>-<split>-<input>-<labels>/, listed in OUT's index."""
+    from exhubert_jax import eval_outputs
+
+    corpora = list(dict.fromkeys(c["corpus"] for c in doc["cells"]))
+    labels = [c["label_space"] for c in doc["cells"]]
+    name = eval_outputs.run_name(args.corpus, args.split, args.input, labels)
+    with eval_outputs.run_folder(args.out, name) as tmp:
+        (tmp / "comparison.json").write_text(json.dumps(doc, indent=2))
+        (tmp / "comparison.md").write_text(table)
+    eval_outputs.record(args.out, {
+        "corpora": corpora, "split": args.split, "input": args.input, "labels": eval_outputs.labels_tag(labels),
+        "checkpoint": ", ".join(doc["columns"]), "temperature": None, "mean_uar": None, "path": name,
+        "main": "comparison.md", "files": ["comparison.json", "comparison.md"]})
+    print(f"wrote {Path(args.out) / name}/: comparison.md, comparison.json", file=sys.stderr)
 
 
 def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict, dict, list]:

@@ -1,14 +1,17 @@
 """Convert an exhubert-jax Flax checkpoint (or a training workdir's best/final) to a PyTorch HF directory.
 
-Usage: python -m converters.flax_to_torch SRC OUT [--peft | --layout released]
+Usage: python -m converters.flax_to_torch SRC OUT [--peft | --merge] [--layout released] [--input masked|card]
 Plain and zero_out-expanded models load with transformers' HubertForSequenceClassification.from_pretrained(OUT).
-ZLL-expanded models are written with their PyTorch code (model_type "exhubert"); load them with
-AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
 Models with Linears after layers (zll, gated) are written with their PyTorch code (model_type "exhubert"); load
 them with AutoModelForAudioClassification.from_pretrained(OUT, trust_remote_code=True).
 With --layout released, a gated model is written in the released ExHuBERT's own keys and config (its authors' code
 loads it; transformers alone cannot).
 With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its base in OUT/base (converters.peft_io).
+With --merge, LoRA, IA3 and BitFit adapters are folded into the weights first, and the model exports as one without
+them; adapters that cannot fold in (bottleneck) are refused.
+Every export holds a preprocessor_config.json (Wav2Vec2FeatureExtractor) for the input protocol the model was trained
+with (--input, else the run.json beside the checkpoint, else masked), so pipeline("audio-classification", model=OUT)
+feeds it as training did.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from exhubert_jax import adapters, runconfig
 from exhubert_jax.atomic import atomic_directory
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, to_hf_config
+from exhubert_jax.data.card import INPUT_MODES, feature_extractor_config
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
 
 from . import released
@@ -33,27 +38,36 @@ from .zll_export import copy_code, export_config, has_linears
 
 
 LAYOUTS = ("ours", "released")
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 
 def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "ours", *,
-           source: str | Path | None = None) -> Path:
-    """Write config.json + model.safetensors (+ the PyTorch code for models with layout Linears); returns the
-    directory. layout="released" writes the released ExHuBERT's keys and stock config instead. The folder appears
-    whole or not at all (an older one stays until the new one is complete); `source`, the checkpoint read, is never
-    overwritten."""
+           source: str | Path | None = None, input_mode: str = "masked") -> Path:
+    """Write config.json + model.safetensors + preprocessor_config.json (the feature extractor of `input_mode`)
+    (+ the PyTorch code for models with layout Linears); returns the directory. layout="released" writes the
+    released ExHuBERT's keys and stock config instead. The folder appears whole or not at all (an older one stays
+    until the new one is complete); `source`, the checkpoint read, is never overwritten."""
     if layout not in LAYOUTS:
         raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
     if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
         state.pop("hubert.masked_spec_embed", None)
     state, hf, code = _layout_files(state, config, layout)
+    extractor = feature_extractor_config(input_mode)
     with atomic_directory(out, *([source] if source else [])) as tmp:
         if code:
             copy_code(tmp)
         write_safetensors(state, tmp / "model.safetensors")
         with open(tmp / "config.json", "w") as f:
             json.dump(hf, f, indent=2)
+        with open(tmp / PREPROCESSOR_CONFIG, "w") as f:
+            json.dump(extractor, f, indent=2)
     return Path(out)
+
+
+def trained_input_mode(checkpoint: str | Path) -> str | None:
+    """The input protocol the run that wrote `checkpoint` trained with (its run.json), None when unrecorded."""
+    return runconfig.read(Path(checkpoint).parent).get("options", {}).get("input_mode")
 
 
 def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict, dict, bool]:
@@ -74,24 +88,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout", choices=LAYOUTS, default="ours",
                     help="ours: transformers HuBERT, or our self-contained ExHuBERT code; released: the released "
                          "ExHuBERT's key layout and config (gated models with 1 copy only)")
-    ap.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
-                                                         "adapter_model.safetensors), the base in OUT/base")
+    adapter = ap.add_mutually_exclusive_group()
+    adapter.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
+                                                             "adapter_model.safetensors), the base in OUT/base")
+    adapter.add_argument("--merge", action="store_true",
+                         help="fold LoRA, IA3 and BitFit adapters into the weights, then export the plain model")
+    ap.add_argument("--input", choices=INPUT_MODES, default=None,
+                    help="input protocol of preprocessor_config.json (default: the one the model was trained with, "
+                         "from run.json beside the checkpoint; else masked)")
     args = ap.parse_args(argv)
     try:
         src, which = resolve_checkpoint_dir(args.src)
         if which:
             print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
         model, params = from_pretrained(src)
+        config, folded = model.config, []
+        if args.merge:
+            params, config, folded = adapters.merge_all(params, config)
+        input_mode = args.input or trained_input_mode(src) or "masked"
         if args.peft:
             from .peft_io import export_peft
-            out = export_peft(params, model.config, args.out, source=src)
+            out = export_peft(params, config, args.out, source=src, input_mode=input_mode)
         else:
-            out = export(params, model.config, args.out, args.layout, source=src)
+            out = export(params, config, args.out, args.layout, source=src, input_mode=input_mode)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"src": str(src), "out": str(out), "layers": model.config.total_layers,
-                      "style": model.config.expansion_style or "plain"}))
+    print(json.dumps({"src": str(src), "out": str(out), "layers": config.total_layers,
+                      "style": config.expansion_style or "plain", "merged_adapters": folded, "input": input_mode}))
     return 0
 
 

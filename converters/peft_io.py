@@ -97,9 +97,10 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
     return state
 
 
-def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: str | Path | None = None) -> Path:
-    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors) into `out`/base; the
-    folder appears whole or not at all, and `source` is never overwritten."""
+def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: str | Path | None = None,
+                input_mode: str = "masked") -> Path:
+    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors, the feature extractor
+    of `input_mode`) into `out`/base; the folder appears whole or not at all, and `source` is never overwritten."""
     from .flax_to_torch import export
 
     base, base_config, pairs = split_lora(params, config)
@@ -109,7 +110,7 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: 
                         "(with optional ia3/bitfit) models with --peft")
     final = Path(out).absolute()
     with atomic_directory(final, *([source] if source else [])) as tmp:
-        export(base, base_config, tmp / BASE_DIR)
+        export(base, base_config, tmp / BASE_DIR, input_mode=input_mode)
         write_safetensors(lora_state_dict(config, pairs, params), tmp / ADAPTER_WEIGHTS)
         with open(tmp / ADAPTER_CONFIG, "w") as f:
             json.dump(adapter_config(config, str(final / BASE_DIR)), f, indent=2)

@@ -40,8 +40,7 @@ class OnnxExportError(ExhubertError, ValueError):
 
 def check_exportable(config: HubertConfig) -> None:
     """Refuse (from the config alone, before any weight is read) adapters that neither merge nor export."""
-    left = [s for s in config.adapters if not s.startswith("bbe:")
-            and adapters.REGISTRY[s.partition(":")[0]].merge is None]
+    left = adapters.unmergeable(config)
     if left:
         raise OnnxExportError(f"adapter(s) {', '.join(left)} cannot be exported to ONNX: they do not fold into "
                               "HuBERT weights and the PyTorch model has no layers for them (lora, ia3 and bitfit "
@@ -53,8 +52,7 @@ def exportable(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
     check_exportable(config)
     if not config.adapters:
         return params, config, []
-    merged, merged_config = adapters.merge(params, config)
-    return merged, merged_config, [s for s in config.adapters if s not in merged_config.adapters]
+    return adapters.merge_all(params, config)
 
 
 def min_samples(config: HubertConfig) -> int:

@@ -1,4 +1,5 @@
-"""Write a folder all at once: into a temporary sibling, then one rename into place; never a mix of old and new."""
+"""Write a folder or a file all at once: into a temporary sibling, then one rename into place; never a mix of old
+and new."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def atomic_directory(out: str | os.PathLike, *sources: str | os.PathLike) -> Ite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file all at once: a temporary sibling, then one rename onto `path` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give it the mode of any other new file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def umask() -> int:

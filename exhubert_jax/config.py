@@ -272,7 +272,8 @@ def to_hf_config(config: HubertConfig, *, flatten_expansion: bool = True) -> dic
     unmerged = [s for s in config.adapters if s.partition(":")[0] in STRUCTURAL_ADAPTERS]
     if unmerged:
         raise ConfigError(f"the model has unmerged adapters ({', '.join(unmerged)}) that plain HuBERT lacks: fold "
-                          "them in with exhubert_jax.adapters.merge, or export LoRA for peft with --peft")
+                          "them in with `python -m converters.flax_to_torch SRC OUT --merge` (exhubert_jax.adapters."
+                          "merge in Python), or export LoRA for peft with --peft")
     out = {k: v for k, v in config.to_dict().items()
            if k not in ("label_names", "expansion_copies", "expansion_style", "adapters")}
     out.update(model_type="hubert", num_feat_extract_layers=len(config.conv_dim))

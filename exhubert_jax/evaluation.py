@@ -73,6 +73,17 @@ def check_label_space(config: HubertConfig, label_space: str, native_labels: Seq
     return head
 
 
+def plot_class_names(result: dict) -> list[str]:
+    """A result's class names as its confusion matrix shows them: the 6 classes as they are; a corpus's native
+    labels by their meaning in the label table, with the corpus's code where it differs ('anger (W)')."""
+    if result["label_space"] != "native":
+        return list(result["class_names"])
+    from .data.corpora import base_name
+    from .data.labels import load_label_table
+
+    return load_label_table().display_names(base_name(result["corpus"]), result["class_names"])
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Prepared corpora
 # --------------------------------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .atomic import write_text
 from .errors import ExhubertError
 
 RESULT = "protocol_eval.json"  # a stage's test evaluation, in its workdir: the mark that the stage is done
@@ -187,10 +187,7 @@ def test_speakers_disjoint(corpus: str, data_dir: str | Path | None) -> bool | N
 
 def _write_json(path: Path, doc: Any) -> None:
     """Write JSON atomically (a half-written result would look like a finished stage)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(doc, indent=1))
 
 
 def run_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode: str, batch_size: int,

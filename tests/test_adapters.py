@@ -220,7 +220,7 @@ def hf_tiny(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["lora+ia3+bitfit", "lora"])
-def test_merge_exports_to_stock_transformers(tmp_path, hf_tiny, name):
+def test_merge_exports_to_stock_transformers(tmp_path, hf_tiny, name, capsys):
     config, params = hf_tiny
     params, config, _ = adapters.apply_spec(params, config, SPECS[name])
     params = perturb(params, config)
@@ -229,9 +229,23 @@ def test_merge_exports_to_stock_transformers(tmp_path, hf_tiny, name):
     merged, plain = adapters.merge(params, config)
     assert plain.adapters == () and not any(is_adapter_leaf(path_str(p))
                                             for p, _ in jax.tree_util.tree_leaves_with_path(merged))
-    flax_to_torch.export(merged, plain, tmp_path / "pt")
+    save_pretrained(tmp_path / "ours", config, params)
+    assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "pt"), "--merge"]) == 0
+    assert json.loads(capsys.readouterr().out)["merged_adapters"] == list(config.adapters)
     theirs, _ = torch_forward(TorchSeqCls.from_pretrained(tmp_path / "pt").eval(), x, mask)
     assert np.abs(theirs - ours).max() <= 1e-4
+
+
+def test_export_without_merge_points_to_it_and_merge_refuses_bottleneck(tmp_path, hf_tiny, capsys):
+    config, params = hf_tiny
+    for specs, flags, message in ((["lora:r=2"], [], "--merge"),
+                                  (["lora:r=2", "bottleneck:size=4"], ["--merge"], "bottleneck:size=4,style=houlsby "
+                                                                                   "cannot be merged")):
+        p, c, _ = adapters.apply_spec(params, config, specs)
+        save_pretrained(tmp_path / "ours", c, p)
+        assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "pt"), *flags]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and not (tmp_path / "pt").exists()
 
 
 def test_merge_keeps_unmergeable():
@@ -251,7 +265,8 @@ def test_peft_round_trip(tmp_path, hf_tiny):
     save_pretrained(tmp_path / "ours", config, params)
     assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "peft"), "--peft"]) == 0
     assert {p.name for p in (tmp_path / "peft").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
-    assert {p.name for p in (tmp_path / "peft" / "base").iterdir()} == {"config.json", "model.safetensors"}
+    assert {p.name for p in (tmp_path / "peft" / "base").iterdir()} == {"config.json", "model.safetensors",
+                                                                      "preprocessor_config.json"}
     base = TorchSeqCls.from_pretrained(tmp_path / "peft" / "base")
     assert not any("lora" in name for name, _ in base.named_parameters())
     peft_model = PeftModel.from_pretrained(base, tmp_path / "peft").eval()

@@ -54,7 +54,7 @@ def test_an_export_onto_or_inside_its_source_is_refused(tmp_path, capsys):
     assert flax_to_torch.main([str(src), str(tmp_path / "torch")]) == 0
     hf = json.loads((tmp_path / "torch" / "config.json").read_text())
     assert hf["num_hidden_layers"] == config.num_hidden_layers
-    assert sorted(files(tmp_path / "torch")) == ["config.json", "model.safetensors"]
+    assert sorted(files(tmp_path / "torch")) == ["config.json", "model.safetensors", "preprocessor_config.json"]
 
 
 def test_refusal_names_both_paths(tmp_path):

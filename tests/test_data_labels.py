@@ -155,6 +155,23 @@ def test_generic_section_for_manifest_corpora(table):
         table.lookup("my-corpus", "lombard")
 
 
+@pytest.mark.parametrize("corpus, label, shown", [
+    ("emodb", "W", "anger (W)"),             # a translated word: its gloss, with the code
+    ("emovo", "rab", "anger (rab)"),
+    ("emodb", "N", "neutral (N)"),
+    ("jl-corpus", "angry", "angry"),         # the word is the label: the bracket is a note, not a translation
+    ("fau-aibo", "A", "Anger (A)"),          # a list in brackets explains the word before it
+    ("asvp-esd", "01", "boredom, sigh (01)"),
+    ("esd", "Angry", "Angry"),               # the same word in another case: the label as the corpus spells it
+])
+def test_display_names_of_native_labels(table, corpus, label, shown):
+    assert table.display_names(corpus, [label]) == [shown]
+
+
+def test_display_names_keep_labels_the_table_lacks(table):
+    assert table.display_names("emodb", ["W", "grumpy"]) == ["anger (W)", "grumpy"]
+
+
 def test_fingerprint_changes_with_the_mapping(table, tmp_path):
     extra = tmp_path / "extra.csv"
     extra.write_text("corpus,label,meaning,class,reason\nemodb,W,anger,low_negative,a test override\n")

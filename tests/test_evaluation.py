@@ -193,12 +193,13 @@ def test_resolve_corpora(data_dir):
 
 
 def test_cli_json_and_files(workdir, data_dir, tmp_path, capsys):
-    out = tmp_path / "eval"
+    out = tmp_path / "eval" / "demo-test-masked-emotion"
     code = evaluate.main(["--corpus", "demo", "--checkpoint", str(workdir), "--data-dir", str(data_dir),
-                          "--out", str(out), "--json"])
+                          "--out", str(tmp_path / "eval"), "--json"])
     captured = capsys.readouterr()
     assert code == 0
     doc = json.loads(captured.out)  # stdout is exactly one JSON document
+    assert doc["out"] == str(out) and doc["index"] == str(tmp_path / "eval" / "index.md")
     assert doc["checkpoint"].endswith("best") and [r["corpus"] for r in doc["results"]] == list(DEMO)
     for r in doc["results"]:
         assert len(r["utterances"]) == r["n"] == 6 and len(r["utterances"][0]["logits"]) == 6
@@ -213,8 +214,9 @@ def test_cli_table_default_out(workdir, data_dir, capsys):
     code = evaluate.main(["--corpus", "demo-c", "--checkpoint", str(workdir), "--data-dir", str(data_dir)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "| demo-c | 6 |" in out and "UAR (%)" in out and str(workdir / "best" / "eval") in out
-    assert (workdir / "best" / "eval" / "confusion_demo-c.png").read_bytes()[:8] == PNG_MAGIC
+    run = workdir / "best" / "eval" / "demo-c-test-masked-emotion"
+    assert "| demo-c | 6 |" in out and "UAR (%)" in out and str(run) in out
+    assert (run / "confusion_demo-c.png").read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -347,7 +349,8 @@ def test_cli_calibrate_fits_on_validation_and_later_runs_apply_it(calibrated_run
         logits = np.array([u["logits"] for u in r["utterances"]])
         y = [u["label"] for u in r["utterances"]]
         assert r["calibration"]["nll"] == pytest.approx(calibration.nll(logits, y, t["temperature"]))
-        assert (tmp_path / "e" / f"reliability_{r['corpus']}.png").read_bytes()[:8] == PNG_MAGIC
+        assert (tmp_path / "e" / "demo-a+demo-b-test-masked-emotion" / f"reliability_{r['corpus']}.png"
+                ).read_bytes()[:8] == PNG_MAGIC
     assert "T = 1 → fitted T" in doc["table"]
     assert evaluate.main(argv) == 0  # a later evaluation applies the stored temperature and says so
     later = json.loads(capsys.readouterr().out)
@@ -369,3 +372,49 @@ def test_cli_calibrate_refusals(workdir, data_dir, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "demo-a has no validation split (splits: train, test)" in err and "never on the test split" in err
     assert not (workdir / "best" / "temperature.json").exists()
+
+
+def test_cli_each_evaluation_has_its_own_folder_and_the_index_lists_them(workdir, data_dir, tmp_path, capsys):
+    root = tmp_path / "eval"
+    base = ["--corpus", "demo-a", "--checkpoint", str(workdir), "--data-dir", str(data_dir), "--out", str(root),
+            "--bootstrap", "0", "--json"]
+    runs = {"demo-a-test-masked-emotion": [], "demo-a-test-card-emotion": ["--input", "card"],
+            "demo-a-validation-masked-emotion": ["--split", "validation"]}
+    docs = {}
+    for name, extra in runs.items():
+        assert evaluate.main(base + extra) == 0
+        docs[name] = json.loads(capsys.readouterr().out)
+    index = json.loads((root / "index.json").read_text())["runs"]
+    assert [e["path"] for e in index] == list(runs)
+    for e in index:
+        folder = root / e["path"]
+        stored = json.loads((folder / "results.json").read_text())
+        assert (stored["split"], stored["input"], stored["label_space"]) == (e["split"], e["input"], e["labels"])
+        assert e["corpora"] == ["demo-a"] and e["checkpoint"] == str(workdir / "best") and e["time"].endswith("Z")
+        assert sorted(p.name for p in folder.iterdir()) == e["files"]
+        assert {"results.md", "confusion_demo-a.png", "reliability_demo-a.png"} <= set(e["files"])
+        assert e["mean_uar"] == pytest.approx(stored["results"][0]["uar"])
+    assert docs["demo-a-test-card-emotion"]["results"][0]["input"] == "card"
+    md = (root / "index.md").read_text()
+    assert all(f"[{name}/results.md]({name}/results.md)" in md for name in runs)
+    assert not list(root.glob("*.partial")) and not (root / "results.md").exists()
+
+
+def test_plot_class_names_name_native_labels_by_the_table():
+    result = {"label_space": "native", "corpus": "emodb-emobox-fold1", "class_names": ["A", "L", "N", "W", "zz"]}
+    assert ev.plot_class_names(result) == ["fear (A)", "boredom (L)", "neutral (N)", "anger (W)", "zz"]
+    assert ev.plot_class_names({**result, "label_space": "emotion", "class_names": list(EMOTION_CLASSES)}) == \
+        list(EMOTION_CLASSES)
+
+
+def test_cli_comparison_with_out_has_its_own_folder_in_the_index(workdir, other_runs, data_dir, tmp_path, capsys):
+    root = tmp_path / "cmp"
+    argv = ["--corpus", "demo-a", "--checkpoint", f"{workdir},{other_runs / 'b'}", "--data-dir", str(data_dir),
+            "--bootstrap", "0", "--out", str(root)]
+    assert evaluate.main(argv) == 0
+    folder = root / "demo-a-test-masked-emotion"
+    assert "| **Average UAR over all datasets** |" in (folder / "comparison.md").read_text()
+    assert json.loads((folder / "comparison.json").read_text())["columns"] == [str(workdir), str(other_runs / "b")]
+    (entry,) = json.loads((root / "index.json").read_text())["runs"]
+    assert entry["path"] == folder.name and entry["main"] == "comparison.md" and entry["mean_uar"] is None
+    assert str(folder) in capsys.readouterr().err

@@ -81,7 +81,8 @@ def test_evaluate_after_each_stage(runs, data_dir, capsys):
     assert evaluate.main(["--corpus", "demo-b", "--checkpoint", str(root / "tr"), "--data-dir", str(data_dir),
                           "--labels", "native"]) == 0
     out = capsys.readouterr().out
-    assert "| demo-b |" in out and (root / "tr" / "best" / "eval" / "confusion_demo-b.png").exists()
+    assert "| demo-b |" in out and (root / "tr" / "best" / "eval" / "demo-b-test-masked-native"
+                                           / "confusion_demo-b.png").exists()
 
 
 def test_evaluate_compares_runs_like_table_2(runs, data_dir, capsys):

@@ -3,6 +3,7 @@
     params, config, labels = adapters.add(params, config, "lora", r=8, alpha=16, targets=("q", "v"))
     params, config, labels = adapters.apply_spec(params, config, "bbe:copies=1,style=zll")  # same, from a string
     plain_params, plain_config = adapters.merge(params, config)                             # lora, ia3, bitfit
+    plain_params, plain_config, folded = adapters.merge_all(params, config)   # the same; refuses bottleneck
 
 `labels` goes to exhubert_jax.optim.make_optimizer; the model's apply needs no other change.
 """
@@ -15,7 +16,7 @@ from ..adapter_spec import METHODS, TARGETS, AdapterSpecError, canonical, format
 from ..config import HubertConfig
 from ..expansion import expand
 from . import bbe, bitfit, bottleneck, ia3, lora
-from .core import REGISTRY, AdapterError, labels, merge
+from .core import REGISTRY, AdapterError, labels, merge, merge_all, unmergeable
 
 MODULES = {m.NAME: m for m in (bbe, lora, ia3, bitfit, bottleneck)}
 
@@ -43,4 +44,4 @@ def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
 
 
 __all__ = ["AdapterError", "AdapterSpecError", "METHODS", "REGISTRY", "TARGETS", "add", "apply_spec", "canonical",
-           "expand", "format_spec", "labels", "merge", "parse_spec"]
+           "expand", "format_spec", "labels", "merge", "merge_all", "parse_spec", "unmergeable"]

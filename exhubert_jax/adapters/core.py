@@ -171,3 +171,19 @@ def merge(params: Any, config: HubertConfig) -> tuple[dict, HubertConfig]:
         params = REGISTRY[method].merge(params, options)
     keep = tuple(spec for spec, (method, _) in zip(config.adapters, methods) if REGISTRY[method].merge is None)
     return params, config.replace(adapters=keep)
+
+
+def unmergeable(config: HubertConfig) -> list[str]:
+    """The config's adapter specs that do not fold into the base weights (bbe, the layer layout itself, aside)."""
+    return [spec for spec, (method, _) in zip(config.adapters, applied(config))
+            if method != "bbe" and REGISTRY[method].merge is None]
+
+
+def merge_all(params: Any, config: HubertConfig) -> tuple[dict, HubertConfig, list[str]]:
+    """merge, refusing a model whose adapters do not all fold in: (params, config, the specs folded in)."""
+    left = unmergeable(config)
+    if left:
+        raise AdapterError(f"adapter(s) {', '.join(left)} cannot be merged: they add layers that no base weight can "
+                           "hold (lora, ia3 and bitfit merge)")
+    merged, merged_config = merge(params, config)
+    return merged, merged_config, [s for s in config.adapters if s not in merged_config.adapters]

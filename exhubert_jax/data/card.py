@@ -66,3 +66,17 @@ class CardProtocol:
 
 
 DEFAULT = CardProtocol()
+INPUT_MODES = ("masked", "card")
+
+
+def feature_extractor_config(input_mode: str = "masked", card: CardProtocol = DEFAULT) -> dict:
+    """preprocessor_config.json of the Wav2Vec2FeatureExtractor that feeds a clip as `input_mode` does: masked
+    normalises over the clip and passes an attention mask; card takes the card extractor's settings (it does not
+    pad a lone clip to max_length: transformers pads only batches, or when asked)."""
+    if input_mode not in INPUT_MODES:
+        raise DataError(f"input protocol must be one of {', '.join(INPUT_MODES)}, got {input_mode!r}")
+    masked = input_mode == "masked"
+    return {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
+            "padding_side": "right", "padding_value": 0.0 if masked else card.padding_value,
+            "do_normalize": True if masked else card.do_normalize,
+            "return_attention_mask": True if masked else card.return_attention_mask}

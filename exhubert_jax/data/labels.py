@@ -84,6 +84,16 @@ class LabelTable:
             raise UnknownLabelError(corpus, str(path), label, self.known(corpus))
         return rule
 
+    def display_names(self, corpus: str, labels: Iterable[str]) -> list[str]:
+        """A corpus's native labels as plots show them (display_name); a label the table lacks stays as it is."""
+        out = []
+        for label in labels:
+            try:
+                out.append(display_name(self.lookup(corpus, label)))
+            except UnknownLabelError:
+                out.append(label)
+        return out
+
     def fingerprint(self, corpus: str) -> str:
         """Hash of the rows that apply to a corpus, its section's and the generic ones (changes with the mapping)."""
         rows = self.rules(corpus) + (self.rules(GENERIC) if self.section(corpus) != GENERIC else [])
@@ -93,6 +103,20 @@ class LabelTable:
     def merged(self, rules: Iterable[LabelRule]) -> "LabelTable":
         """A new table with these rows added (a row for an existing (corpus, label) replaces it)."""
         return LabelTable([r for s in self._sections.values() for r in s.values()] + list(rules))
+
+
+def display_name(rule: LabelRule) -> str:
+    """A native label by its meaning, with the label in brackets where it differs: 'anger (W)' for EMO-DB's W
+    ('Ärger (anger)': a one-phrase gloss in brackets translates a word that is not the label), 'angry' for
+    JL-Corpus's angry ('angry (primary)': the word before the brackets), 'boredom, sigh (01)' otherwise."""
+    m = re.fullmatch(r"(.+?)\s*\((.+)\)", rule.meaning)
+    if m is None:
+        name = rule.meaning
+    elif "," not in m[2] and normalize_label(m[1]) != normalize_label(rule.label):
+        name = m[2]
+    else:
+        name = m[1]
+    return rule.label if normalize_label(name) == normalize_label(rule.label) else f"{name} ({rule.label})"
 
 
 def read_label_rows(path: str | Path) -> list[LabelRule]:

@@ -1,0 +1,52 @@
+"""Evaluation folders and their index: names, whole-folder replacement, index entries."""
+
+import json
+
+import pytest
+
+from exhubert_jax import eval_outputs as eo
+
+
+def test_run_names():
+    assert eo.run_name("demo", "test", "masked", ["emotion", "emotion"]) == "demo-test-masked-emotion"
+    assert eo.run_name("emodb, ravdess,emodb", "validation", "card", ["native", "emotion"]) == \
+        "emodb+ravdess-validation-card-emotion+native"
+    long = ",".join(f"corpus{i:02d}" for i in range(12))
+    tag = eo.corpora_tag(long)
+    assert tag.startswith("12-corpora-") and len(tag) == len("12-corpora-") + 8 and tag == eo.corpora_tag(long)
+    assert tag != eo.corpora_tag(long + ",corpus99")
+
+
+def test_a_failed_evaluation_leaves_the_previous_folder(tmp_path):
+    with eo.run_folder(tmp_path, "demo-test-masked-emotion") as tmp:
+        (tmp / "results.md").write_text("old")
+    with pytest.raises(RuntimeError), eo.run_folder(tmp_path, "demo-test-masked-emotion") as tmp:
+        (tmp / "results.md").write_text("half")
+        raise RuntimeError("interrupted")
+    assert (tmp_path / "demo-test-masked-emotion" / "results.md").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-test-masked-emotion"]
+
+
+def test_index_replaces_the_same_folder_and_drops_removed_ones(tmp_path):
+    def entry(path, uar):
+        (tmp_path / path).mkdir(exist_ok=True)
+        return {"corpora": ["demo-a"], "split": "test", "input": "masked", "labels": "emotion", "checkpoint": "c",
+                "mean_uar": uar, "path": path, "main": "results.md", "files": ["results.md"]}
+
+    eo.record(tmp_path, entry("a-test-masked-emotion", 0.5))
+    eo.record(tmp_path, entry("a-test-card-emotion", 0.25))
+    eo.record(tmp_path, entry("a-test-masked-emotion", 0.75))
+    runs = eo.read_index(tmp_path)
+    assert [(e["path"], e["mean_uar"]) for e in runs] == [("a-test-card-emotion", 0.25),
+                                                          ("a-test-masked-emotion", 0.75)]
+    (tmp_path / "a-test-card-emotion").rmdir()
+    eo.record(tmp_path, entry("b-test-masked-emotion", None))
+    assert [e["path"] for e in eo.read_index(tmp_path)] == ["a-test-masked-emotion", "b-test-masked-emotion"]
+    md = (tmp_path / "index.md").read_text().splitlines()
+    assert md[4].startswith("| ") and "b-test-masked-emotion/results.md" in md[4] and "| – |" in md[4]
+    assert "75.0" in md[5] and json.loads((tmp_path / "index.json").read_text())["runs"][0]["time"].endswith("Z")
+
+
+def test_mean_uar_skips_undefined_corpora():
+    assert eo.mean_uar([{"uar": 0.5}, {"uar": float("nan")}, {"uar": 1.0}]) == 0.75
+    assert eo.mean_uar([{"uar": float("nan")}]) is None
