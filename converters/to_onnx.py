@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from exhubert_jax import adapters
+from exhubert_jax.adapter_spec import lookup
 from exhubert_jax.checkpoint import from_pretrained, load_config
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line
@@ -40,8 +41,7 @@ class OnnxExportError(ExhubertError, ValueError):
 
 def check_exportable(config: HubertConfig) -> None:
     """Refuse (from the config alone, before any weight is read) adapters that neither merge nor export."""
-    left = [s for s in config.adapters if not s.startswith("bbe:")
-            and adapters.REGISTRY[s.partition(":")[0]].merge is None]
+    left = [s for s in config.adapters if (m := lookup(s.partition(":")[0])).structural and m.merge is None]
     if left:
         raise OnnxExportError(f"adapter(s) {', '.join(left)} cannot be exported to ONNX: they do not fold into "
                               "HuBERT weights and the PyTorch model has no layers for them (lora, ia3 and bitfit "

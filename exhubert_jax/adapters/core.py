@@ -19,7 +19,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..adapter_spec import REGISTRY, AdapterSpecError, Method, format_spec, lookup, normalise, owner, register
+from ..adapter_spec import REGISTRY, AdapterSpecError, format_spec, lookup, normalise, owner
+from ..adapter_spec import Method, register  # noqa: F401 - re-exported for the method modules
 from ..config import HubertConfig
 from ..model import param_shapes
 from ..optim import FROZEN, TRAINABLE, param_labels, path_str
