@@ -27,7 +27,7 @@ import numpy as np
 from exhubert_jax import adapters, runconfig
 from exhubert_jax.atomic import atomic_directory
 from exhubert_jax.checkpoint import from_pretrained
-from exhubert_jax.config import HubertConfig, to_hf_config
+from exhubert_jax.config import HubertConfig, check_plain, to_hf_config
 from exhubert_jax.data.card import INPUT_MODES, feature_extractor_config
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
 
@@ -49,6 +49,7 @@ def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "o
     until the new one is complete); `source`, the checkpoint read, is never overwritten."""
     if layout not in LAYOUTS:
         raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_plain(config)  # from the config alone, before any weight is read
     state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
     if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
         state.pop("hubert.masked_spec_embed", None)

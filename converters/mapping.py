@@ -16,6 +16,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from exhubert_jax import expansion_spec as spec
+from exhubert_jax.adapter_spec import owner
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError
 
@@ -259,14 +260,26 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
     return unflatten_dict(arrays), report
 
 
+def refuse_unknown_leaves(params: dict, known: set[tuple[str, ...]]) -> None:
+    """Raise CheckpointMismatch naming the first leaf outside `known` (the adapter-free model's paths) and the
+    adapter method that owns it."""
+    for path in sorted(set(flatten_dict(params)) - known):
+        name = "/".join(path)
+        method = owner(name)
+        raise CheckpointMismatch(f"parameter {name}{f' (adapter {method!r})' if method else ''} has no place in a "
+                                 "PyTorch HuBERT; merge its adapter first (exhubert_jax.adapters.merge) or drop it")
+
+
 def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.ndarray]:
     """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; layout
-    Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first."""
+    Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first, and
+    one that the adapter-free model lacks (an unmerged adapter's) is refused by name."""
     from exhubert_jax.checkpoint import check_tree
     from exhubert_jax.model import param_shapes
 
     check_tree(params, param_shapes(config), f"export of a {config.total_layers}-layer model (style "
                f"{config.expansion_style or 'plain'}, adapters {list(config.adapters) or 'none'})")
+    refuse_unknown_leaves(params, set(flatten_dict(param_shapes(config.replace(adapters=())))))
     flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
     return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
             for leaf in leaves(config, params)}

@@ -19,7 +19,7 @@ import numpy as np
 from exhubert_jax import adapters
 from exhubert_jax.atomic import atomic_directory
 from exhubert_jax import expansion_spec as spec
-from exhubert_jax.adapter_spec import TARGETS
+from exhubert_jax.adapter_spec import TARGETS, lookup
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError
 
@@ -104,7 +104,7 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: 
     from .flax_to_torch import export
 
     base, base_config, pairs = split_lora(params, config)
-    leftover = [s for s in base_config.adapters if not s.startswith("bbe:")]
+    leftover = [s for s in base_config.adapters if lookup(s.partition(":")[0]).structural]
     if leftover:
         raise PeftError(f"adapters {leftover} have no peft LoRA form and cannot be merged; export only LoRA "
                         "(with optional ia3/bitfit) models with --peft")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from exhubert_jax import adapters
+from exhubert_jax.adapter_spec import lookup
 from exhubert_jax.checkpoint import from_pretrained, load_config
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line

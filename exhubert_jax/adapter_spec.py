@@ -1,16 +1,18 @@
-"""Adapter specifications: 'method:key=value,...' strings, each method's options, and their canonical form.
+"""Adapter methods: the registry each method enters (`register`), and its 'method:key=value,...' spec strings.
 
-A config records the adapters applied to it as canonical spec strings (all options spelled out), e.g.
-"lora:r=8,alpha=16,targets=q+v"; the model layers and the label rules read their options from there.
+A method is a `Method`: its options, which parameter leaves it adds (`owns`), which backbone leaves it trains
+besides (`trains`), how to initialise its leaves (`init_leaf`), how to fold them into the base (`merge`) and, if it
+changes the computation, the flax method interceptor that does so (`intercept`, exhubert_jax.adapter_hooks). A
+config records the adapters applied to it as canonical spec strings (all options spelled out), e.g.
+"lora:r=8,alpha=16,targets=q+v"; the model's interceptors and the label rules read their options from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ExhubertError
-from .expansion_spec import STYLES
 
 # Adaptable projections of an encoder layer: short name -> (module, Dense) inside the layer's parameter subtree.
 TARGETS = {
@@ -21,7 +23,6 @@ TARGETS = {
     "ff1": ("feed_forward", "intermediate_dense"),
     "ff2": ("feed_forward", "output_dense"),
 }
-BOTTLENECK_STYLES = ("houlsby", "pfeiffer")
 
 
 class AdapterSpecError(ExhubertError, ValueError):
@@ -37,14 +38,48 @@ class Option:
     choices: tuple[str, ...] = ()
 
 
-METHODS: dict[str, dict[str, Option]] = {
-    "bbe": {"copies": Option("int", 1), "style": Option("choice", "zll", STYLES),
-            "freeze": Option("choice", "original", ("original", "none"))},
-    "lora": {"r": Option("int", 8), "alpha": Option("float", 16.0), "targets": Option("targets", ("q", "v"))},
-    "ia3": {"targets": Option("targets", ("k", "v", "ff1"))},
-    "bitfit": {},
-    "bottleneck": {"size": Option("int", 64), "style": Option("choice", "houlsby", BOTTLENECK_STYLES)},
-}
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One adapter method (see the module docstring). `order` nests interceptors and merges (lower: nearer the
+    module); `add`, if given, replaces adapters.core.add (bbe's expansion)."""
+
+    name: str
+    owns: Callable[[str], bool] = lambda name: False
+    init_leaf: Callable[[str, tuple[int, ...], Any, Any], Any] | None = None
+    trains: Callable[[str], bool] = lambda name: False
+    merge: Callable[[dict, dict], dict] | None = None
+    options: dict[str, Option] = dataclasses.field(default_factory=dict)
+    intercept: Callable[[dict], Callable] | None = None
+    order: int = 0
+    add: Callable | None = None
+
+    @property
+    def structural(self) -> bool:
+        """Whether the method changes the computation (then a model holding it is not plain HuBERT until merged)."""
+        return self.intercept is not None
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Make `method` known to specs, configs, the model, labels(), merge() and export."""
+    REGISTRY[method.name] = method
+    return method
+
+
+def lookup(name: str) -> Method:
+    """The registered method `name`; an unknown name is an AdapterSpecError listing the known ones."""
+    if name not in REGISTRY:
+        raise AdapterSpecError(f"unknown adapter method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def owner(leaf: str) -> str | None:
+    """The registered method whose parameters include the leaf path `leaf`, if any."""
+    return next((m.name for m in REGISTRY.values() if m.owns(leaf)), None)
+
+
 ALIASES = {"rank": "r"}
 
 
@@ -83,9 +118,7 @@ def _convert(method: str, key: str, option: Option, value: Any) -> Any:
 
 def normalise(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """Every option of `method` with defaults filled in and values checked; unknown names are an error."""
-    if method not in METHODS:
-        raise AdapterSpecError(f"unknown adapter method {method!r}; choose one of {', '.join(METHODS)}")
-    schema = METHODS[method]
+    schema = lookup(method).options
     given = {ALIASES.get(k, k): v for k, v in options.items()}
     both = sorted(k for k in options if k in ALIASES and ALIASES[k] in options)
     if both:

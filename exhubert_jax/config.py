@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from .adapter_spec import AdapterSpecError, canonical, parse_spec
+from .adapter_spec import AdapterSpecError, canonical, lookup, parse_spec
 from .errors import ExhubertError
 from .expansion_spec import LAYOUTS, STYLES
 
@@ -28,9 +28,6 @@ def label_field(label_space: str) -> str:
         raise ConfigError(f"label space must be one of {LABEL_SPACES}, got {label_space!r}")
     return "labels" if label_space == "emotion" else "native_labels"
 
-
-# Adapters that add parameters to the encoder layers (not plain HuBERT until merged or exported with --peft).
-STRUCTURAL_ADAPTERS = ("lora", "ia3", "bottleneck")
 
 # HF config keys that carry no meaning for the encoder + classification head (metadata, CTC, tokens, legacy names).
 IGNORED_HF_KEYS = frozenset(
@@ -267,13 +264,19 @@ def from_hf_config(source: dict[str, Any] | str | os.PathLike) -> HubertConfig:
     return HubertConfig(**kwargs)
 
 
-def to_hf_config(config: HubertConfig, *, flatten_expansion: bool = True) -> dict[str, Any]:
-    """A transformers HubertConfig dict for this config (expanded zero_out models become plain 2L/3L HuBERTs)."""
-    unmerged = [s for s in config.adapters if s.partition(":")[0] in STRUCTURAL_ADAPTERS]
+def check_plain(config: HubertConfig) -> None:
+    """Refuse a config holding adapters that change the computation (adapter_spec.Method.structural): plain HuBERT
+    lacks them until they are merged."""
+    unmerged = [s for s in config.adapters if lookup(s.partition(":")[0]).structural]
     if unmerged:
         raise ConfigError(f"the model has unmerged adapters ({', '.join(unmerged)}) that plain HuBERT lacks: fold "
                           "them in with `python -m converters.flax_to_torch SRC OUT --merge` (exhubert_jax.adapters."
                           "merge in Python), or export LoRA for peft with --peft")
+
+
+def to_hf_config(config: HubertConfig, *, flatten_expansion: bool = True) -> dict[str, Any]:
+    """A transformers HubertConfig dict for this config (expanded zero_out models become plain 2L/3L HuBERTs)."""
+    check_plain(config)
     out = {k: v for k, v in config.to_dict().items()
            if k not in ("label_names", "expansion_copies", "expansion_style", "adapters")}
     out.update(model_type="hubert", num_feat_extract_layers=len(config.conv_dim))

@@ -9,13 +9,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .adapter_hooks import installed
 from .config import HubertConfig
 
 Array = jax.Array
 normal_init = nn.initializers.normal(0.02)
 NEG_INF = -1e30
-# LoRA's A as PEFT initialises it (torch kaiming_uniform with a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
-lora_a_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def activation(name: str) -> Callable[[Array], Array]:
@@ -52,52 +51,9 @@ def frame_mask(lengths: Array, frames: int) -> Array:
     return jnp.arange(frames)[None, :] < lengths[:, None]
 
 
-class AdaptedDense(nn.Dense):
-    """nn.Dense plus optional LoRA (x A B alpha/r, B starts at zero) and IA3 (output times a vector of ones).
-
-    Computes (x W + b + scale * (x A) B) * l, so the folded kernel is (W + scale * A B) * l and the bias b * l.
-    """
-
-    lora_rank: int = 0
-    lora_scale: float = 0.0
-    ia3: bool = False
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        y = super().__call__(x)
-        if self.lora_rank:
-            a = self.param("lora_a", lora_a_init, (x.shape[-1], self.lora_rank), jnp.float32)
-            b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, self.features), jnp.float32)
-            low = jnp.dot(jnp.dot(x.astype(self.dtype), a.astype(self.dtype)), b.astype(self.dtype))
-            y = y + (low * self.lora_scale).astype(y.dtype)
-        if self.ia3:
-            y = y * self.param("ia3", nn.initializers.ones, (self.features,), jnp.float32).astype(y.dtype)
-        return y
-
-
-def dense(config: HubertConfig, target: str, features: int, dtype: Any, name: str) -> nn.Module:
-    """The layer's Dense `name` (adapter target `target`): plain nn.Dense, or AdaptedDense if an adapter wraps it."""
-    lora, ia3 = config.adapter_options("lora"), config.adapter_options("ia3")
-    rank = lora["r"] if lora and target in lora["targets"] else 0
-    scaled = bool(ia3 and target in ia3["targets"])
-    if not rank and not scaled:
-        return nn.Dense(features, dtype=dtype, kernel_init=normal_init, name=name)
-    return AdaptedDense(features, dtype=dtype, kernel_init=normal_init, name=name, lora_rank=rank,
-                        lora_scale=lora["alpha"] / rank if rank else 0.0, ia3=scaled)
-
-
-class Bottleneck(nn.Module):
-    """Bottleneck adapter h + up(act(down(h))); the up-projection starts at zero, so it starts as the identity."""
-
-    config: HubertConfig
-    size: int
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, h: Array) -> Array:
-        z = nn.Dense(self.size, dtype=self.dtype, kernel_init=normal_init, name="down")(h)
-        z = activation(self.config.hidden_act)(z)
-        return h + nn.Dense(h.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros, name="up")(z)
+def dense(features: int, dtype: Any, name: str) -> nn.Dense:
+    """A projection of the layer (adapters intercept it by name, exhubert_jax.adapter_hooks)."""
+    return nn.Dense(features, dtype=dtype, kernel_init=normal_init, name=name)
 
 
 ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
@@ -146,10 +102,10 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
         cfg = self.config
-        proj = lambda target, name: dense(cfg, target, cfg.hidden_size, self.dtype, name)
+        proj = lambda name: dense(cfg.hidden_size, self.dtype, name)
         heads, head_dim = cfg.num_attention_heads, cfg.head_dim
         split = lambda t: t.reshape(*t.shape[:-1], heads, head_dim)
-        q, k, v = (split(proj(t, f"{t}_proj")(x)) for t in ("q", "k", "v"))
+        q, k, v = (split(proj(f"{t}_proj")(x)) for t in ("q", "k", "v"))
         scale = head_dim ** -0.5
         if not deterministic and cfg.attention_dropout > 0.0:
             if self.implementation is not None:
@@ -162,7 +118,7 @@ class Attention(nn.Module):
         else:
             out = fused_attention(q, k, v, mask, scale, self.implementation)
         out = out.reshape(*out.shape[:-2], cfg.hidden_size)
-        return proj("out", "out_proj")(out)
+        return proj("out_proj")(out)
 
 
 class FeedForward(nn.Module):
@@ -174,43 +130,45 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: Array, deterministic: bool) -> Array:
         cfg = self.config
-        x = dense(cfg, "ff1", cfg.intermediate_size, self.dtype, "intermediate_dense")(x)
+        x = dense(cfg.intermediate_size, self.dtype, "intermediate_dense")(x)
         x = activation(cfg.hidden_act)(x)
         x = nn.Dropout(cfg.activation_dropout)(x, deterministic=deterministic)
-        x = dense(cfg, "ff2", cfg.hidden_size, self.dtype, "output_dense")(x)
+        x = dense(cfg.hidden_size, self.dtype, "output_dense")(x)
         return nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
 
 
 class EncoderLayer(nn.Module):
     """One transformer layer: pre-LN (stable layer norm, large) or post-LN (base).
 
-    Bottleneck adapters (Houlsby: after attention and feed-forward; Pfeiffer: after feed-forward only) act on the
-    sub-layer output before its residual addition.
+    It runs with the config's adapters installed (exhubert_jax.adapter_hooks): they intercept its projections and
+    `branch`, each sub-layer's output before its residual addition.
     """
 
     config: HubertConfig
     dtype: Any = jnp.float32
     attention_implementation: str | None = None
 
+    def branch(self, name: str, h: Array) -> Array:
+        """The output of sub-layer `name` ('attention', 'feed_forward') before its residual addition: h itself."""
+        return h
+
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool) -> Array:
         cfg = self.config
-        attention = Attention(cfg, self.dtype, self.attention_implementation, name="attention")
-        ln1 = layer_norm(cfg.layer_norm_eps, self.dtype, "layer_norm")
-        ffn = FeedForward(cfg, self.dtype, name="feed_forward")
-        ln2 = layer_norm(cfg.layer_norm_eps, self.dtype, "final_layer_norm")
-        drop = nn.Dropout(cfg.hidden_dropout)
-        bottleneck = cfg.adapter_options("bottleneck")
-        adapt_attn = adapt_ffn = lambda h: h
-        if bottleneck:
-            adapt_ffn = Bottleneck(cfg, bottleneck["size"], self.dtype, name="ffn_adapter")
-            if bottleneck["style"] == "houlsby":
-                adapt_attn = Bottleneck(cfg, bottleneck["size"], self.dtype, name="attention_adapter")
-        if cfg.do_stable_layer_norm:
-            x = x + adapt_attn(drop(attention(ln1(x), mask, deterministic), deterministic=deterministic))
-            return x + adapt_ffn(ffn(ln2(x), deterministic))
-        x = ln1(x + adapt_attn(drop(attention(x, mask, deterministic), deterministic=deterministic)))
-        return ln2(x + adapt_ffn(ffn(x, deterministic)))
+        with installed(cfg):
+            attention = Attention(cfg, self.dtype, self.attention_implementation, name="attention")
+            ln1 = layer_norm(cfg.layer_norm_eps, self.dtype, "layer_norm")
+            ffn = FeedForward(cfg, self.dtype, name="feed_forward")
+            ln2 = layer_norm(cfg.layer_norm_eps, self.dtype, "final_layer_norm")
+            drop = nn.Dropout(cfg.hidden_dropout)
+            attend = lambda h: self.branch("attention", drop(attention(h, mask, deterministic),
+                                                             deterministic=deterministic))
+            feed = lambda h: self.branch("feed_forward", ffn(h, deterministic))
+            if cfg.do_stable_layer_norm:
+                x = x + attend(ln1(x))
+                return x + feed(ln2(x))
+            x = ln1(x + attend(x))
+            return ln2(x + feed(x))
 
 
 def _num_spans(prob: float, length: Array, span: int, min_masks: int, epsilon: Array, axis_len: int) -> Array:

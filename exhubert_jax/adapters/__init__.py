@@ -1,5 +1,7 @@
 """Functional adapters over parameter pytrees: bbe, lora, ia3, bitfit, bottleneck; composable and mergeable.
 
+Every module of this package but `core` is a method that registers itself (adapter_spec.register) on import.
+
     params, config, labels = adapters.add(params, config, "lora", r=8, alpha=16, targets=("q", "v"))
     params, config, labels = adapters.apply_spec(params, config, "bbe:copies=1,style=zll")  # same, from a string
     plain_params, plain_config = adapters.merge(params, config)                             # lora, ia3, bitfit
@@ -10,22 +12,24 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any, Sequence
 
-from ..adapter_spec import METHODS, TARGETS, AdapterSpecError, canonical, format_spec, parse_spec
+from ..adapter_spec import REGISTRY, TARGETS, AdapterSpecError, canonical, format_spec, lookup, parse_spec
 from ..config import HubertConfig
 from ..expansion import expand
-from . import bbe, bitfit, bottleneck, ia3, lora
-from .core import REGISTRY, AdapterError, labels, merge, merge_all, unmergeable
+from . import core
+from .core import AdapterError, labels, merge, merge_all, unmergeable
 
-MODULES = {m.NAME: m for m in (bbe, lora, ia3, bitfit, bottleneck)}
+BUILTIN = tuple(importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+                if not m.name.startswith("_") and m.name != "core")
 
 
 def add(params: Any, config: HubertConfig, method: str, **options: Any) -> tuple[dict, HubertConfig, dict]:
     """Add adapter `method` with its options: (new_params, new_config, labels); the inputs are never mutated."""
-    if method not in MODULES:
-        raise AdapterSpecError(f"unknown adapter method {method!r}; choose one of {', '.join(MODULES)}")
-    return MODULES[method].add(params, config, **options)
+    own = lookup(method).add
+    return own(params, config, **options) if own else core.add(params, config, method, **options)
 
 
 def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
@@ -43,5 +47,5 @@ def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
     return params, config, out_labels
 
 
-__all__ = ["AdapterError", "AdapterSpecError", "METHODS", "REGISTRY", "TARGETS", "add", "apply_spec", "canonical",
+__all__ = ["AdapterError", "AdapterSpecError", "REGISTRY", "TARGETS", "add", "apply_spec", "canonical",
            "expand", "format_spec", "labels", "merge", "merge_all", "parse_spec", "unmergeable"]

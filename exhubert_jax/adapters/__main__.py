@@ -15,7 +15,7 @@ import jax
 from ..config import HubertConfig, preset
 from ..model import param_shapes
 from ..optim import TRAINABLE, count, path_str
-from . import apply_spec
+from . import REGISTRY, apply_spec
 from .core import is_adapter_leaf
 
 GROUPS = (("adapters", None), ("CNN feature encoder", "hubert/feature_extractor/"),
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="large", help="tiny, base, large or xlarge")
     ap.add_argument("--adapter", action="append", required=True,
-                    help="method:key=value,... (bbe, lora, ia3, bitfit, bottleneck); repeat to compose, in order")
+                    help=f"method:key=value,... ({', '.join(REGISTRY)}); repeat to compose, in order")
     args = ap.parse_args(argv)
     try:
         shapes, config, labels = abstract_apply(preset(args.preset), args.adapter)

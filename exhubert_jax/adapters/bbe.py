@@ -7,15 +7,12 @@ keep them trainable.
 
 from __future__ import annotations
 
-from ..adapter_spec import format_spec, normalise
+from ..adapter_spec import Option, format_spec, normalise
 from ..expansion import expand
-from ..expansion_spec import GATE, ZLL
+from ..expansion_spec import FREEZE_MODES, GATE, STYLES, ZLL
 from .core import AdapterError, Method, labels, leaf_regex, register
 
 NAME = "bbe"
-
-# The layout's Linears (ZLLs after copies, gates after originals) belong to bbe, so later methods keep their labels.
-METHOD = register(Method(NAME, leaf_regex(rf"^{'/'.join(ZLL)}/|^{'/'.join(GATE)}/")))
 
 
 def add(params, config, **options):
@@ -26,3 +23,9 @@ def add(params, config, **options):
     new_params, new_config, _ = expand(params, config, **options)
     new_config = new_config.replace(adapters=(format_spec(NAME, options),))
     return new_params, new_config, labels(new_params, new_config)
+
+
+# The layout's Linears (ZLLs after copies, gates after originals) belong to bbe, so later methods keep their labels.
+METHOD = register(Method(NAME, leaf_regex(rf"^{'/'.join(ZLL)}/|^{'/'.join(GATE)}/"), add=add, options={
+    "copies": Option("int", 1), "style": Option("choice", "zll", STYLES),
+    "freeze": Option("choice", "original", FREEZE_MODES)}))

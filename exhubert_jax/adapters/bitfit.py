@@ -10,11 +10,4 @@ from .core import Method, register
 
 NAME = "bitfit"
 
-METHOD = register(Method(NAME, owns=lambda name: False, trains=lambda name: name.endswith("/bias"),
-                         merge=lambda params, options: params))
-
-
-def add(params, config, **options):
-    """Record BitFit in the config and return its labels: (params, new_config, labels)."""
-    from .core import add as add_method
-    return add_method(params, config, NAME, **options)
+METHOD = register(Method(NAME, trains=lambda name: name.endswith("/bias"), merge=lambda params, options: params))

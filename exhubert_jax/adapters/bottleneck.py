@@ -7,13 +7,35 @@ model starts as the identity; only the adapters and the head train. Not mergeabl
 
 from __future__ import annotations
 
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..layers import normal_init
+from ..adapter_hooks import after
+from ..adapter_spec import Option
+from ..layers import activation, normal_init
 from .core import Method, leaf_regex, register
 
 NAME = "bottleneck"
+# Sub-layers each style adapts, and the name of the adapter's parameter subtree in the layer.
+SITES = {"houlsby": ("attention", "feed_forward"), "pfeiffer": ("feed_forward",)}
+SUBTREE = {"attention": "attention_adapter", "feed_forward": "ffn_adapter"}
+
+
+class Bottleneck(nn.Module):
+    """h + up(act(down(h))); the up-projection starts at zero, so it starts as the identity."""
+
+    size: int
+    act: str
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        z = nn.Dense(self.size, dtype=self.dtype, kernel_init=normal_init, name="down")(h)
+        z = activation(self.act)(z)
+        return h + nn.Dense(h.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros, name="up")(z)
 
 
 def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.Array:
@@ -23,10 +45,15 @@ def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.A
     return jnp.zeros(shape, dtype)
 
 
-METHOD = register(Method(NAME, leaf_regex(r"/(attention|ffn)_adapter/"), init_leaf))
+def adapts(context, args: tuple, options: dict) -> bool:
+    """An encoder layer's branch the style adapts."""
+    return context.method_name == "branch" and args[0] in SITES[options["style"]]
 
 
-def add(params, config, *, seed: int = 0, **options):
-    """Bottleneck adapters in every encoder layer: (new_params, new_config, labels)."""
-    from .core import add as add_method
-    return add_method(params, config, NAME, seed=seed, **options)
+def on_branch(layer: nn.Module, args: tuple, h: jax.Array, options: dict) -> jax.Array:
+    """The branch output through a Bottleneck created in the layer's scope."""
+    return Bottleneck(options["size"], layer.config.hidden_act, layer.dtype, parent=layer, name=SUBTREE[args[0]])(h)
+
+
+METHOD = register(Method(NAME, leaf_regex(r"/(attention|ffn)_adapter/"), init_leaf, intercept=after(adapts, on_branch),
+                         options={"size": Option("int", 64), "style": Option("choice", "houlsby", tuple(SITES))}))

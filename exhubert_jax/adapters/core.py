@@ -1,8 +1,7 @@
-"""The adapter protocol: what a method declares, how its parameters are added, and how labels compose.
+"""The adapter protocol: how a method's parameters are added, how labels compose, and how methods merge.
 
-A method is a `Method`: its name, which parameter leaves it adds (`owns`), which backbone leaves it trains besides
-(`trains`), how to initialise its leaves (`init_leaf`) and, if mergeable, how to fold them into the base (`merge`).
-`add` (one function for every method but bbe) appends the method's canonical spec to the config, lets the model
+A method is an adapter_spec.Method in adapter_spec.REGISTRY (see there). `add` (one function for every method but
+bbe, which brings its own) appends the method's canonical spec to the config, lets the model
 declare the new leaves (param_shapes of the new config) and initialises only those, so the inputs are never mutated
 and every existing leaf keeps its value.
 
@@ -13,7 +12,6 @@ biases). BBE, which must come first, sets the starting labels (original layers f
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import zlib
 from typing import Any, Callable
@@ -21,7 +19,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..adapter_spec import AdapterSpecError, format_spec, normalise
+from ..adapter_spec import REGISTRY, AdapterSpecError, format_spec, lookup, normalise, owner
+from ..adapter_spec import Method, register  # noqa: F401 - re-exported for the method modules
 from ..config import HubertConfig
 from ..model import param_shapes
 from ..optim import FROZEN, TRAINABLE, param_labels, path_str
@@ -32,26 +31,6 @@ CNN = "hubert/feature_extractor/"
 
 class AdapterError(AdapterSpecError):
     """An adapter request that cannot be honoured (bad order, repeated method, mismatched parameters)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """One adapter method (see the module docstring)."""
-
-    name: str
-    owns: Callable[[str], bool]
-    init_leaf: Callable[[str, tuple[int, ...], Any, jax.Array], jax.Array] | None = None
-    trains: Callable[[str], bool] = lambda name: False
-    merge: Callable[[dict, dict], dict] | None = None
-
-
-REGISTRY: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    """Make `method` known to labels(), merge() and the spec functions."""
-    REGISTRY[method.name] = method
-    return method
 
 
 def leaf_regex(pattern: str) -> Callable[[str], bool]:
@@ -77,7 +56,7 @@ def _leaf_key(seed: int, name: str) -> jax.Array:
 def add(params: Any, config: HubertConfig, method: str, *, seed: int = 0,
         **options: Any) -> tuple[dict, HubertConfig, dict]:
     """Add a structural or label-only method: (new_params, new_config, labels); inputs are never mutated."""
-    spec = REGISTRY[method]
+    spec = lookup(method)
     new_config = with_adapter(config, method, normalise(method, options))
     params = jax.tree.map(jnp.asarray, params)  # new containers; numpy inputs are copied, never aliased
     old = {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
@@ -109,7 +88,7 @@ def applied(config: HubertConfig) -> list[tuple[str, dict]]:
 
 def is_adapter_leaf(name: str) -> bool:
     """Whether a parameter path belongs to any adapter method."""
-    return any(m.owns(name) for m in REGISTRY.values())
+    return owner(name) is not None
 
 
 def labels(params: Any, config: HubertConfig, freeze: str = "original") -> dict:
@@ -161,13 +140,13 @@ def map_dense(params: dict, fn: Callable[[dict], dict]) -> dict:
 def merge(params: Any, config: HubertConfig) -> tuple[dict, HubertConfig]:
     """Fold every mergeable adapter into the base weights: (params, config) without them; others stay as they are.
 
-    LoRA folds before IA3 because an adapted Dense computes (x W + b + s x A B) * l.
+    Methods fold by their `order`, nearest the module first: LoRA before IA3, as the Dense computes
+    (x W + b + s x A B) * l.
     """
     params = jax.tree.map(jnp.asarray, params)
     methods = applied(config)
-    order = {"lora": 0, "ia3": 1}
     for method, options in sorted((mo for mo in methods if REGISTRY[mo[0]].merge is not None),
-                                  key=lambda mo: order.get(mo[0], 2)):
+                                  key=lambda mo: REGISTRY[mo[0]].order):
         params = REGISTRY[method].merge(params, options)
     keep = tuple(spec for spec, (method, _) in zip(config.adapters, methods) if REGISTRY[method].merge is None)
     return params, config.replace(adapters=keep)

@@ -1,14 +1,18 @@
 """IA3 (Liu et al., 2022): learned vectors that scale the outputs of k, v and the first feed-forward projection.
 
 Option: targets among q, k, v, out, ff1, ff2 joined by '+' (default k+v+ff1). The vectors start at one; only they
-and the head train. Mergeable: kernel and bias columns times the vector.
+and the head train. Mergeable: kernel and bias columns times the vector. It sits outside LoRA on a shared target:
+the projection computes (x W + b + s x A B) * l.
 """
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ..adapter_hooks import after, dense_targets
+from ..adapter_spec import Option
 from .core import Method, leaf_regex, map_dense, register
 
 NAME = "ia3"
@@ -17,6 +21,11 @@ NAME = "ia3"
 def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.Array:
     """Ones: the identity at initialisation."""
     return jnp.ones(shape, dtype)
+
+
+def on_dense(dense: nn.Dense, args: tuple, y: jax.Array, options: dict) -> jax.Array:
+    """y times a vector l (out,) created in the projection's scope."""
+    return y * dense.param("ia3", nn.initializers.ones, (dense.features,), jnp.float32).astype(y.dtype)
 
 
 def merge(params: dict, options: dict) -> dict:
@@ -32,10 +41,6 @@ def merge(params: dict, options: dict) -> dict:
     return map_dense(params, fold)
 
 
-METHOD = register(Method(NAME, leaf_regex(r"/ia3$"), init_leaf, merge=merge))
-
-
-def add(params, config, *, seed: int = 0, **options):
-    """IA3 on `targets` of every encoder layer: (new_params, new_config, labels)."""
-    from .core import add as add_method
-    return add_method(params, config, NAME, seed=seed, **options)
+METHOD = register(Method(NAME, leaf_regex(r"/ia3$"), init_leaf, merge=merge,
+                         intercept=after(dense_targets, on_dense), order=1,
+                         options={"targets": Option("targets", ("k", "v", "ff1"))}))

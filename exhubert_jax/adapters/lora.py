@@ -6,12 +6,17 @@ Only the LoRA matrices and the head train, as with PyTorch peft. Mergeable: W <-
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ..adapter_hooks import after, dense_targets
+from ..adapter_spec import Option
 from .core import Method, leaf_regex, map_dense, register
 
 NAME = "lora"
+# A as PEFT initialises it (torch kaiming_uniform with a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+A_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.Array:
@@ -20,6 +25,15 @@ def init_leaf(name: str, shape: tuple[int, ...], dtype, key: jax.Array) -> jax.A
         return jnp.zeros(shape, dtype)
     stacked = tuple(range(len(shape) - 2))  # (L, in, r) or (L, copies, in, r): one init per layer
     return jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", batch_axis=stacked)(key, shape, dtype)
+
+
+def on_dense(dense: nn.Dense, args: tuple, y: jax.Array, options: dict) -> jax.Array:
+    """y + (alpha / r) (x A) B, with A (in, r) and B (r, out) created in the projection's scope."""
+    x, rank = args[0], options["r"]
+    a = dense.param("lora_a", A_INIT, (x.shape[-1], rank), jnp.float32)
+    b = dense.param("lora_b", nn.initializers.zeros, (rank, dense.features), jnp.float32)
+    low = jnp.dot(jnp.dot(x.astype(dense.dtype), a.astype(dense.dtype)), b.astype(dense.dtype))
+    return y + (low * (options["alpha"] / rank)).astype(y.dtype)
 
 
 def merge(params: dict, options: dict) -> dict:
@@ -37,10 +51,6 @@ def merge(params: dict, options: dict) -> dict:
     return map_dense(params, fold)
 
 
-METHOD = register(Method(NAME, leaf_regex(r"/lora_[ab]$"), init_leaf, merge=merge))
-
-
-def add(params, config, *, seed: int = 0, **options):
-    """LoRA on `targets` of every encoder layer (copies included): (new_params, new_config, labels)."""
-    from .core import add as add_method
-    return add_method(params, config, NAME, seed=seed, **options)
+METHOD = register(Method(
+    NAME, leaf_regex(r"/lora_[ab]$"), init_leaf, merge=merge, intercept=after(dense_targets, on_dense), order=0,
+    options={"r": Option("int", 8), "alpha": Option("float", 16.0), "targets": Option("targets", ("q", "v"))}))
