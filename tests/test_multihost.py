@@ -22,7 +22,8 @@ from toys import ToySource
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "multihost_run.py"
 FLAGS = ["--steps", "4", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+ENV = dict(os.environ, JAX_PLATFORMS="cpu",
+           XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1")
 
 
 class CountingSource(ToySource):
