@@ -1,0 +1,99 @@
+"""Continuous emotion (arousal, valence, dominance): CCC, Pearson's r and MAE in numpy; the 1 - CCC and MSE losses
+in JAX, masked per row and dimension, so one compiled step serves corpora with and without dimensional labels.
+
+CCC (Lin 1989) is 2 cov(x, y) / (var x + var y + (mean x - mean y)^2) with population (1/n) moments, as in
+audeering's and the MSP-Podcast challenge's evaluation code.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DIMENSIONS = ("arousal", "valence", "dominance")  # the canonical order of the regression outputs
+LOSSES = ("ccc", "mse")
+_EPS = 1e-8  # keeps the CCC of a constant batch finite
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 1-D arrays of equal length."""
+    t = np.asarray(y_true, np.float64).reshape(-1)
+    p = np.asarray(y_pred, np.float64).reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} entries but y_pred has {p.size}")
+    return t, p
+
+
+def ccc(y_true, y_pred) -> float:
+    """Concordance correlation coefficient of two 1-D arrays (NaN for fewer than 2 values or zero spread)."""
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2:
+        return float("nan")
+    denom = t.var() + p.var() + (t.mean() - p.mean()) ** 2
+    return float(2 * np.mean((t - t.mean()) * (p - p.mean())) / denom) if denom > 0 else float("nan")
+
+
+def pearson(y_true, y_pred) -> float:
+    """Pearson's r (NaN for fewer than 2 values or a constant array)."""
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2 or t.std() == 0 or p.std() == 0:
+        return float("nan")
+    return float(np.mean((t - t.mean()) * (p - p.mean())) / (t.std() * p.std()))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error (NaN when empty)."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.abs(t - p).mean()) if t.size else float("nan")
+
+
+def summarize_dims(y_true: np.ndarray, y_pred: np.ndarray, names: tuple[str, ...]) -> dict:
+    """{'n', 'dims': {name: {ccc, r, mae, n}}, 'mean_ccc'} over the rows where a dimension's target is finite."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    dims = {}
+    for k, name in enumerate(names):
+        known = np.isfinite(y_true[:, k])
+        t, p = y_true[known, k], y_pred[known, k]
+        dims[name] = dict(n=int(known.sum()), ccc=ccc(t, p), r=pearson(t, p), mae=mae(t, p))
+    cccs = [d["ccc"] for d in dims.values() if np.isfinite(d["ccc"])]
+    return dict(n=int(len(y_true)), dims=dims, mean_ccc=float(np.mean(cccs)) if cccs else float("nan"))
+
+
+def masked_ccc(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """CCC per column of (B, K) predictions over the rows where mask (B, K) is 1."""
+    n = jnp.maximum(mask.sum(0), 1.0)
+    mp, mt = (mask * pred).sum(0) / n, (mask * target).sum(0) / n
+    dp, dt = mask * (pred - mp), mask * (target - mt)
+    cov = (dp * dt).sum(0) / n
+    denom = (dp * dp).sum(0) / n + (dt * dt).sum(0) / n + (mp - mt) ** 2
+    return 2 * cov / (denom + _EPS)
+
+
+def dimensional_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, kind: str = "ccc") -> jax.Array:
+    """1 - CCC (or the MSE) averaged over the dimensions that have at least one labelled row; 0 when none has.
+    Missing targets (mask 0) may hold any finite value."""
+    pred = pred.astype(jnp.promote_types(pred.dtype, jnp.float32))
+    mask = mask.astype(pred.dtype)
+    target = jnp.where(mask > 0, target, 0.0).astype(pred.dtype)
+    labelled = (mask.sum(0) > 0).astype(pred.dtype)
+    if kind == "ccc":
+        per_dim = 1.0 - masked_ccc(pred, target, mask)
+    elif kind == "mse":
+        per_dim = (mask * (pred - target) ** 2).sum(0) / jnp.maximum(mask.sum(0), 1.0)
+    else:
+        raise ValueError(f"dimensional loss must be one of {LOSSES}, got {kind!r}")
+    return (per_dim * labelled).sum() / jnp.maximum(labelled.sum(), 1.0)
+
+
+# Onto the 6 classes (exhubert_jax.config.EMOTION_CLASSES): arousal (on [0, 1]) at or above AROUSAL_HIGH is high;
+# valence below VALENCE_BOUNDS[0] is negative, at or above VALENCE_BOUNDS[1] positive, neutral between (the middle
+# third of the scale: 2.33-3.67 on IEMOCAP's 1-5, 3-5 on MSP-Podcast's 1-7).
+AROUSAL_HIGH = 0.5
+VALENCE_BOUNDS = (1 / 3, 2 / 3)
+
+
+def classes_from_dims(arousal, valence) -> np.ndarray:
+    """Index into the 6 classes (low/high x negative/neutral/positive) for [0, 1] arousal and valence."""
+    a, v = np.asarray(arousal, np.float64), np.asarray(valence, np.float64)
+    return (3 * (a >= AROUSAL_HIGH) + (v >= VALENCE_BOUNDS[0]) + (v >= VALENCE_BOUNDS[1])).astype(np.int64)
