@@ -182,6 +182,9 @@ class PreparedSplit:
         self.num_samples = np.asarray(index["num_samples"], np.int64)
         self.labels = np.asarray(index["label"], np.int32)
         self.native_indices = np.asarray(index["native_index"], np.int32)
+        # arousal, valence, dominance on [0, 1] (NaN where the corpus has none); None when it has none at all
+        self.dims = (np.asarray([[np.nan if v is None else v for v in row] for row in index["dims"]],
+                                np.float32).reshape(-1, 3) if "dims" in index else None)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self._source = None
