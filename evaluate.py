@@ -114,26 +114,35 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     out = Path(args.out) if args.out else checkpoint / "eval"
     out.mkdir(parents=True, exist_ok=True)
     results, samples = [], []
+    classes = bool(model.config.num_labels)  # a dimensional-only model has no probabilities to calibrate
     for name in names:
         r = evaluate(name, args.split)
         samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
-        write_corpus_files(args, checkpoint, out, r, analysis.add_calibration(
-            r, temperature["temperature"] if temperature else 1.0, show_before=args.calibrate))
+        analysis.add_dimensional_intervals(r, args.bootstrap, args.seed)
+        reliability = analysis.add_calibration(r, temperature["temperature"] if temperature else 1.0,
+                                               show_before=args.calibrate) if classes else None
+        write_corpus_files(args, checkpoint, out, r, reliability)
         results.append(r)
     average = analysis.average_interval(samples)
     doc = {"checkpoint": str(checkpoint), "split": args.split, "input": args.input,
            "caveat": ev.checkpoint_caveat(checkpoint), "average_uar_interval": average, "temperature": temperature,
-           "results": results}
+           "mean_ccc": analysis.mean_ccc(results), "results": results}
+    mapped = f"\nClasses of the dimensional model: {ev.CLASSES_FROM_DIMS}.\n" if not classes else ""
+    dims = reporting.dimensional_table(results)
+    calibration = (f"\n{calibration_heading(checkpoint, temperature)}\n\n{reporting.calibration_table(results)}"
+                   if classes else "")
     text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
-            f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
-            f"{reporting.calibration_table(results)}" + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
+            + (f"{dims}\n" if dims else "") + f"{reporting.markdown_table(results, average)}{mapped}{calibration}"
+            + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
     (out / "results.json").write_text(json.dumps(doc))
     (out / "results.md").write_text(text)
     if args.json:
         print(json.dumps({**doc, "table": text, "out": str(out)}))
     else:
+        figures = ("reliability_<corpus>.png" if classes else "") + \
+            (", scatter_<corpus>.png" if model.config.dimensions else "")
         print(text + f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json, "
-              f"reliability_<corpus>.png for {', '.join(names)}")
+              f"{figures.strip(', ')} for {', '.join(names)}")
     return 0
 
 
@@ -166,16 +175,22 @@ def calibration_heading(checkpoint: Path, temperature: dict | None) -> str:
 
 
 def write_corpus_files(args, checkpoint: Path, out: Path, r: dict, reliability: dict) -> None:
-    """confusion_<corpus>.png/.json and reliability_<corpus>.png of one result."""
-    from exhubert_jax import reporting
+    """confusion_<corpus>.png/.json, reliability_<corpus>.png (models with classes) and scatter_<corpus>.png (models
+    with dimensions) of one result."""
+    from exhubert_jax import analysis, reporting
 
     tag = Path(r["corpus"]).name
     reporting.plot_confusion(r["confusion_matrix"], r["class_names"], out / f"confusion_{tag}.png",
                              title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
-    c = r["calibration"]
-    reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
-                               title=f"{r['corpus']} ({args.split}), T = {c['temperature']:.2f}: ECE "
-                                     f"{100 * c['ece']:.1f}%, MCE {100 * c['mce']:.1f}%")
+    if reliability is not None:
+        c = r["calibration"]
+        reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
+                                   title=f"{r['corpus']} ({args.split}), T = {c['temperature']:.2f}: ECE "
+                                         f"{100 * c['ece']:.1f}%, MCE {100 * c['mce']:.1f}%")
+    if r.get("dimensional"):
+        truth, pred, names = analysis.result_values(r)
+        reporting.plot_scatter(truth, pred, names, out / f"scatter_{tag}.png",
+                               title=f"{r['corpus']} ({args.split}): mean CCC {r['dimensional']['mean_ccc']:.3f}")
     summary = {k: v for k, v in r.items() if k != "utterances"}
     (out / f"confusion_{tag}.json").write_text(json.dumps({"checkpoint": str(checkpoint), **summary}, indent=2))
 

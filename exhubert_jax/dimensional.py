@@ -7,6 +7,8 @@ audeering's and the MSP-Podcast challenge's evaluation code.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +99,52 @@ def classes_from_dims(arousal, valence) -> np.ndarray:
     """Index into the 6 classes (low/high x negative/neutral/positive) for [0, 1] arousal and valence."""
     a, v = np.asarray(arousal, np.float64), np.asarray(valence, np.float64)
     return (3 * (a >= AROUSAL_HIGH) + (v >= VALENCE_BOUNDS[0]) + (v >= VALENCE_BOUNDS[1])).astype(np.int64)
+
+
+def resample_weights(n: int, speakers, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, str, int | None]:
+    """(B, n) bootstrap multiplicities of n utterances: whole speakers drawn with replacement when every utterance has
+    one and there are at least bootstrap.MIN_CLUSTERS of them, else utterances; the unit and the speaker count."""
+    from .bootstrap import MIN_CLUSTERS
+
+    spk = list(speakers) if speakers is not None else [None] * n
+    known = n > 0 and all(s is not None for s in spk)
+    groups, index = np.unique(np.asarray(spk, object).astype(str), return_inverse=True) if known else ([], None)
+    if known and len(groups) >= MIN_CLUSTERS:
+        draws = rng.multinomial(len(groups), np.full(len(groups), 1 / len(groups)), size=n_resamples)
+        return draws[:, index].astype(np.float64), "cluster", len(groups)
+    draws = rng.multinomial(n, np.full(n, 1 / n), size=n_resamples).astype(np.float64)
+    return draws, "utterance", (len(groups) if known else None)
+
+
+def weighted_ccc(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """CCC of one pair of (n,) arrays under each row of (B, n) weights (a resample's multiplicities)."""
+    total = np.maximum(w.sum(1), 1e-12)
+    mt, mp = (w @ y_true) / total, (w @ y_pred) / total
+    vt = (w @ y_true ** 2) / total - mt ** 2
+    vp = (w @ y_pred ** 2) / total - mp ** 2
+    cov = (w @ (y_true * y_pred)) / total - mt * mp
+    denom = vt + vp + (mt - mp) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * cov / denom, np.nan)
+
+
+def ccc_intervals(y_true: np.ndarray, y_pred: np.ndarray, names: tuple[str, ...], speakers, n_resamples: int,
+                  seed: int, name: str = "") -> tuple[dict, np.ndarray]:
+    """({unit, short, resamples, seed, <dim>: [low, high] CCC, mean_ccc: [low, high]}, the (B,) resampled mean CCCs)
+    of one test set, resampled like the categorical intervals (bootstrap.py): by speaker where it can be."""
+    from .bootstrap import LEVEL, percentile_interval, rng_for, short_label
+
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    w, unit, n_speakers = resample_weights(len(y_true), speakers, n_resamples, rng_for(seed, name, "ccc"))
+    per_dim = []
+    for k in range(len(names)):
+        known = np.isfinite(y_true[:, k])
+        per_dim.append(weighted_ccc(y_true[known, k], y_pred[known, k], w[:, known]))
+    out = {"unit": unit, "n_speakers": n_speakers, "short": short_label(unit, n_speakers),
+           "resamples": int(n_resamples), "seed": int(seed), "level": LEVEL}
+    out.update({d: percentile_interval(c) for d, c in zip(names, per_dim)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no defined CCC: its mean is NaN
+        means = np.nanmean(np.vstack(per_dim), axis=0) if per_dim else np.full(n_resamples, np.nan)
+    out["mean_ccc"] = percentile_interval(means)
+    return out, means
