@@ -157,7 +157,7 @@ class Trainer:
         self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
                                           shard=data_shard(mesh), card=card), depth=2)
         self.run_document = runconfig.build(
-            dataclasses.asdict(opts), model.config.to_dict(),
+            {**dataclasses.asdict(opts), "task_weights": list(opts.task_weights)}, model.config.to_dict(),
             {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))
         self.best: dict | None = None
         self.history: list[dict] = []

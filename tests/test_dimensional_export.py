@@ -1,0 +1,83 @@
+"""The regression head through the model's life: saved and reloaded, exported to transformers (stock
+HubertForSequenceClassification for plain models, the shipped code for ZLL-expanded ones) and converted back with
+its regression outputs to 1e-4, kept exact by Backbone Block Expansion, and trained under adapters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForAudioClassification, HubertForSequenceClassification as TorchHubert
+
+from converters.flax_to_torch import export
+from converters.torch_to_flax import load_source
+from exhubert_jax import dimensional as dm
+from exhubert_jax.adapters import apply_spec
+from exhubert_jax.checkpoint import from_pretrained, save_pretrained
+from exhubert_jax.config import preset
+from exhubert_jax.expansion import expand
+from exhubert_jax.model import HubertForSequenceClassification, init_params
+from hf_models import padded_batch
+
+torch.set_num_threads(2)
+HEADS = {"both": 6, "dimensional": 0}
+
+
+def model_outputs(config, params, x, mask):
+    """(logits, regression values) of our model."""
+    out = HubertForSequenceClassification(config).apply({"params": params}, x, mask)
+    return np.asarray(out.logits), np.asarray(out.values)
+
+
+def tiny_dims(num_labels):
+    config = preset("tiny", num_labels=num_labels, label_names=None, dimensions=dm.DIMENSIONS, mask_time_prob=0.0)
+    params = init_params(config, 3)
+    rng = np.random.default_rng(0)  # a head far from its init, so a swapped row would show
+    params["regressor"] = {k: v + rng.standard_normal(v.shape).astype(np.float32) for k, v in params["regressor"].items()}
+    return config, params
+
+
+@pytest.mark.parametrize("heads", sorted(HEADS))
+def test_save_export_and_back_keep_the_regression_outputs(tmp_path, heads):
+    config, params = tiny_dims(HEADS[heads])
+    x, mask = padded_batch((4000, 2600), seed=1)
+    logits, values = model_outputs(config, params, x, mask)
+    model, loaded = from_pretrained(save_pretrained(tmp_path / "ours", config, params))
+    assert model.config == config
+    assert np.array_equal(model_outputs(config, loaded, x, mask)[1], values)
+
+    torch_model = TorchHubert.from_pretrained(export(params, config, tmp_path / "hf")).eval()
+    assert torch_model.config.problem_type == ("regression" if heads == "dimensional" else None)
+    with torch.no_grad():
+        out = torch_model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask)).logits.numpy()
+    n = config.num_labels
+    assert np.max(np.abs(out[:, n:] - values)) < 1e-4 and np.max(np.abs(out[:, :n] - logits), initial=0) < 1e-4
+    back, back_config, _ = load_source(str(tmp_path / "hf"), None, None)
+    assert (back_config.num_labels, back_config.dimensions) == (n, dm.DIMENSIONS)
+    assert np.max(np.abs(model_outputs(back_config, back, x, mask)[1] - values)) < 1e-5
+
+
+def test_expansion_keeps_the_regression_head_exact_and_exports(tmp_path):
+    config, params = tiny_dims(6)
+    x, mask = padded_batch((4000, 2600), seed=2)
+    _, values = model_outputs(config, params, x, mask)
+    grown, grown_config, labels = expand(params, config, copies=1, style="zll")
+    assert np.array_equal(model_outputs(grown_config, grown, x, mask)[1], values)
+    assert labels["regressor"]["kernel"] == "trainable"
+    torch_model = AutoModelForAudioClassification.from_pretrained(export(grown, grown_config, tmp_path / "pt"),
+                                                                  trust_remote_code=True).eval()
+    with torch.no_grad():
+        out = torch_model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask).long()).logits.numpy()
+    assert np.max(np.abs(out[:, 6:] - values)) < 1e-4
+    back, back_config, _ = load_source(str(tmp_path / "pt"), None, None)
+    assert back_config.dimensions == dm.DIMENSIONS and back_config.expansion_style == "zll"
+
+
+@pytest.mark.parametrize("spec", ["lora:r=2", "bitfit"])
+def test_adapters_start_as_identity_and_train_the_regressor(spec):
+    config, params = tiny_dims(0)
+    x, mask = padded_batch((3000, 2000), seed=3)
+    _, values = model_outputs(config, params, x, mask)
+    adapted, adapted_config, labels = apply_spec(params, config, spec)
+    assert np.allclose(model_outputs(adapted_config, adapted, x, mask)[1], values, atol=1e-6)
+    assert labels["regressor"]["kernel"] == "trainable"
