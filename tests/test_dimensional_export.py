@@ -57,13 +57,24 @@ def test_save_export_and_back_keep_the_regression_outputs(tmp_path, heads):
     assert np.max(np.abs(model_outputs(back_config, back, x, mask)[1] - values)) < 1e-5
 
 
-def test_expansion_keeps_the_regression_head_exact_and_exports(tmp_path):
+def grown_model():
+    """A both-heads model, its (B, 3) regression outputs on a batch, and its ZLL expansion."""
     config, params = tiny_dims(6)
     x, mask = padded_batch((4000, 2600), seed=2)
     _, values = model_outputs(config, params, x, mask)
     grown, grown_config, labels = expand(params, config, copies=1, style="zll")
+    return x, mask, values, grown, grown_config, labels
+
+
+def test_expansion_keeps_the_regression_head_exact():
+    x, mask, values, grown, grown_config, labels = grown_model()
     assert np.array_equal(model_outputs(grown_config, grown, x, mask)[1], values)
     assert labels["regressor"]["kernel"] == "trainable"
+
+
+@pytest.mark.slow  # ~6 s: the shipped PyTorch code of a ZLL export, loaded through transformers
+def test_expanded_export_keeps_the_regression_outputs(tmp_path):
+    x, mask, values, grown, grown_config, _ = grown_model()
     torch_model = AutoModelForAudioClassification.from_pretrained(export(grown, grown_config, tmp_path / "pt"),
                                                                   trust_remote_code=True).eval()
     with torch.no_grad():
@@ -73,7 +84,7 @@ def test_expansion_keeps_the_regression_head_exact_and_exports(tmp_path):
     assert back_config.dimensions == dm.DIMENSIONS and back_config.expansion_style == "zll"
 
 
-@pytest.mark.parametrize("spec", ["lora:r=2", "bitfit"])
+@pytest.mark.parametrize("spec", [pytest.param("lora:r=2", marks=pytest.mark.slow), "bitfit"])
 def test_adapters_start_as_identity_and_train_the_regressor(spec):
     config, params = tiny_dims(0)
     x, mask = padded_batch((3000, 2000), seed=3)
