@@ -277,7 +277,7 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
                           "class_names": names, "files": results}))
     else:
         scaled = f", probabilities at temperature {t:.3f} from its temperature.json" if temperature else ""
-        print(f"Checkpoint `{checkpoint}`{scaled}\n\n{reporting.audio_table(results, names)}")
+        print(f"Checkpoint `{checkpoint}`{scaled}\n\n{reporting.audio_table(results, names, model.config.dimensions)}")
         if caveat:
             print(caveat)
     return 1 if failed else 0

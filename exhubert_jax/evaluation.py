@@ -158,7 +158,9 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     Wav2Vec2FeatureExtractor(do_normalize) and padded (with their masks) to the smallest of three bucket lengths,
     so a folder compiles at most three shapes and short clips are not padded to full length. A file's logits are
     its chunk logits averaged with weights proportional to chunk length; probabilities are softmax(logits /
-    temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate).
+    temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate). A
+    model with dimensions adds {'dimensions': {name: value}} (averaged alike); a dimensional-only model's 'top' is
+    the class of its arousal and valence.
     """
     names = model_class_names(model.config)
     chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
@@ -185,10 +187,11 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
         for piece in chunk_audio(audio, chunk_samples):
             results[i]["chunks"] += 1
             chunks.append((i, piece))
-    sums = np.zeros((len(files), len(names)))
+    config = model.config
+    sums = np.zeros((len(files), config.num_labels + len(config.dimensions)))
     lengths = np.zeros(len(files))
     for owners, x, mask in _length_batches(chunks, batch_size, default_buckets(chunk_seconds)):
-        out = predict(params, x, mask)
+        out = predict.outputs(params, x, mask)
         for row, owner in enumerate(owners):
             n = mask[row].sum()
             sums[owner] += n * out[row]
@@ -196,10 +199,16 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     for i, res in enumerate(results):
         if "error" in res:
             continue
-        logits = sums[i] / lengths[i]
-        probs = softmax(logits / temperature)
-        res.update(logits=[float(v) for v in logits], top=names[int(probs.argmax())],
-                   probabilities={n: float(p) for n, p in zip(names, probs)})
+        mean = sums[i] / lengths[i]
+        logits, values = mean[:config.num_labels], mean[config.num_labels:]
+        if config.dimensions:
+            res["dimensions"] = {d: float(v) for d, v in zip(config.dimensions, values)}
+        if config.num_labels:
+            probs = softmax(logits / temperature)
+            res.update(logits=[float(v) for v in logits], top=names[int(probs.argmax())],
+                       probabilities={n: float(p) for n, p in zip(names, probs)})
+        else:  # the class its arousal and valence fall in (CLASSES_FROM_DIMS)
+            res["top"] = names[int(predicted_classes(config, logits[None], values[None])[0])]
     return results
 
 

@@ -163,15 +163,19 @@ def plot_confusion(cm, class_names: Sequence[str], path: str | Path, title: str 
     return path
 
 
-def audio_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
-    """Markdown table of predict_audio results: file, top class, probability (%) per class; failed files marked."""
-    lines = [f"| File | Top class | {' | '.join(class_names)} |", "|---|---|" + "---:|" * len(class_names)]
+def audio_table(results: Sequence[dict], class_names: Sequence[str], dimensions: Sequence[str] = ()) -> str:
+    """Markdown table of predict_audio results: file, top class, probability (%) per class (models with a
+    classifier), then each dimension's value on [0, 1]; failed files marked."""
+    names = list(class_names) if any("probabilities" in r for r in results) else []
+    columns = names + list(dimensions)
+    lines = [f"| File | Top class | {' | '.join(columns)} |", "|---|---|" + "---:|" * len(columns)]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(class_names))
+            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(columns))
         else:
-            probs = " | ".join(f"{100 * r['probabilities'][n]:.1f}" for n in class_names)
-            lines.append(f"| {r['file']} | {r['top']} | {probs} |")
+            cells = [f"{100 * r['probabilities'][n]:.1f}" for n in names]
+            cells += [f"{r['dimensions'][d]:.3f}" for d in dimensions]
+            lines.append(f"| {r['file']} | {r['top']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
