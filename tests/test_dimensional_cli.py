@@ -17,6 +17,7 @@ from exhubert_jax.stages import UsageError, check_task
 FAST = ["--steps", "4", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
 
 
+@pytest.mark.slow  # ~20 s: prepares the demo, trains 4 rounds, evaluates with intervals and plots
 def test_both_heads_train_with_task_weights_and_evaluate(tmp_path, capsys):
     data = tmp_path / "prepared"
     prepare_demo(data, n_per_class=1, n_speakers=3, log=lambda s: None)
