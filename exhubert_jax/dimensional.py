@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-DIMENSIONS = ("arousal", "valence", "dominance")  # the canonical order of the regression outputs
+from .data import dimensions as _rules
+
+DIMENSIONS = _rules.DIMENSIONS  # the canonical order of the regression outputs
 LOSSES = ("ccc", "mse")
 _EPS = 1e-8  # keeps the CCC of a constant batch finite
 
@@ -88,17 +90,9 @@ def dimensional_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, kind: 
     return (per_dim * labelled).sum() / jnp.maximum(labelled.sum(), 1.0)
 
 
-# Onto the 6 classes (exhubert_jax.config.EMOTION_CLASSES): arousal (on [0, 1]) at or above AROUSAL_HIGH is high;
-# valence below VALENCE_BOUNDS[0] is negative, at or above VALENCE_BOUNDS[1] positive, neutral between (the middle
-# third of the scale: 2.33-3.67 on IEMOCAP's 1-5, 3-5 on MSP-Podcast's 1-7).
-AROUSAL_HIGH = 0.5
-VALENCE_BOUNDS = (1 / 3, 2 / 3)
-
-
-def classes_from_dims(arousal, valence) -> np.ndarray:
-    """Index into the 6 classes (low/high x negative/neutral/positive) for [0, 1] arousal and valence."""
-    a, v = np.asarray(arousal, np.float64), np.asarray(valence, np.float64)
-    return (3 * (a >= AROUSAL_HIGH) + (v >= VALENCE_BOUNDS[0]) + (v >= VALENCE_BOUNDS[1])).astype(np.int64)
+# Onto the 6 classes: the thresholds live with the data rules (a manifest row without a label but with ratings
+# gets its class from them), so they are part of every corpus's version digest.
+AROUSAL_HIGH, VALENCE_BOUNDS, classes_from_dims = _rules.AROUSAL_HIGH, _rules.VALENCE_BOUNDS, _rules.classes_from_dims
 
 
 def resample_weights(n: int, speakers, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, str, int | None]:

@@ -107,3 +107,17 @@ def test_prepared_demo_carries_ratings_and_their_scale(tmp_path):
     real = batch.weights > 0
     assert np.array_equal(batch.dims[real], split.dims[batch.indices[real]])
     assert split[int(batch.indices[0])]["dims"] == pytest.approx(tuple(split.dims[batch.indices[0]]))
+
+
+def test_a_rated_manifest_without_labels_joins_the_six_classes(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("path,arousal,valence\na.wav,0.8,0.1\nb.wav,0.2,0.5\nc.wav,0.6,0.9\n")
+    utts = R.read_manifest(m)
+    assert [u.native_label for u in utts] == ["high_negative", "low_neutral", "high_positive"]
+    assert [load_label_table().lookup("mine", u.native_label).target for u in utts] == [u.native_label for u in utts]
+    m.write_text("path,arousal,valence\na.wav,0.8,\n")
+    with pytest.raises(ManifestError, match="m.csv:2: empty 'path' or 'label'.*needs arousal and valence"):
+        R.read_manifest(m)
+    m.write_text("path,arousal\na.wav,0.8\n")
+    with pytest.raises(ManifestError, match="missing column.*label"):
+        R.read_manifest(m)

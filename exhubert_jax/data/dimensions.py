@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+import numpy as np
+
 from .errors import ManifestError
+from .labels import CLASSES
 
 DIMENSIONS = ("arousal", "valence", "dominance")
 # (low, high) of each corpus's published rating scale; manifests give [0, 1] unless they say otherwise
@@ -44,3 +47,23 @@ def parse_value(text: str | float | None, name: str, where: str, line: int | Non
 def scale_record(scale: tuple[float, float], n_with: int) -> dict:
     """What the metadata records about a corpus's dimensional labels."""
     return {"names": list(DIMENSIONS), "scale": list(scale), "stored_as": [0.0, 1.0], "n_labelled": n_with}
+
+
+# Onto the 6 classes (labels.CLASSES): arousal (on [0, 1]) at or above AROUSAL_HIGH is high; valence below
+# VALENCE_BOUNDS[0] is negative, at or above VALENCE_BOUNDS[1] positive, neutral between (the middle third of the
+# scale: 2.33-3.67 on IEMOCAP's 1-5, 3-5 on MSP-Podcast's 1-7).
+AROUSAL_HIGH = 0.5
+VALENCE_BOUNDS = (1 / 3, 2 / 3)
+
+
+def classes_from_dims(arousal, valence) -> np.ndarray:
+    """Index into the 6 classes (low/high x negative/neutral/positive) for [0, 1] arousal and valence."""
+    a, v = np.asarray(arousal, np.float64), np.asarray(valence, np.float64)
+    return (3 * (a >= AROUSAL_HIGH) + (v >= VALENCE_BOUNDS[0]) + (v >= VALENCE_BOUNDS[1])).astype(np.int64)
+
+
+def class_of(dims: Dims | None) -> str | None:
+    """The class name of (arousal, valence, dominance) on [0, 1], or None without both arousal and valence."""
+    if dims is None or dims[0] is None or dims[1] is None:
+        return None
+    return CLASSES[int(classes_from_dims(dims[0], dims[1]))]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .dimensions import DIMENSIONS, SCALES, normalise, parse_value
+from .dimensions import DIMENSIONS, SCALES, class_of, normalise, parse_value
 from .errors import LayoutError, ManifestError, MissingSourceError
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -313,10 +313,12 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
                 yield line, row
         return
     reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-    missing = [c for c in ("path", "label") if c not in (reader.fieldnames or [])]
+    columns = reader.fieldnames or []
+    rated = {"arousal", "valence"} <= set(columns)  # a rated corpus may leave out the label (dimensions.class_of)
+    missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and rated)]
     if missing:
         raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; "
-                            "expected a header with path,label[,speaker][,split]")
+                            "expected a header with path,label[,speaker][,split][,arousal,valence,dominance]")
     for row in reader:
         yield reader.line_num, row
 
@@ -331,8 +333,9 @@ def _manifest_dims(row: dict, where: str, line: int) -> tuple | None:
 
 def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Utterance]:
     """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional arousal, valence,
-    dominance on [0, 1]); relative paths are resolved against root, or against the manifest's folder when root is
-    None."""
+    dominance on [0, 1]; a rated row without a label gets the class of its arousal and valence, so a dimensional
+    corpus joins the 6-class round robin); relative paths are resolved against root, or against the manifest's
+    folder when root is None."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise MissingSourceError(str(manifest), "manifest")
@@ -340,14 +343,16 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
     utts, seen, with_split = [], {}, []
     for line, row in _manifest_rows(manifest):
         path, label = (str(row.get(k) or "").strip() for k in ("path", "label"))
+        dims = _manifest_dims(row, str(manifest), line)
+        label = label or class_of(dims) or ""  # unlabelled but rated: the class of its arousal and valence
         if not path or not label:
-            raise ManifestError(str(manifest), line, "empty 'path' or 'label'")
+            raise ManifestError(str(manifest), line, "empty 'path' or 'label' (a row without a label needs "
+                                "arousal and valence)")
         speaker = str(row.get("speaker") or "").strip() or None
         split_raw = str(row.get("split") or "").strip()
         split = normalize_split(split_raw) if split_raw else None
         if split_raw and split is None:
             raise ManifestError(str(manifest), line, f"unknown split {split_raw!r} (use train, validation or test)")
-        dims = _manifest_dims(row, str(manifest), line)
         full = str((base / path) if not Path(path).is_absolute() else Path(path))
         if full in seen:
             raise ManifestError(str(manifest), line, f"{path} is listed twice (first at line {seen[full]})")
