@@ -94,6 +94,9 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax.data.resolve import resolve_corpora
 
     names = resolve_corpora(args.corpus, args.data_dir)
+    if args.calibrate and not model.config.num_labels:
+        raise ev.EvaluationError(f"--calibrate fits a softmax temperature; {checkpoint} is a dimensional-only model "
+                                 "(no classifier), so there is none to fit")
     spaces = {}
     for name in names:  # every head/label mismatch (and a missing validation split) before any work
         corpus = open_prepared(name, args.data_dir)
@@ -310,6 +313,9 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax.timeline import timelines
 
+    if not model.config.num_labels:
+        raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
+                                 "(no classifier): use --audio without --timeline for its arousal/valence/dominance")
     if not Path(args.audio).exists() or not ev.input_files(args.audio):
         raise ev.EvaluationError(f"no audio files found at {args.audio}")
     out = Path(args.out or checkpoint / "eval") / "timeline"
