@@ -60,3 +60,19 @@ def test_dimensional_demo_reaches_a_mean_test_ccc_above_one_half(tmp_path, monke
     assert eval_cli.main(["--corpus", "demo", "--checkpoint", "runs/finetune", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["mean_ccc"] > 0.5, doc["mean_ccc"]
+
+
+def test_timeline_and_calibration_are_refused_for_a_dimensional_only_model(tmp_path, capsys):
+    import jax
+    import numpy as np
+    import soundfile as sf
+
+    from exhubert_jax import preset, save_pretrained
+    from exhubert_jax.model import param_shapes
+
+    config = preset("tiny", num_labels=0, label_names=None, dimensions=DIMENSIONS)
+    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), param_shapes(config))
+    ckpt = save_pretrained(tmp_path / "dims", config, params)
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    assert eval_cli.main(["--audio", str(tmp_path / "a.wav"), "--checkpoint", str(ckpt), "--timeline"]) == 2
+    assert "dimensional-only model" in capsys.readouterr().err
