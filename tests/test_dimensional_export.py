@@ -4,37 +4,68 @@ its regression outputs to 1e-4, kept exact by Backbone Block Expansion, and trai
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForAudioClassification, HubertForSequenceClassification as TorchHubert
 
 from converters.flax_to_torch import export
-from converters.torch_to_flax import load_source
+from converters.mapping import state_dict_to_params
+from converters.torch_io import read_source
+from converters.torch_to_flax import config_for
 from exhubert_jax import dimensional as dm
 from exhubert_jax.adapters import apply_spec
 from exhubert_jax.checkpoint import from_pretrained, save_pretrained
 from exhubert_jax.config import preset
 from exhubert_jax.expansion import expand
-from exhubert_jax.model import HubertForSequenceClassification, init_params
+from exhubert_jax.model import HubertForSequenceClassification, init_params, param_shapes
 from hf_models import padded_batch
 
 torch.set_num_threads(2)
 HEADS = {"both": 6, "dimensional": 0}
 
 
+@functools.lru_cache(maxsize=None)
+def _forward(config):
+    """The jitted forward of a config (compiled once per config and batch shape)."""
+    model = HubertForSequenceClassification(config)
+
+    def forward(params, x, mask):
+        out = model.apply({"params": params}, x, mask)
+        return out.logits, out.values
+
+    return jax.jit(forward)
+
+
 def model_outputs(config, params, x, mask):
     """(logits, regression values) of our model."""
-    out = HubertForSequenceClassification(config).apply({"params": params}, x, mask)
-    return np.asarray(out.logits), np.asarray(out.values)
+    logits, values = _forward(config)(params, x, mask)
+    return np.asarray(logits), np.asarray(values)
 
 
-def tiny_dims(num_labels):
+@functools.lru_cache(maxsize=None)
+def _initial(num_labels):
     config = preset("tiny", num_labels=num_labels, label_names=None, dimensions=dm.DIMENSIONS, mask_time_prob=0.0)
-    params = init_params(config, 3)
+    params = jax.device_get(init_params(config, 3))
     rng = np.random.default_rng(0)  # a head far from its init, so a swapped row would show
     params["regressor"] = {k: v + rng.standard_normal(v.shape).astype(np.float32) for k, v in params["regressor"].items()}
     return config, params
+
+
+def tiny_dims(num_labels):
+    """A tiny model with a regression head (and num_labels classes), initialised once per head layout."""
+    config, params = _initial(num_labels)
+    return config, jax.tree.map(np.copy, params)
+
+
+def converted_back(directory):
+    """(params, config) of a PyTorch export read back; every head tensor must be in it (none initialised)."""
+    state, hf = read_source(str(directory))
+    config = config_for(hf, state, None)
+    return state_dict_to_params(state, config, param_shapes(config))[0], config
 
 
 @pytest.mark.parametrize("heads", sorted(HEADS))
@@ -52,7 +83,7 @@ def test_save_export_and_back_keep_the_regression_outputs(tmp_path, heads):
         out = torch_model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask)).logits.numpy()
     n = config.num_labels
     assert np.max(np.abs(out[:, n:] - values)) < 1e-4 and np.max(np.abs(out[:, :n] - logits), initial=0) < 1e-4
-    back, back_config, _ = load_source(str(tmp_path / "hf"), None, None)
+    back, back_config = converted_back(tmp_path / "hf")
     assert (back_config.num_labels, back_config.dimensions) == (n, dm.DIMENSIONS)
     assert np.max(np.abs(model_outputs(back_config, back, x, mask)[1] - values)) < 1e-5
 
@@ -80,7 +111,7 @@ def test_expanded_export_keeps_the_regression_outputs(tmp_path):
     with torch.no_grad():
         out = torch_model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask).long()).logits.numpy()
     assert np.max(np.abs(out[:, 6:] - values)) < 1e-4
-    back, back_config, _ = load_source(str(tmp_path / "pt"), None, None)
+    back, back_config = converted_back(tmp_path / "pt")
     assert back_config.dimensions == dm.DIMENSIONS and back_config.expansion_style == "zll"
 
 
