@@ -88,6 +88,7 @@ def train_torch(model, rounds):
     return losses, {k: v.detach().numpy() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow  # ~8-18 s on 2 cores (float64 forward and backward of both frameworks), like the two-corpus rounds
 def test_mixed_round_equals_pytorch_and_compiles_once(tmp_path):
     torch_model = save_tiny(tmp_path, "large", num_labels=9, exhubert_dimensions=list(DIMS), **DETERMINISTIC)
     torch_model.freeze_feature_encoder()
