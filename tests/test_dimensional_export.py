@@ -123,3 +123,17 @@ def test_adapters_start_as_identity_and_train_the_regressor(spec):
     adapted, adapted_config, labels = apply_spec(params, config, spec)
     assert np.allclose(model_outputs(adapted_config, adapted, x, mask)[1], values, atol=1e-6)
     assert labels["regressor"]["kernel"] == "trainable"
+
+
+@pytest.mark.slow  # ~10 s: torch.export and onnxruntime
+@pytest.mark.parametrize("heads", sorted(HEADS))
+def test_onnx_export_gives_the_regression_values_after_the_classes(tmp_path, heads):
+    from converters.onnx_io import LOGITS, run, session
+    from converters.to_onnx import export_onnx
+
+    config, params = tiny_dims(HEADS[heads])
+    export_onnx(params, config, tmp_path / "m.onnx")  # verifies against the JAX model on an unseen shape
+    x, mask = padded_batch((4000, 2600), seed=4)
+    _, values = model_outputs(config, params, x, mask)
+    got = run(session(tmp_path / "m.onnx"), x, mask)[LOGITS]
+    assert got.shape == (2, config.num_labels + 3) and np.max(np.abs(got[:, config.num_labels:] - values)) < 1e-4
