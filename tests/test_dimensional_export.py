@@ -137,3 +137,18 @@ def test_onnx_export_gives_the_regression_values_after_the_classes(tmp_path, hea
     _, values = model_outputs(config, params, x, mask)
     got = run(session(tmp_path / "m.onnx"), x, mask)[LOGITS]
     assert got.shape == (2, config.num_labels + 3) and np.max(np.abs(got[:, config.num_labels:] - values)) < 1e-4
+
+
+@pytest.mark.slow  # ~5 s each: LoRA applied, exported for peft and read back
+@pytest.mark.parametrize("heads", sorted(HEADS))
+def test_peft_export_round_trip_keeps_the_regressor(tmp_path, heads):
+    from converters.peft_io import export_peft, import_peft
+
+    config, params = tiny_dims(HEADS[heads])
+    adapted, adapted_config, _ = apply_spec(params, config, "lora:r=2")
+    rng = np.random.default_rng(5)
+    adapted = jax.tree.map(lambda v: v + 0.01 * rng.standard_normal(np.shape(v)).astype(np.float32), adapted)
+    export_peft(adapted, adapted_config, tmp_path / "ad")
+    back, _ = import_peft(jax.tree.map(np.zeros_like, params), config, tmp_path / "ad")  # the head comes from it
+    for name in ("regressor", "projector") + (("classifier",) if HEADS[heads] else ()):
+        assert np.array_equal(back[name]["kernel"], adapted[name]["kernel"]), name
