@@ -96,6 +96,9 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax.data.resolve import resolve_corpora
 
     names = resolve_corpora(args.corpus, args.data_dir)
+    if args.calibrate and not model.config.num_labels:
+        raise ev.EvaluationError(f"--calibrate fits a softmax temperature; {checkpoint} is a dimensional-only model "
+                                 "(no classifier), so there is none to fit")
     spaces = {}
     for name in names:  # every head/label mismatch (and a missing validation split) before any work
         corpus = open_prepared(name, args.data_dir)
@@ -116,20 +119,28 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     root = Path(args.out) if args.out else checkpoint / "eval"
     name = eval_outputs.run_name(args.corpus, args.split, args.input, spaces.values())
     results, samples = [], []
+    classes = bool(model.config.num_labels)  # a dimensional-only model has no probabilities to calibrate
     with eval_outputs.run_folder(root, name) as tmp:
         for corpus in names:
             r = evaluate(corpus, args.split)
             samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
-            write_corpus_files(args, checkpoint, tmp, r, analysis.add_calibration(
-                r, temperature["temperature"] if temperature else 1.0, show_before=args.calibrate))
+            analysis.add_dimensional_intervals(r, args.bootstrap, args.seed)
+            reliability = analysis.add_calibration(r, temperature["temperature"] if temperature else 1.0,
+                                                   show_before=args.calibrate) if classes else None
+            write_corpus_files(args, checkpoint, tmp, r, reliability)
             results.append(r)
         average = analysis.average_interval(samples)
         doc = {"checkpoint": str(checkpoint), "corpora": names, "split": args.split, "input": args.input,
                "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
-               "average_uar_interval": average, "temperature": temperature, "results": results}
+               "average_uar_interval": average, "temperature": temperature, "mean_ccc": analysis.mean_ccc(results),
+               "results": results}
+        mapped = f"\nClasses of the dimensional model: {ev.CLASSES_FROM_DIMS}.\n" if not classes else ""
+        dims = reporting.dimensional_table(results)
+        calibration = (f"\n{calibration_heading(checkpoint, temperature)}\n\n{reporting.calibration_table(results)}"
+                       if classes else "")
         text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
-                f"{reporting.markdown_table(results, average)}\n{calibration_heading(checkpoint, temperature)}\n\n"
-                f"{reporting.calibration_table(results)}" + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
+                + (f"{dims}\n" if dims else "") + f"{reporting.markdown_table(results, average)}{mapped}{calibration}"
+                + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
         (tmp / "results.json").write_text(json.dumps(doc))
         (tmp / "results.md").write_text(text)
         files = sorted(p.name for p in tmp.iterdir())
@@ -142,8 +153,10 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     if args.json:
         print(json.dumps({**doc, "table": text, "out": str(out), "index": str(index)}))
     else:
+        figures = ("reliability_<corpus>.png" if classes else "") + \
+            (", scatter_<corpus>.png" if model.config.dimensions else "")
         print(text + f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json, "
-              f"reliability_<corpus>.png for {', '.join(names)}; every evaluation is listed in {index}")
+              f"{figures.strip(', ')} for {', '.join(names)}; every evaluation is listed in {index}")
     return 0
 
 
@@ -176,17 +189,23 @@ def calibration_heading(checkpoint: Path, temperature: dict | None) -> str:
 
 
 def write_corpus_files(args, checkpoint: Path, out: Path, r: dict, reliability: dict) -> None:
-    """confusion_<corpus>.png/.json and reliability_<corpus>.png of one result."""
+    """confusion_<corpus>.png/.json, reliability_<corpus>.png (models with classes) and scatter_<corpus>.png (models
+    with dimensions) of one result."""
+    from exhubert_jax import analysis, reporting
     from exhubert_jax import evaluation as ev
-    from exhubert_jax import reporting
 
     tag = Path(r["corpus"]).name
     reporting.plot_confusion(r["confusion_matrix"], ev.plot_class_names(r), out / f"confusion_{tag}.png",
                              title=f"{r['corpus']} ({args.split}): UAR {100 * r['uar']:.1f}%")
-    c = r["calibration"]
-    reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
-                               title=f"{r['corpus']} ({args.split}), T = {c['temperature']:.2f}: ECE "
-                                     f"{100 * c['ece']:.1f}%, MCE {100 * c['mce']:.1f}%")
+    if reliability is not None:
+        c = r["calibration"]
+        reporting.plot_reliability(reliability, out / f"reliability_{tag}.png",
+                                   title=f"{r['corpus']} ({args.split}), T = {c['temperature']:.2f}: ECE "
+                                         f"{100 * c['ece']:.1f}%, MCE {100 * c['mce']:.1f}%")
+    if r.get("dimensional"):
+        truth, pred, names = analysis.result_values(r)
+        reporting.plot_scatter(truth, pred, names, out / f"scatter_{tag}.png",
+                               title=f"{r['corpus']} ({args.split}): mean CCC {r['dimensional']['mean_ccc']:.3f}")
     summary = {k: v for k, v in r.items() if k != "utterances"}
     (out / f"confusion_{tag}.json").write_text(json.dumps({"checkpoint": str(checkpoint), **summary}, indent=2))
 
@@ -288,7 +307,7 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
                           "class_names": names, "files": results}))
     else:
         scaled = f", probabilities at temperature {t:.3f} from its temperature.json" if temperature else ""
-        print(f"Checkpoint `{checkpoint}`{scaled}\n\n{reporting.audio_table(results, names)}")
+        print(f"Checkpoint `{checkpoint}`{scaled}\n\n{reporting.audio_table(results, names, model.config.dimensions)}")
         if caveat:
             print(caveat)
     return 1 if failed else 0
@@ -321,6 +340,9 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax.timeline import timelines
 
+    if not model.config.num_labels:
+        raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
+                                 "(no classifier): use --audio without --timeline for its arousal/valence/dominance")
     if not Path(args.audio).exists() or not ev.input_files(args.audio):
         raise ev.EvaluationError(f"no audio files found at {args.audio}")
     out = Path(args.out or checkpoint / "eval") / "timeline"

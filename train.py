@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-bad-steps", type=int, default=10, help="stop after N consecutive non-finite steps")
     ap.add_argument("--labels", choices=("emotion", "native"), default="native",
                     help="transfer: a fresh head for the corpus's own classes (default), or the 6 emotion classes")
+    ap.add_argument("--task", choices=("categorical", "dimensional", "both"), default="categorical",
+                    help="finetune/transfer: the 6 classes, arousal/valence/dominance regression, or both heads")
+    ap.add_argument("--task-weights", metavar="categorical=W,dimensional=W",
+                    help="loss weight of each task (default 1 each); a corpus adds the losses of the labels it has")
+    ap.add_argument("--dim-loss", choices=("ccc", "mse"), default="ccc",
+                    help="dimensional loss: 1 - CCC averaged over the dimensions (default), or MSE")
     ap.add_argument("--adapter", action="append", metavar="SPEC",
                     help="finetune/transfer: add an adapter, e.g. lora:r=8,alpha=16,targets=q+v, ia3, bitfit, "
                          "bottleneck:size=64,style=houlsby, bbe:copies=1,style=zll (repeat to compose, in order)")
@@ -80,7 +86,7 @@ STAGE_FLAGS = {
     **{flag: TRAINING for flag in (
         "data_dir", "random_init", "preset", "steps", "update", "batch_size", "max_seconds", "input", "lr",
         "schedule", "warmup_steps", "weight_decay", "eval_every", "patience", "keep", "clip_norm", "accumulate",
-        "max_bad_steps", "adapter")},
+        "max_bad_steps", "adapter", "task", "task_weights", "dim_loss")},
     "corpora": ("finetune",), "corpus": ("transfer",), "labels": ("transfer",),
     "copies": ("expand",), "style": ("expand",),
 }

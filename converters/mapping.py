@@ -22,7 +22,7 @@ from exhubert_jax.errors import ExhubertError
 
 from .released import canonical_gate_key
 
-HEAD_PREFIXES = ("projector.", "classifier.", "layer_weights")
+HEAD_PREFIXES = ("projector.", "classifier.", "regressor.", "layer_weights")
 # Source keys that we drop knowingly, with the reason reported to the user.
 KNOWN_DROPS = {
     r"^lm_head\.": "CTC language-model head (not used for emotion classification)",
@@ -210,6 +210,35 @@ def _is_head(key: str) -> bool:
     return key.startswith(HEAD_PREFIXES) or key == "hubert.masked_spec_embed"
 
 
+def fold_heads(state: dict[str, np.ndarray], config: HubertConfig) -> dict[str, np.ndarray]:
+    """torch layout: the regressor's rows follow the classes in the one `classifier` Linear (so a stock
+    HubertForSequenceClassification computes both; config.json's exhubert_dimensions names the last outputs)."""
+    if not config.dimensions:
+        return state
+    out = {k: v for k, v in state.items() if not k.startswith(("classifier.", "regressor."))}
+    for part in ("weight", "bias"):
+        rows = [state[f"{m}.{part}"] for m in ("classifier", "regressor") if f"{m}.{part}" in state]
+        out[f"classifier.{part}"] = np.concatenate(rows, axis=0)
+    return out
+
+
+def split_heads(state: dict[str, np.ndarray], config: HubertConfig) -> dict[str, np.ndarray]:
+    """Inverse of fold_heads: the last len(config.dimensions) outputs of `classifier` become `regressor`."""
+    if not config.dimensions or "classifier.weight" not in state:
+        return state
+    n = config.num_labels
+    out = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    for part in ("weight", "bias"):
+        value = np.asarray(state[f"classifier.{part}"])
+        if value.shape[0] != n + len(config.dimensions):
+            raise CheckpointMismatch(f"classifier.{part}: {value.shape[0]} outputs, the config has {n} classes and "
+                                     f"{len(config.dimensions)} dimensions")
+        if n:
+            out[f"classifier.{part}"] = value[:n]
+        out[f"regressor.{part}"] = value[n:]
+    return out
+
+
 def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, shapes: dict,
                          fresh: dict | None = None) -> tuple[dict, ConversionReport]:
     """Convert a torch state dict to our pytree; every key is used, dropped with a reason, or an error.
@@ -217,6 +246,7 @@ def state_dict_to_params(state: dict[str, np.ndarray], config: HubertConfig, sha
     `fresh` supplies initial values for head parameters missing from the source (e.g. a CTC checkpoint).
     """
     report = ConversionReport()
+    state = split_heads(state, config)
     source = {}
     for key, value in state.items():
         canon = canonical_key(key)
@@ -281,5 +311,5 @@ def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.nda
                f"{config.expansion_style or 'plain'}, adapters {list(config.adapters) or 'none'})")
     refuse_unknown_leaves(params, set(flatten_dict(param_shapes(config.replace(adapters=())))))
     flat = {path: np.asarray(v) for path, v in flatten_dict(params).items()}
-    return {leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
-            for leaf in leaves(config, params)}
+    return fold_heads({leaf.torch_key: np.ascontiguousarray(to_torch_array(leaf.kind, flat[leaf.flax_path][leaf.index]))
+                       for leaf in leaves(config, params)}, config)

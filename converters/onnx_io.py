@@ -48,21 +48,25 @@ def run(sess, input_values: np.ndarray, attention_mask: np.ndarray | None = None
 
 def jax_outputs(model, compiler_options: dict | None = None) -> Callable:
     """A jitted fn(params, input_values, attention_mask or None) -> (logits, pooled embedding) of our Flax model;
-    the embedding is what its classifier reads (the masked mean of the projector's output). `compiler_options` go
+    the embedding is what its classifier reads (the masked mean of the projector's output). A model with dimensions
+    gives its regression values after the class logits, as its export's classifier does. `compiler_options` go
     to XLA (tests compile many one-off shapes with {"xla_backend_optimization_level": 0})."""
     import flax.linen as nn
     import jax
+    import jax.numpy as jnp
 
     def forward(params, input_values, attention_mask):
         captured = {}
 
         def keep(next_fun, args, kwargs, context):
-            if context.module.name == "classifier" and context.method_name == "__call__":
+            if context.module.name in ("classifier", "regressor") and context.method_name == "__call__":
                 captured["pooled"] = args[0]
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(keep):
-            logits = model.apply({"params": params}, input_values, attention_mask).logits
-        return logits, captured["pooled"]
+            out = model.apply({"params": params}, input_values, attention_mask)
+        if out.values is None:
+            return out.logits, captured["pooled"]
+        return jnp.concatenate([out.logits, out.values.astype(out.logits.dtype)], -1), captured["pooled"]
 
     return jax.jit(forward, compiler_options=compiler_options)

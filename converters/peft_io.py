@@ -23,6 +23,7 @@ from exhubert_jax.adapter_spec import TARGETS, lookup
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError
 
+from .mapping import fold_heads, split_heads
 from .torch_io import read_weight_file, write_safetensors
 from .zll_export import has_linears
 
@@ -91,9 +92,12 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
             key = f"{PREFIX}hubert.encoder.layers.{j}.{module}.{dense}"
             state[f"{key}.lora_A.weight"] = np.asarray(a[index]).T
             state[f"{key}.lora_B.weight"] = np.asarray(b[index]).T
-    for name in HEAD_MODULES:
-        state[f"{PREFIX}{name}.weight"] = np.asarray(params[name]["kernel"]).T
-        state[f"{PREFIX}{name}.bias"] = np.asarray(params[name]["bias"])
+    head = {}
+    for name in HEAD_MODULES + ("regressor",):
+        if name in params:
+            head[f"{name}.weight"] = np.asarray(params[name]["kernel"]).T
+            head[f"{name}.bias"] = np.asarray(params[name]["bias"])
+    state.update({f"{PREFIX}{k}": v for k, v in fold_heads(head, config).items()})  # regressor rows after the classes
     return state
 
 
@@ -164,7 +168,8 @@ def import_peft(params: dict, config: HubertConfig, directory: str | Path) -> tu
                     raise PeftError(f"{directory}: {PREFIX}{key} has shape {value.T.shape}, the model expects "
                                     f"{node[ours][index].T.shape}")
                 node[ours][index] = value
-    for name in HEAD_MODULES:
+    state = split_heads(state, config)
+    for name in [m for m in HEAD_MODULES + ("regressor",) if m in params]:
         for leaf, torch_leaf in (("kernel", "weight"), ("bias", "bias")):
             key = f"{name}.{torch_leaf}"
             if key in state:

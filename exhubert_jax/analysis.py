@@ -10,6 +10,7 @@ import numpy as np
 from . import bootstrap as bs
 from . import calibration as cal
 from . import paired
+from .dimensional import ccc_intervals
 
 
 def result_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, list]:
@@ -28,6 +29,32 @@ def add_intervals(result: dict, n_resamples: int, seed: int) -> np.ndarray | Non
     result["intervals"], uars = bs.intervals(y, pred, len(result["class_names"]), speakers, n_resamples, seed,
                                              name=result["corpus"])
     return uars
+
+
+def result_values(result: dict) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(dimensional targets (n, K) with NaN where unknown, regression outputs (n, K), dimension names) of a result."""
+    names = tuple(result["dimensional"]["dims"])
+    utts = result["utterances"]
+    truth = np.asarray([[np.nan if v is None else v for v in u["dims"]] for u in utts], np.float64).reshape(-1, len(names))
+    return truth, np.asarray([u["values"] for u in utts], np.float64).reshape(-1, len(names)), names
+
+
+def add_dimensional_intervals(result: dict, n_resamples: int, seed: int) -> None:
+    """Set result['dimensional']['intervals'] (CCC per dimension and of their mean, resampled by speaker where it
+    can be); nothing when the model has no dimensions, n_resamples is 0 or the split is empty."""
+    if n_resamples <= 0 or not result.get("dimensional") or not result["utterances"]:
+        return
+    truth, pred, names = result_values(result)
+    speakers = [u.get("speaker") for u in result["utterances"]]
+    result["dimensional"]["intervals"], _ = ccc_intervals(truth, pred, names, speakers, n_resamples, seed,
+                                                          result["corpus"])
+
+
+def mean_ccc(results: Sequence[dict]) -> float | None:
+    """The unweighted mean over corpora of each corpus's mean CCC (None when no result has dimensions)."""
+    values = [r["dimensional"]["mean_ccc"] for r in results if r.get("dimensional")]
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else None
 
 
 def average_interval(samples: Sequence[np.ndarray | None]) -> list[float] | None:

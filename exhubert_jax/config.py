@@ -91,8 +91,9 @@ class HubertConfig:
     mask_feature_min_masks: int = 0
     use_weighted_layer_sum: bool = False
     classifier_proj_size: int = 256
-    num_labels: int = 6
+    num_labels: int = 6  # 0: no classifier (a dimensional-only model)
     label_names: tuple[str, ...] | None = None
+    dimensions: tuple[str, ...] = ()  # regression outputs (e.g. arousal, valence, dominance), each on [0, 1]
     expansion_copies: int = 0
     expansion_style: str | None = None
     adapters: tuple[str, ...] = ()  # canonical adapter specs in the order applied (exhubert_jax.adapters)
@@ -103,6 +104,7 @@ class HubertConfig:
         if self.label_names is not None:
             object.__setattr__(self, "label_names", tuple(self.label_names))
         object.__setattr__(self, "adapters", tuple(self.adapters))
+        object.__setattr__(self, "dimensions", tuple(self.dimensions))
         self.validate()
 
     def validate(self) -> None:
@@ -123,6 +125,10 @@ class HubertConfig:
         if self.hidden_size % self.num_conv_pos_embedding_groups:
             raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_conv_pos_embedding_groups "
                               f"{self.num_conv_pos_embedding_groups}")
+        if self.num_labels < 0 or (self.num_labels == 0 and not self.dimensions):
+            raise ConfigError(f"num_labels must be at least 1 (or 0 with dimensions), got {self.num_labels}")
+        if len(set(self.dimensions)) != len(self.dimensions) or not all(self.dimensions):
+            raise ConfigError(f"dimensions must be distinct non-empty names, got {list(self.dimensions)}")
         if self.label_names is not None and len(self.label_names) != self.num_labels:
             raise ConfigError(f"label_names has {len(self.label_names)} entries but num_labels is {self.num_labels}")
         if self.expansion_copies < 0:
@@ -242,7 +248,7 @@ def from_hf_config(source: dict[str, Any] | str | os.PathLike) -> HubertConfig:
         if data.get(key) not in (None, False):
             raise ConfigError(f"HF config field {key}={data[key]!r} is not implemented by exhubert-jax")
     fields = {f.name for f in dataclasses.fields(HubertConfig)} - {"label_names", "expansion_copies",
-                                                                   "expansion_style", "adapters"}
+                                                                   "expansion_style", "adapters", "dimensions"}
     kwargs = {k: v for k, v in data.items() if k in fields}
     id2label = data.get("id2label")
     if id2label:
@@ -250,18 +256,38 @@ def from_hf_config(source: dict[str, Any] | str | os.PathLike) -> HubertConfig:
         kwargs.setdefault("num_labels", len(names))
         if not all(n == f"LABEL_{i}" for i, n in enumerate(names)):
             kwargs["label_names"] = tuple(names)
+    kwargs.update(_hf_dimensions(data, kwargs))
     expansion = data.get("exhubert_expansion")
     if expansion:
         kwargs["expansion_copies"] = int(expansion["copies"])
         kwargs["expansion_style"] = expansion["style"]
         kwargs["num_hidden_layers"] = int(expansion["original_layers"])
-    unknown = sorted(set(data) - fields - IGNORED_HF_KEYS - {"id2label", "num_labels", "exhubert_expansion"})
+    unknown = sorted(set(data) - fields - IGNORED_HF_KEYS - {"id2label", "num_labels", "exhubert_expansion",
+                                                             "exhubert_dimensions"})
     if unknown:
         raise ConfigError(
             f"HF config field(s) not known to exhubert-jax: {', '.join(unknown)}. They may change the model; "
             "refusing to guess"
         )
     return HubertConfig(**kwargs)
+
+
+def _hf_dimensions(data: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The classes / dimensions split of an HF classifier: `exhubert_dimensions` names its last outputs; a stock
+    `problem_type="regression"` model is all dimensions (named by id2label)."""
+    n = int(kwargs.get("num_labels", data.get("num_labels", 0)) or 0)
+    names = list(kwargs.get("label_names") or [f"LABEL_{i}" for i in range(n)])
+    dims = data.get("exhubert_dimensions")
+    if dims is None and data.get("problem_type") == "regression":
+        dims = names
+    if not dims:
+        return {}
+    dims = tuple(str(d) for d in dims)
+    if len(dims) > n or tuple(names[n - len(dims):]) not in (dims, tuple(f"LABEL_{i}" for i in range(n - len(dims), n))):
+        raise ConfigError(f"exhubert_dimensions {list(dims)} are not the last outputs of id2label {names}")
+    classes = names[:n - len(dims)]
+    named = classes and not all(c == f"LABEL_{i}" for i, c in enumerate(classes))
+    return dict(num_labels=n - len(dims), dimensions=dims, label_names=tuple(classes) if named else None)
 
 
 def check_plain(config: HubertConfig) -> None:
@@ -278,11 +304,16 @@ def to_hf_config(config: HubertConfig, *, flatten_expansion: bool = True) -> dic
     """A transformers HubertConfig dict for this config (expanded zero_out models become plain 2L/3L HuBERTs)."""
     check_plain(config)
     out = {k: v for k, v in config.to_dict().items()
-           if k not in ("label_names", "expansion_copies", "expansion_style", "adapters")}
+           if k not in ("label_names", "expansion_copies", "expansion_style", "adapters", "dimensions")}
     out.update(model_type="hubert", num_feat_extract_layers=len(config.conv_dim))
-    names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
+    names = (config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))) + config.dimensions
+    out["num_labels"] = len(names)  # a regression head follows the classes in the one classifier Linear
     out["id2label"] = {str(i): n for i, n in enumerate(names)}
     out["label2id"] = {n: i for i, n in enumerate(names)}
+    if config.dimensions:
+        out["exhubert_dimensions"] = list(config.dimensions)
+        if not config.num_labels:
+            out["problem_type"] = "regression"
     if config.expansion_copies:
         if flatten_expansion:
             out["num_hidden_layers"] = config.total_layers

@@ -18,6 +18,7 @@ from .data.audio import load_audio
 from .data.batching import default_buckets, bucket_length, normalize
 from .data.errors import AudioError
 from .data.readers import audio_files
+from .dimensional import AROUSAL_HIGH, DIMENSIONS, VALENCE_BOUNDS, classes_from_dims, summarize_dims
 from .errors import ExhubertError
 from .predict import Predictor, predict_split
 
@@ -40,7 +41,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def model_class_names(config: HubertConfig) -> list[str]:
-    """The head's class names: config.label_names, else the 6 emotion classes for a 6-way head, else indices."""
+    """The head's class names: config.label_names, else the 6 emotion classes for a 6-way head (or a dimensional-only
+    model, whose arousal and valence map onto them: dimensional.classes_from_dims), else indices."""
+    if not config.num_labels:
+        return list(EMOTION_CLASSES)
     if config.label_names is not None:
         return list(config.label_names)
     if config.num_labels == len(EMOTION_CLASSES):
@@ -49,7 +53,10 @@ def model_class_names(config: HubertConfig) -> list[str]:
 
 
 def auto_label_space(config: HubertConfig, native_labels: Sequence[str]) -> str:
-    """'native' when the model's head is the corpus's native labels, else 'emotion'."""
+    """'native' when the model's head is the corpus's native labels, else 'emotion' (always for a model without a
+    classifier)."""
+    if not config.num_labels:
+        return "emotion"
     return "native" if model_class_names(config) == list(native_labels) else "emotion"
 
 
@@ -59,6 +66,10 @@ def check_label_space(config: HubertConfig, label_space: str, native_labels: Seq
     if label_space not in LABEL_SPACES:
         raise EvaluationError(f"label space must be one of {LABEL_SPACES}, got {label_space!r}")
     head = model_class_names(config)
+    if not config.num_labels and (label_space != "emotion" or not {"arousal", "valence"} <= set(config.dimensions)):
+        raise EvaluationError(f"the model has no classifier, only the dimensions {', '.join(config.dimensions)}: "
+                              "it is scored on the 6 emotion classes through arousal and valence (--labels emotion), "
+                              "which needs both")
     if label_space == "emotion":
         if head != list(EMOTION_CLASSES):
             raise EvaluationError(
@@ -103,14 +114,33 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     p = predict_split(predictor or Predictor(model), params, prepared.split(split), batch_size=batch_size,
                       max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name,
                       card=card)
-    y_pred = p.logits.argmax(axis=-1)
+    y_pred = predicted_classes(model.config, p.logits, p.values)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
               "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}
+    if not model.config.num_labels:
+        result["classes_from"] = CLASSES_FROM_DIMS
     fields = prepared.split(split).utterance_fields()
     result["utterances"] = [{"index": int(i), "file": fields[i]["path"], "speaker": fields[i]["speaker"],
                              "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
                             for i, t, q, lg in zip(p.indices, p.targets, y_pred, p.logits)]
+    if model.config.dimensions:
+        targets = p.dims[:, [DIMENSIONS.index(d) for d in model.config.dimensions]]
+        result["dimensional"] = summarize_dims(targets, p.values, model.config.dimensions)
+        for u, v, t in zip(result["utterances"], p.values, targets):
+            u.update(values=[float(x) for x in v], dims=[float(x) if np.isfinite(x) else None for x in t])
     return result
+
+
+CLASSES_FROM_DIMS = (f"arousal >= {AROUSAL_HIGH} is high; valence < {VALENCE_BOUNDS[0]:.3f} negative, >= "
+                     f"{VALENCE_BOUNDS[1]:.3f} positive, neutral between (exhubert_jax.dimensional)")
+
+
+def predicted_classes(config: HubertConfig, logits: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    """The classifier's argmax, or for a dimensional-only model the class of its arousal and valence."""
+    if config.num_labels:
+        return logits.argmax(axis=-1)
+    dims = list(config.dimensions)
+    return classes_from_dims(values[:, dims.index("arousal")], values[:, dims.index("valence")])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -139,7 +169,9 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     Wav2Vec2FeatureExtractor(do_normalize) and padded (with their masks) to the smallest of three bucket lengths,
     so a folder compiles at most three shapes and short clips are not padded to full length. A file's logits are
     its chunk logits averaged with weights proportional to chunk length; probabilities are softmax(logits /
-    temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate).
+    temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate). A
+    model with dimensions adds {'dimensions': {name: value}} (averaged alike); a dimensional-only model's 'top' is
+    the class of its arousal and valence.
     """
     names = model_class_names(model.config)
     chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
@@ -166,10 +198,11 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
         for piece in chunk_audio(audio, chunk_samples):
             results[i]["chunks"] += 1
             chunks.append((i, piece))
-    sums = np.zeros((len(files), len(names)))
+    config = model.config
+    sums = np.zeros((len(files), config.num_labels + len(config.dimensions)))
     lengths = np.zeros(len(files))
     for owners, x, mask in _length_batches(chunks, batch_size, default_buckets(chunk_seconds)):
-        out = predict(params, x, mask)
+        out = predict.outputs(params, x, mask)
         for row, owner in enumerate(owners):
             n = mask[row].sum()
             sums[owner] += n * out[row]
@@ -177,10 +210,16 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     for i, res in enumerate(results):
         if "error" in res:
             continue
-        logits = sums[i] / lengths[i]
-        probs = softmax(logits / temperature)
-        res.update(logits=[float(v) for v in logits], top=names[int(probs.argmax())],
-                   probabilities={n: float(p) for n, p in zip(names, probs)})
+        mean = sums[i] / lengths[i]
+        logits, values = mean[:config.num_labels], mean[config.num_labels:]
+        if config.dimensions:
+            res["dimensions"] = {d: float(v) for d, v in zip(config.dimensions, values)}
+        if config.num_labels:
+            probs = softmax(logits / temperature)
+            res.update(logits=[float(v) for v in logits], top=names[int(probs.argmax())],
+                       probabilities={n: float(p) for n, p in zip(names, probs)})
+        else:  # the class its arousal and valence fall in (CLASSES_FROM_DIMS)
+            res["top"] = names[int(predicted_classes(config, logits[None], values[None])[0])]
     return results
 
 

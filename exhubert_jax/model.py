@@ -17,11 +17,13 @@ Array = jax.Array
 
 
 class HubertOutput(NamedTuple):
-    """Model outputs: logits (or the last hidden state for the bare encoder) and optional stacked hidden states."""
+    """Model outputs: logits (or the last hidden state for the bare encoder), optional stacked hidden states, the
+    frame mask, and the regression head's values (B, len(config.dimensions)) when the config has dimensions."""
 
     logits: Array
     hidden_states: Array | None = None
     frame_mask: Array | None = None
+    values: Array | None = None
 
 
 class StridedConv(nn.Module):
@@ -272,7 +274,8 @@ class HubertModel(nn.Module):
 
 
 class HubertForSequenceClassification(nn.Module):
-    """HuBERT + projector + masked mean pooling + classifier, as transformers' HubertForSequenceClassification."""
+    """HuBERT + projector + masked mean pooling + classifier, as transformers' HubertForSequenceClassification;
+    with config.dimensions, a regression Linear (`regressor`) on the same pooled features."""
 
     config: HubertConfig
     dtype: Any = jnp.float32
@@ -301,8 +304,10 @@ class HubertForSequenceClassification(nn.Module):
         else:
             m = out.frame_mask[..., None]
             pooled = jnp.where(m, h, 0.0).sum(axis=1) / m.sum(axis=1)
-        logits = nn.Dense(cfg.num_labels, dtype=at_least_f32(self.dtype), kernel_init=normal_init, name="classifier")(pooled)
-        return HubertOutput(logits, out.hidden_states if output_hidden_states else None, out.frame_mask)
+        head = lambda n, name: nn.Dense(n, dtype=at_least_f32(self.dtype), kernel_init=normal_init, name=name)(pooled)
+        logits = head(cfg.num_labels, "classifier") if cfg.num_labels else pooled[:, :0]
+        values = head(len(cfg.dimensions), "regressor") if cfg.dimensions else None
+        return HubertOutput(logits, out.hidden_states if output_hidden_states else None, out.frame_mask, values)
 
 
 def init_params(config: HubertConfig, rng: Array | int = 0, samples: int = 16000) -> dict:

@@ -32,7 +32,7 @@ def freezing_rules(config: HubertConfig, freeze: str = "original") -> list[tuple
         (r"^hubert/encoder/(pos_conv_embed|layer_norm)/", TRAINABLE),
         (r"^hubert/feature_projection/", TRAINABLE),
         (r"^hubert/masked_spec_embed$", TRAINABLE),
-        (r"^(projector|classifier)/", TRAINABLE),
+        (r"^(projector|classifier|regressor)/", TRAINABLE),
         (r"^layer_weights$", TRAINABLE),
     ]
 

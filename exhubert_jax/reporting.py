@@ -163,15 +163,19 @@ def plot_confusion(cm, class_names: Sequence[str], path: str | Path, title: str 
     return path
 
 
-def audio_table(results: Sequence[dict], class_names: Sequence[str]) -> str:
-    """Markdown table of predict_audio results: file, top class, probability (%) per class; failed files marked."""
-    lines = [f"| File | Top class | {' | '.join(class_names)} |", "|---|---|" + "---:|" * len(class_names)]
+def audio_table(results: Sequence[dict], class_names: Sequence[str], dimensions: Sequence[str] = ()) -> str:
+    """Markdown table of predict_audio results: file, top class, probability (%) per class (models with a
+    classifier), then each dimension's value on [0, 1]; failed files marked."""
+    names = list(class_names) if any("probabilities" in r for r in results) else []
+    columns = names + list(dimensions)
+    lines = [f"| File | Top class | {' | '.join(columns)} |", "|---|---|" + "---:|" * len(columns)]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(class_names))
+            lines.append(f"| {r['file']} | ERROR: {r['error']} |" + " |" * len(columns))
         else:
-            probs = " | ".join(f"{100 * r['probabilities'][n]:.1f}" for n in class_names)
-            lines.append(f"| {r['file']} | {r['top']} | {probs} |")
+            cells = [f"{100 * r['probabilities'][n]:.1f}" for n in names]
+            cells += [f"{r['dimensions'][d]:.3f}" for d in dimensions]
+            lines.append(f"| {r['file']} | {r['top']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -260,3 +264,56 @@ def calibration_table(results: Sequence[dict]) -> str:
     lines += [f"| {r['corpus']} | " + " | ".join(fmt(r, key, scale, d) for key, _, scale, d in keys) + " |"
               for r in results]
     return "\n".join(lines) + "\n"
+
+
+def _num(v, interval: Sequence[float] | None = None, digits: int = 3) -> str:
+    """A figure with `digits` decimals and its interval as ' [low, high]', '–' when undefined."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" + (f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "")
+
+
+def dimensional_table(results: Sequence[dict]) -> str:
+    """Markdown table of the regression metrics (result['dimensional']): per corpus and dimension CCC (with its 95 %
+    interval when there is one), Pearson's r and MAE on [0, 1]; then the mean CCC over dimensions."""
+    rows = [r for r in results if r.get("dimensional")]
+    if not rows:
+        return ""
+    lines = ["| Corpus | Dimension | # rated | CCC | r | MAE |", "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        d, ci = r["dimensional"], r["dimensional"].get("intervals") or {}
+        for name, m in d["dims"].items():
+            lines.append(f"| {r['corpus']} | {name} | {m['n']} | {_num(m['ccc'], ci.get(name))} | {_num(m['r'])} | "
+                         f"{_num(m['mae'])} |")
+        lines.append(f"| {r['corpus']} | **mean CCC** | | **{_num(d['mean_ccc'], ci.get('mean_ccc'))}** | | |")
+    first = next((r["dimensional"]["intervals"] for r in rows if r["dimensional"].get("intervals")), None)
+    if first:
+        lines += ["", f"CCC intervals: 95 % percentile, {first['resamples']} bootstrap resamples (seed {first['seed']}) "
+                      "of each test set, by speaker where the split knows at least 5, else by utterance."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], path: str | Path,
+                 title: str | None = None) -> Path:
+    """Predicted against true value per dimension (one panel each, the identity line dashed) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[0], names)):
+        known = np.isfinite(y_true[:, k])
+        ax.scatter(y_true[known, k], y_pred[known, k], s=10, alpha=0.7)
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel=f"true {name}", ylabel=f"predicted {name}")
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path

@@ -146,6 +146,7 @@ def load_model(args, init: str | None, demo: bool):
 
 def train_options(args, demo: bool, **extra):
     """TrainOptions from flags, with paper or demo defaults for what was not given."""
+    from .head import parse_task_weights
     from .trainer import TrainOptions
 
     base = dict(DEMO if demo else PAPER)
@@ -158,7 +159,8 @@ def train_options(args, demo: bool, **extra):
                         eval_every=min(pick("eval_every"), max(steps, 1)), weight_decay=args.weight_decay,
                         clip_norm=args.clip_norm, accumulate=args.accumulate, keep=args.keep, seed=args.seed,
                         max_bad_steps=args.max_bad_steps, quiet=args.quiet, patience=args.patience,
-                        input_mode=args.input, **extra)
+                        input_mode=args.input, task_weights=parse_task_weights(args.task_weights),
+                        dim_loss=args.dim_loss, **extra)
 
 
 # ------------------------------------------------------------------------------------------------------- stages
@@ -190,9 +192,11 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     if result.state.skipped:
         print(f"skipped {int(result.state.skipped)} step(s) with a non-finite loss or gradient")
     step = int(result.state.step)
-    print("\n" + uar_table(result.final_uar, f"validation UAR (step {step})"))
+    cfg = model.config
+    what = "UAR" if not cfg.dimensions else "CCC" if not cfg.num_labels else "UAR and CCC"
+    print("\n" + uar_table(result.final_uar, f"validation {what} (step {step})"))
     if result.best:
-        print(f"\nbest mean validation UAR {result.best['mean']:.4f} at step {result.best['step']} -> {workdir}/best")
+        print(f"\nbest mean validation {what} {result.best['mean']:.4f} at step {result.best['step']} -> {workdir}/best")
     print(f"final model -> {workdir}/final")
     return 0
 
@@ -208,9 +212,16 @@ def with_adapters(args, model, params):
     return model.clone(config=config), params
 
 
+def check_task(task: str, corpora: dict) -> None:
+    """A dimensional task needs at least one corpus with dimensional labels."""
+    if task != "categorical" and not any(c.info.get("dimensions") for c in corpora.values()):
+        raise UsageError(f"--task {task} needs a corpus with arousal/valence/dominance labels; none of "
+                         f"{', '.join(corpora)} has them (prepare one from a reader or manifest that gives them)")
+
+
 def stage_finetune(args) -> int:
-    """Multi-corpus round-robin fine-tuning with the 6-class head."""
-    from .head import with_head
+    """Multi-corpus round-robin fine-tuning with the 6-class head, a regression head (--task dimensional) or both."""
+    from .head import heads_for_task
 
     data_dir = data_dir_of(args)
     names, demo = finetune_corpora(args.corpora, data_dir)
@@ -223,8 +234,9 @@ def stage_finetune(args) -> int:
     if not demo and not args.init and not args.random_init:
         raise UsageError(f"--stage finetune on real corpora needs --init DIR; {CONVERT_HINT}")
     corpora = open_corpora(names, data_dir)
+    check_task(args.task, corpora)
     model, params = load_model(args, args.init, demo and not args.init)
-    params, config = with_head(params, model.config, len(EMOTION_CLASSES), EMOTION_CLASSES, args.seed)
+    params, config = heads_for_task(params, model.config, args.task, EMOTION_CLASSES, args.seed)
     model, params = with_adapters(args, model.clone(config=config), params)
     return run_training(args, model, params, corpora, train_options(args, demo), default_workdir(args), args.init)
 
@@ -252,7 +264,7 @@ def stage_expand(args) -> int:
 def stage_transfer(args) -> int:
     """Fine-tune a (plain or expanded) model on one corpus; writes the validation-UAR curve as a PNG."""
     from .data.resolve import group_of, resolve_corpora
-    from .head import with_head
+    from .head import heads_for_task
 
     if not args.corpus:
         raise UsageError("--stage transfer needs --corpus NAME")
@@ -263,9 +275,10 @@ def stage_transfer(args) -> int:
     corpora = open_corpora(names, data_dir)
     demo = group_of(names[0]) == "demo"
     init = transfer_init(args, demo)
+    check_task(args.task, corpora)
     model, params = load_model(args, init, demo=demo)
     classes = tuple(corpora[names[0]].native_labels) if args.labels == "native" else EMOTION_CLASSES
-    params, config = with_head(params, model.config, len(classes), classes, args.seed)
+    params, config = heads_for_task(params, model.config, args.task, classes, args.seed)
     model, params = with_adapters(args, model.clone(config=config), params)
     opts = train_options(args, demo, label_space=args.labels, curve_png=True)
     workdir = default_workdir(args)

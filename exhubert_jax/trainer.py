@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from . import runconfig
 from .config import INPUT_MODES, LABEL_SPACES
 from .data.batching import RoundRobin
+from .dimensional import LOSSES
 from .data.card import CardProtocol
 from .data.prefetch import Prefetch
 from .data.audio import MIN_SAMPLES, SAMPLE_RATE
@@ -52,6 +53,8 @@ class TrainOptions:
     seed: int = 0
     label_space: str = "emotion"
     input_mode: str = "masked"
+    task_weights: tuple[float, float] = (1.0, 1.0)  # (categorical, dimensional) loss weights (training.batch_loss)
+    dim_loss: str = "ccc"  # 1 - CCC, or mse
     patience: int | None = None  # evaluations without a better mean validation UAR before stopping
     max_bad_steps: int = 10
     log_every: int = 10
@@ -77,6 +80,9 @@ class TrainOptions:
             ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
             ("labels", self.label_space in LABEL_SPACES, f"must be one of {', '.join(LABEL_SPACES)}"),
             ("input", self.input_mode in INPUT_MODES, f"must be one of {', '.join(INPUT_MODES)}"),
+            ("task-weights", len(self.task_weights) == 2 and min(self.task_weights) >= 0 and max(self.task_weights) > 0,
+             "must be two non-negative weights (categorical, dimensional), not both 0"),
+            ("dim-loss", self.dim_loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
         ]
         for flag, ok, why in checks:
             if not ok:
@@ -137,10 +143,10 @@ class Trainer:
         tx = make_optimizer(labels, self.schedule, weight_decay=opts.weight_decay, clip_norm=opts.clip_norm,
                             accumulate=opts.accumulate)
         if opts.update == "round":
-            self.round = RoundStep(model, tx, labels, mesh=mesh)
+            self.round = RoundStep(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
             self.compiles = self.round.counter
         else:
-            self.step_fn, self.compiles = make_train_step(model, tx, labels, mesh=mesh)
+            self.step_fn, self.compiles = make_train_step(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
         self.predictor = Predictor(model, mesh)
         self.state = create_state(params, tx, opts.seed, mesh)
         self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=say)
@@ -151,7 +157,7 @@ class Trainer:
         self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
                                           shard=data_shard(mesh), card=card), depth=2)
         self.run_document = runconfig.build(
-            dataclasses.asdict(opts), model.config.to_dict(),
+            {**dataclasses.asdict(opts), "task_weights": list(opts.task_weights)}, model.config.to_dict(),
             {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))
         self.best: dict | None = None
         self.history: list[dict] = []
@@ -228,8 +234,9 @@ class Trainer:
         """Run one step (round or corpus batch) and queue its metrics."""
         batches = self._next_batches()
         multiple = local_size(self.mesh)
-        device = [to_device(pad_rows(batch_arrays(b, self.opts.label_space, self.opts.input_mode), multiple),
-                            self.mesh) for b in batches]
+        arrays = [batch_arrays(b, self.opts.label_space, self.opts.input_mode, self.model.config.dimensions,
+                               self.opts.task_weights) for b in batches]
+        device = [to_device(pad_rows(a, multiple), self.mesh) for a in arrays]
         n_before = self.compiles.count
         if self.opts.update == "round":
             self.state, self.sums, metrics = self.round(self.state, device, self.sums)
@@ -288,8 +295,10 @@ class Trainer:
         self._settle()
         uars = self._validate()
         self.history.append(dict(step=step, **uars))
-        self.log.write("eval", step, {f"uar/{k}": v for k, v in uars.items()})
-        self.say(f"step {step}: validation UAR " + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
+        self.log.write("eval", step, {(f"ccc/{k[:-4]}" if k.endswith(" ccc") else f"uar/{k}"): v
+                                      for k, v in uars.items()})
+        what = "UAR" if not self.model.config.dimensions else "CCC" if not self.model.config.num_labels else "UAR/CCC"
+        self.say(f"step {step}: validation {what} " + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
         if self.best is None or uars["mean"] > self.best["mean"]:
             self.best = dict(step=step, **uars)
             if self.lead:

@@ -18,6 +18,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .config import label_field
+from .dimensional import DIMENSIONS, dimensional_loss
 from .layers import at_least_f32
 from .errors import ExhubertError
 from .optim import full_gradients, merge_params, split_params
@@ -88,13 +89,23 @@ def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
                          f"use a multiple of {n}")
 
 
-def batch_arrays(batch: Any, label_space: str = "emotion", input_mode: str = "masked") -> dict[str, np.ndarray]:
+def batch_arrays(batch: Any, label_space: str = "emotion", input_mode: str = "masked",
+                 dimensions: tuple[str, ...] = (), task_weights: tuple[float, float] | None = None
+                 ) -> dict[str, np.ndarray]:
     """The arrays of a data.batching.Batch that a step needs (a 'card' batch's mask already covers the padding the
-    card adds, which is averaged like audio; data.card)."""
+    card adds, which is averaged like audio; data.card). With `dimensions`, their targets (0 where unknown) and a
+    mask of the known ones; with task_weights, the (categorical, dimensional) loss weights."""
     mask = np.asarray(batch.attention_mask, np.int32)
-    return dict(input_values=np.asarray(batch.input_values, np.float32), attention_mask=mask,
-                targets=np.asarray(getattr(batch, label_field(label_space)), np.int32),
-                weights=np.asarray(batch.weights, np.float32))
+    out = dict(input_values=np.asarray(batch.input_values, np.float32), attention_mask=mask,
+               targets=np.asarray(getattr(batch, label_field(label_space)), np.int32),
+               weights=np.asarray(batch.weights, np.float32))
+    if dimensions:
+        dims = np.asarray(batch.dims, np.float32)[:, [DIMENSIONS.index(d) for d in dimensions]]
+        known = np.isfinite(dims)
+        out.update(dims=np.where(known, dims, 0.0).astype(np.float32), dims_mask=known.astype(np.float32))
+    if task_weights is not None:
+        out["task_weights"] = np.broadcast_to(np.asarray(task_weights, np.float32), (len(mask), 2)).copy()
+    return out
 
 
 def pad_rows(arrays: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
@@ -142,14 +153,28 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.A
     return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def _loss_and_grads(model: Any, labels: Any, params: Any, batch: dict, key: jax.Array):
+def batch_loss(out: Any, batch: dict, config: Any, dim_loss: str = "ccc") -> jax.Array:
+    """task_weights[0] x cross-entropy (models with classes) + task_weights[1] x the dimensional loss (models with
+    dimensions; rows and dimensions without a target are masked out). The weights are arrays, so any mix of tasks
+    runs in the one compiled step."""
+    weights = batch["task_weights"][0] if "task_weights" in batch else jnp.ones(2, jnp.float32)  # rows are equal
+    loss = jnp.zeros((), at_least_f32(out.logits.dtype))
+    if config.num_labels:
+        loss = loss + weights[0] * weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
+    if config.dimensions:
+        mask = batch["dims_mask"] * batch["weights"][:, None]
+        loss = loss + weights[1] * dimensional_loss(out.values, batch["dims"], mask, dim_loss)
+    return loss
+
+
+def _loss_and_grads(model: Any, labels: Any, params: Any, batch: dict, key: jax.Array, dim_loss: str = "ccc"):
     """(loss, gradients of the trainable leaves) of one batch; frozen leaves get no weight gradient."""
     trainable, frozen = split_params(params, labels)
 
     def loss_fn(trainable):
         out = model.apply({"params": merge_params(trainable, frozen)}, batch["input_values"],
                           batch["attention_mask"], deterministic=False, rngs={"dropout": key})
-        return weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
+        return batch_loss(out, batch, model.config, dim_loss)
 
     return jax.value_and_grad(loss_fn)(trainable)
 
@@ -182,14 +207,14 @@ def _jit_kwargs(mesh: Mesh | None) -> dict:
 
 
 def make_train_step(model: Any, tx: optax.GradientTransformation, labels: Any, *,
-                    mesh: Mesh | None = None) -> tuple[Callable, CompileCounter]:
+                    mesh: Mesh | None = None, dim_loss: str = "ccc") -> tuple[Callable, CompileCounter]:
     """Per-corpus update: (step(state, batch) -> (state, metrics), compile counter); state is donated."""
     counter = CompileCounter("train_step")
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         counter.hit(batch["input_values"].shape)  # Python side effect: runs once per compilation
         key = jax.random.fold_in(state.rng, state.step)
-        loss, grads = _loss_and_grads(model, labels, state.params, batch, key)
+        loss, grads = _loss_and_grads(model, labels, state.params, batch, key, dim_loss)
         return _guarded_update(tx, labels, state, loss, grads)
 
     return jax.jit(step, donate_argnums=0, **_jit_kwargs(mesh)), counter
@@ -208,8 +233,9 @@ class RoundStep:
     RoundSums; `update` (jitted once) averages them over the round's corpora, each corpus weighing the same, makes
     one AdamW update and returns zeroed sums. Both donate what they replace, so a round holds one gradient tree."""
 
-    def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, *, mesh: Mesh | None = None):
-        self.model, self.tx, self.labels = model, tx, labels
+    def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, *, mesh: Mesh | None = None,
+                 dim_loss: str = "ccc"):
+        self.model, self.tx, self.labels, self.dim_loss = model, tx, labels, dim_loss
         self.counter = CompileCounter("round_add")
         kw = _jit_kwargs(mesh)
         self.add = jax.jit(self._add, donate_argnums=0, **kw)
@@ -224,7 +250,7 @@ class RoundStep:
     def _add(self, sums: RoundSums, state: TrainState, index: jax.Array, batch: dict) -> tuple[RoundSums, jax.Array]:
         self.counter.hit(batch["input_values"].shape)
         key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), index)
-        loss, grads = _loss_and_grads(self.model, self.labels, state.params, batch, key)
+        loss, grads = _loss_and_grads(self.model, self.labels, state.params, batch, key, self.dim_loss)
         return RoundSums(grads=jax.tree.map(jnp.add, sums.grads, grads), loss=sums.loss + loss), loss
 
     def _update(self, state: TrainState, sums: RoundSums, n: jax.Array) -> tuple[TrainState, RoundSums, dict]:

@@ -33,6 +33,7 @@ READER_LABELS = {
     "vivae": {"achievement", "anger", "fear", "pain", "pleasure", "surprise"},  # intensity is not a class
     "iemocap": {"ang", "hap", "exc", "sad", "neu", "fru", "sur", "fea", "dis", "oth", "xxx"},
     "meld": {"neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"},
+    "msp-podcast": set("ASHUFDCNOX"),  # EmoClass codes of labels_consensus.csv
 }
 
 

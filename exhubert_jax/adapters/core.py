@@ -25,7 +25,7 @@ from ..config import HubertConfig
 from ..model import param_shapes
 from ..optim import FROZEN, TRAINABLE, param_labels, path_str
 
-HEAD = re.compile(r"^(projector|classifier)/|^layer_weights$")
+HEAD = re.compile(r"^(projector|classifier|regressor)/|^layer_weights$")
 CNN = "hubert/feature_extractor/"
 
 

@@ -33,6 +33,7 @@ class Batch(NamedTuple):
     weights: np.ndarray  # float32 (B,), 1 real row, 0 padding row (eval only)
     n_seconds: float  # real audio seconds in the batch
     indices: np.ndarray  # int64 (B,), each row's index in its split; -1 for padding rows
+    dims: np.ndarray | None = None  # float32 (B, 3): arousal, valence, dominance on [0, 1]; NaN where unknown
 
 
 def default_buckets(max_seconds: float, n: int = 3) -> tuple[int, ...]:
@@ -65,27 +66,38 @@ def source_lengths(source: Any) -> np.ndarray:
     return np.asarray([len(source[i]["audio"]) for i in range(len(source))], dtype=np.int64)
 
 
-def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, int]]:
-    """(float32 audio, label, native index) for indices, with one batched read when the source can."""
+_NO_DIMS = (np.nan,) * 3
+
+
+def _dims_of(source: Any, i: int, example: Any = None) -> tuple[float, ...]:
+    """Arousal, valence, dominance of example i (from the source's `dims` index, or the example's own 'dims')."""
+    if getattr(source, "dims", None) is not None:
+        return tuple(source.dims[i])
+    found = example.get("dims") if isinstance(example, dict) else None
+    return tuple(found) if found is not None else _NO_DIMS
+
+
+def _fetch(source: Any, indices: Sequence[int]) -> list[tuple[np.ndarray, int, int, tuple[float, ...]]]:
+    """(float32 audio, label, native index, dims) for indices, with one batched read when the source can."""
     scale = np.float32(1.0 / 32768.0)
+    idx = [int(i) for i in indices]
     if hasattr(source, "read_audio"):  # labels from the source's index, audio only from the records
-        idx = [int(i) for i in indices]
-        return [(pcm.astype(np.float32) * scale, int(source.labels[i]), int(source.native_indices[i]))
-                for i, pcm in zip(idx, source.read_audio(idx))]
+        return [(pcm.astype(np.float32) * scale, int(source.labels[i]), int(source.native_indices[i]),
+                 _dims_of(source, i)) for i, pcm in zip(idx, source.read_audio(idx))]
     if hasattr(source, "read_pcm"):
-        return [(pcm.astype(np.float32) * scale, int(h["label"]), int(h["native_index"]))
-                for h, pcm in source.read_pcm(indices)]
-    return [(np.asarray(ex["audio"], np.float32), int(ex["label"]), int(ex["native_index"]))
-            for ex in (source[int(i)] for i in indices)]
+        return [(pcm.astype(np.float32) * scale, int(h["label"]), int(h["native_index"]), _dims_of(source, i, h))
+                for i, (h, pcm) in zip(idx, source.read_pcm(idx))]
+    return [(np.asarray(ex["audio"], np.float32), int(ex["label"]), int(ex["native_index"]), _dims_of(source, i, ex))
+            for i, ex in ((i, source[i]) for i in idx)]
 
 
-def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int]],
+def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndarray, int, int, tuple]],
               offsets: Sequence[int], max_len: int | None, buckets: Sequence[int], batch_size: int,
               width: int | None = None, card: CardProtocol | None = None) -> Batch:
     """Crop, normalise and pad items to one bucket (or to `width`); rows beyond len(items) are zero-weight padding.
     With `card`, each row is what the model card's feature-extractor call makes of the clip, and its mask covers all
     of it (the card passes no attention mask, so the padding it adds is averaged like audio)."""
-    waves = [w[o:o + max_len] if max_len else w for (w, _, _), o in zip(items, offsets)]
+    waves = [w[o:o + max_len] if max_len else w for (w, *_), o in zip(items, offsets)]
     rows_in = [card(w) for w in waves] if card else [normalize(w) for w in waves]
     if width is None:
         width = bucket_length(max(len(v) for v in rows_in), buckets)
@@ -98,12 +110,13 @@ def _assemble(corpus: str, indices: Sequence[int], items: Sequence[tuple[np.ndar
     weights = np.zeros(batch_size, np.float32)
     rows = np.full(batch_size, -1, np.int64)
     rows[:len(items)] = indices
-    for row, (v, (_, label, nat)) in enumerate(zip(rows_in, items)):
+    dims = np.full((batch_size, 3), np.nan, np.float32)
+    for row, (v, (_, label, nat, dim)) in enumerate(zip(rows_in, items)):
         x[row, :len(v)] = v
         mask[row, :len(v)] = 1
-        labels[row], native[row], weights[row] = label, nat, 1.0
+        labels[row], native[row], weights[row], dims[row] = label, nat, 1.0, dim
     seconds = sum(len(w) for w in waves) / SAMPLE_RATE
-    return Batch(corpus, x, mask, labels, native, weights, float(seconds), rows)
+    return Batch(corpus, x, mask, labels, native, weights, float(seconds), rows, dims)
 
 
 def check_shard(shard: tuple[int, int], batch_size: int) -> tuple[int, int]:

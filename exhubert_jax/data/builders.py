@@ -44,13 +44,15 @@ def tfds_name(corpus: str) -> str:
 
 def corpus_version(entry: Corpus) -> str:
     """'SCHEMA.0.DIGEST': DIGEST changes with the corpus's reader, its rows of the shipped label table, the split
-    rule (splits.py) and the audio decoding (audio.py); a fold's, with its corpus's label rows."""
-    from . import emobox
+    rule (splits.py), the audio decoding (audio.py) and the dimensional labels' rules (dimensions.py); a fold's,
+    with its corpus's label rows."""
+    from . import dimensions, emobox
 
     readers = {MANIFEST: read_manifest, EMOBOX: emobox}
     reader = readers[entry.reader] if entry.reader in readers else READERS[entry.reader]
     h = hashlib.sha256()
     for part in (inspect.getsource(reader), inspect.getsource(splits), inspect.getsource(audio),
+                 inspect.getsource(dimensions),
                  load_label_table().fingerprint(base_name(entry.name))):
         h.update(part.encode() + b"\0")
     return f"{SCHEMA}.0.{int(h.hexdigest()[:12], 16) % 10 ** 8}"

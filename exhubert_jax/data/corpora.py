@@ -167,6 +167,14 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
        "Holz, Larrouy-Maestri & Poeppel, The variably intense vocalizations of affect and emotion (VIVAE) corpus, "
        "Emotion 22(1), 2022", "see its Zenodo record", "vivae", "speaker",
        "Native label = the emotion (6 classes; intensity is metadata); reads full_set/ when present (core_set repeats it)."),
+    # --- other corpora with a reader ---
+    _c("msp-podcast", "MSP-Podcast", "other", "English",
+       "Lotfian & Busso, Building naturalistic emotionally balanced speech corpus by retrieving emotional speech "
+       "from existing podcast recordings, IEEE Trans. Affective Computing 10(4), 2019",
+       "academic licence from UT Dallas (MSP lab)", "msp-podcast", "own",
+       "Labels/labels_consensus.csv: EmoClass (consensus category; X, no agreement, and O, other, are dropped) and "
+       "EmoAct/EmoVal/EmoDom (1-7, stored on [0, 1]); its own split Train / Development / Test1 (Test2 and later "
+       "test sets are not read)."),
     # --- synthetic demo corpora ---
     *[_c(f"demo-{k}", f"Synthetic demo corpus {k.upper()} (procedurally generated, not speech)", "demo",
          "none (synthetic voiced sounds)", "exhubert_jax.data.synthetic", "generated locally, no licence terms",

@@ -182,6 +182,9 @@ class PreparedSplit:
         self.num_samples = np.asarray(index["num_samples"], np.int64)
         self.labels = np.asarray(index["label"], np.int32)
         self.native_indices = np.asarray(index["native_index"], np.int32)
+        # arousal, valence, dominance on [0, 1] (NaN where the corpus has none); None when it has none at all
+        self.dims = (np.asarray([[np.nan if v is None else v for v in row] for row in index["dims"]],
+                                np.float32).reshape(-1, 3) if "dims" in index else None)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self._source = None
@@ -215,10 +218,12 @@ class PreparedSplit:
 
     def read_pcm(self, indices: Sequence[int]) -> list[tuple[dict[str, Any], np.ndarray]]:
         """(fields, int16 PCM) for several examples in one batched read; fields are label, native_index,
-        native_label, speaker and path."""
+        native_label, speaker, path and dims (arousal, valence, dominance on [0, 1], NaN unknown; None when the corpus
+        has none)."""
         if len(indices) == 0:
             return []
-        return [(self._fields(ex), ex["audio"]) for ex in self._read(indices, parse_example)]
+        return [({**self._fields(ex), "dims": None if self.dims is None else tuple(map(float, self.dims[int(i)]))},
+                 ex["audio"]) for i, ex in zip(indices, self._read(indices, parse_example))]
 
     def utterance_fields(self, chunk: int = 256) -> list[dict[str, Any]]:
         """read_pcm's fields (label, native_index, native_label, speaker, path) of every example, in split order."""
@@ -235,7 +240,7 @@ class PreparedSplit:
     def _example(self, fields: dict[str, Any], pcm: np.ndarray) -> dict[str, Any]:
         return dict(audio=from_pcm16(pcm), label=fields["label"], native_label=fields["native_label"],
                     native_index=fields["native_index"], speaker=fields["speaker"], corpus=self.corpus,
-                    duration=pcm.shape[0] / self.sample_rate)
+                    duration=pcm.shape[0] / self.sample_rate, dims=fields["dims"])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = range(len(self))[i]

@@ -33,6 +33,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
 from .corpora import CORPORA, MANIFEST, Corpus, base_name, get_corpus, user_corpus
+from .dimensions import SCALES, scale_record
 from .dataset import RECORD, check_files, default_data_dir, file_sizes, read_record
 from .emonet import find_corpora, is_emonet_folder, read_emonet
 from .errors import AudioError, DataError, MissingSourceError, SplitError, UnknownCorpusError, UnknownLabelError
@@ -120,7 +121,7 @@ def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, Label
             stat = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stat = "missing"
-        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\n".encode())
+        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}\n".encode())
     return h.hexdigest()
 
 
@@ -200,7 +201,9 @@ class _Plan:
         self.n_dropped, self.extra = n_dropped, extra
         self._native_index = {label: i for i, label in enumerate(native)}
         self.skipped: list[dict[str, str]] = []
-        self.index = {s: {"num_samples": [], "label": [], "native_index": []} for s in SPLITS}
+        self.has_dims = any(u.dims is not None for u, _, _ in items)  # arousal, valence, dominance on [0, 1]
+        self.index = {s: {"num_samples": [], "label": [], "native_index": [], **({"dims": []} if self.has_dims else {})}
+                      for s in SPLITS}
         self.speakers: dict[str, list[str | None]] = {s: [] for s in SPLITS}
         self.error: DataError | None = None
 
@@ -225,6 +228,8 @@ class _Plan:
             native = self._native_index[u.native_label]
             for field, value in (("num_samples", int(pcm.shape[0])), ("label", rule.index), ("native_index", native)):
                 self.index[split][field].append(value)
+            if self.has_dims:
+                self.index[split]["dims"].append(list(u.dims) if u.dims is not None else [None] * 3)
             self.speakers[split].append(u.speaker)
             written += 1
             yield key, {"audio": pcm, "label": rule.index, "native_label": native, "speaker": u.speaker or "",
@@ -439,6 +444,15 @@ def write_dataset(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str
     return summary
 
 
+def dimension_record(reader: str, items: Sequence[tuple[Utterance, LabelRule, str]]) -> dict[str, Any] | None:
+    """The corpus's dimensional labels in metadata.json: names, the rating scale its reader read, how many
+    utterances have them (None when none has)."""
+    n_with = sum(u.dims is not None for u, _, _ in items)
+    if not n_with:
+        return None
+    return scale_record(SCALES.get(reader, SCALES[MANIFEST]), n_with)
+
+
 def _metadata(entry: Corpus, version: str, method: str, seed: int, table: LabelTable,
               items: Sequence[tuple[Utterance, LabelRule, str]], used: dict[str, LabelRule], dropped: Counter,
               origin: Origin, speakers: dict[str, Any]) -> dict[str, Any]:
@@ -452,6 +466,7 @@ def _metadata(entry: Corpus, version: str, method: str, seed: int, table: LabelT
         "source": None, "manifest": None, **origin.meta, "split_method": method, "seed": seed,
         "label_table": table.fingerprint(section), "label_section": table.section(section),
         "native_labels": sorted({u.native_label for u, _, _ in items}),
+        "dimensions": dimension_record(MANIFEST if origin.meta.get("manifest") else entry.reader, items),
         "label_map": {r.label: {"class": r.target, "meaning": r.meaning, "section": r.corpus}
                       for _, r in sorted(used.items())},
         **speakers, "dropped": dict(sorted(dropped.items())), "command": origin.command,

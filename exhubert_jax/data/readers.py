@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .dimensions import DIMENSIONS, SCALES, class_of, normalise, parse_value
 from .errors import LayoutError, ManifestError, MissingSourceError
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -28,6 +29,7 @@ class Utterance:
     speaker: str | None = None
     split: str | None = None
     origin: str | None = field(default=None, compare=False)
+    dims: tuple | None = field(default=None, compare=False)  # (arousal, valence, dominance) on [0, 1] (dimensions.py)
 
 
 def normalize_split(name: str) -> str | None:
@@ -195,25 +197,75 @@ def read_vivae(root: str | Path) -> list[Utterance]:
                     lambda m, p: (m[2], m[1], None), files)
 
 
-_IEMOCAP_LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(Ses\d\d[FM]_\S+)\s+(\S+)\s+\[")
+_IEMOCAP_LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(Ses\d\d[FM]_\S+)\s+(\S+)\s+\[([^\]]*)\]")
+
+
+def _iemocap_dims(text: str, where: str, line: int) -> tuple:
+    """The '[V, A, D]' of an EmoEvaluation line (IEMOCAP's 1-5 ratings, valence first) on [0, 1]."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise ManifestError(where, line, f"expected [valence, activation, dominance], got [{text}]")
+    v, a, d = (parse_value(p, n, where, line) for p, n in zip(parts, ("valence", "activation", "dominance")))
+    return normalise(dict(arousal=a, valence=v, dominance=d), SCALES["iemocap"], where, line)
 
 
 def read_iemocap(root: str | Path) -> list[Utterance]:
-    """IEMOCAP: labels from SessionN/dialog/EmoEvaluation/*.txt, audio SessionN/sentences/wav/<dialog>/<utt>.wav."""
+    """IEMOCAP: labels from SessionN/dialog/EmoEvaluation/*.txt, each turn's `[start - end] turn emotion [V, A, D]`
+    line giving the majority label and the mean valence, activation and dominance (1-5); audio
+    SessionN/sentences/wav/<dialog>/<utt>.wav."""
     root = _require_dir(root)
     utts = []
     for txt in sorted(root.glob("Session*/dialog/EmoEvaluation/*.txt")):
         if txt.name.startswith("."):
             continue
         session = txt.parents[2]
-        for line in txt.read_text(encoding="utf-8", errors="replace").splitlines():
+        for number, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
             m = _IEMOCAP_LINE.match(line)
             if m:
                 name, label = m[1], m[2]
                 dialog, turn = name.rsplit("_", 1)
                 wav = session / "sentences" / "wav" / dialog / f"{name}.wav"
-                utts.append(Utterance(str(wav), label, name[:5] + turn[0], None))
+                utts.append(Utterance(str(wav), label, name[:5] + turn[0], None, f"{txt}:{number}",
+                                      _iemocap_dims(m[3], str(txt), number)))
     return _finish("iemocap", root, utts)
+
+
+_MSP_SPLITS = {"Train": "train", "Development": "validation", "Test1": "test"}  # Test2/Test3 are left out
+_MSP_COLUMNS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
+
+
+def read_msp_podcast(root: str | Path) -> list[Utterance]:
+    """MSP-Podcast: Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom on 1-7, SpkrID,
+    Split_Set) with audio in Audios/; its own split: Train, Development (validation), Test1 (test). Test2 (and
+    Test3 of later releases) are separate test sets and are not read."""
+    root = _require_dir(root)
+    csvs = sorted(root.rglob("labels_consensus.csv"))
+    if not csvs:
+        raise LayoutError("msp-podcast", str(root / "Labels" / "labels_consensus.csv"), "label file not found")
+    audio = {p.name: p for p in audio_files(root, AUDIO_EXTS)}
+    utts = []
+    with csvs[0].open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        need = ["FileName", "EmoClass", "SpkrID", "Split_Set", *_MSP_COLUMNS.values()]
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(str(csvs[0]), 1, f"missing column(s) {', '.join(missing)}")
+        for row in reader:
+            line, split_set = reader.line_num, row["Split_Set"].strip()
+            if split_set not in _MSP_SPLITS:
+                if split_set.startswith("Test"):
+                    continue
+                raise ManifestError(str(csvs[0]), line, f"unknown Split_Set {split_set!r}")
+            values = {k: parse_value(row[c], k, str(csvs[0]), line) for k, c in _MSP_COLUMNS.items()}
+            name = row["FileName"].strip()
+            speaker = row["SpkrID"].strip()
+            path = audio.get(name, root / "Audios" / name)
+            utts.append(Utterance(str(path), row["EmoClass"].strip(), None if speaker in ("", "Unknown") else speaker,
+                                  _MSP_SPLITS[split_set], f"{csvs[0]}:{line}",
+                                  normalise(values, SCALES["msp-podcast"], str(csvs[0]), line)))
+    if not utts:
+        raise LayoutError("msp-podcast", str(csvs[0]), "the label file lists no Train/Development/Test1 utterances")
+    return sorted(utts)
 
 
 _MELD_CSV = {"train": "train_sent_emo.csv", "validation": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -261,17 +313,29 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
                 yield line, row
         return
     reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-    missing = [c for c in ("path", "label") if c not in (reader.fieldnames or [])]
+    columns = reader.fieldnames or []
+    rated = {"arousal", "valence"} <= set(columns)  # a rated corpus may leave out the label (dimensions.class_of)
+    missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and rated)]
     if missing:
         raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; "
-                            "expected a header with path,label[,speaker][,split]")
+                            "expected a header with path,label[,speaker][,split][,arousal,valence,dominance]")
     for row in reader:
         yield reader.line_num, row
 
 
+def _manifest_dims(row: dict, where: str, line: int) -> tuple | None:
+    """Optional arousal, valence, dominance columns of a manifest row, on [0, 1] (None: the row has none)."""
+    values = {k: parse_value(row.get(k), k, where, line) for k in DIMENSIONS}
+    if all(v is None for v in values.values()):
+        return None
+    return normalise(values, SCALES["manifest"], where, line)
+
+
 def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Utterance]:
-    """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split); relative paths are
-    resolved against root, or against the manifest's folder when root is None."""
+    """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional arousal, valence,
+    dominance on [0, 1]; a rated row without a label gets the class of its arousal and valence, so a dimensional
+    corpus joins the 6-class round robin); relative paths are resolved against root, or against the manifest's
+    folder when root is None."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise MissingSourceError(str(manifest), "manifest")
@@ -279,8 +343,11 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
     utts, seen, with_split = [], {}, []
     for line, row in _manifest_rows(manifest):
         path, label = (str(row.get(k) or "").strip() for k in ("path", "label"))
+        dims = _manifest_dims(row, str(manifest), line)
+        label = label or class_of(dims) or ""  # unlabelled but rated: the class of its arousal and valence
         if not path or not label:
-            raise ManifestError(str(manifest), line, "empty 'path' or 'label'")
+            raise ManifestError(str(manifest), line, "empty 'path' or 'label' (a row without a label needs "
+                                "arousal and valence)")
         speaker = str(row.get("speaker") or "").strip() or None
         split_raw = str(row.get("split") or "").strip()
         split = normalize_split(split_raw) if split_raw else None
@@ -291,7 +358,7 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
             raise ManifestError(str(manifest), line, f"{path} is listed twice (first at line {seen[full]})")
         seen[full] = line
         with_split.append((line, split is not None))
-        utts.append(Utterance(full, label, speaker, split))
+        utts.append(Utterance(full, label, speaker, split, None, dims))
     if not utts:
         raise ManifestError(str(manifest), None, "no rows")
     if len({has for _, has in with_split}) > 1:
@@ -305,5 +372,5 @@ READERS: dict[str, Callable[[str | Path], list[Utterance]]] = {
     "emodb": read_emodb, "ravdess": read_ravdess, "crema-d": read_crema_d, "tess": read_tess, "savee": read_savee,
     "emovo": read_emovo, "shemo": read_shemo, "subesco": read_subesco, "esd": read_esd, "casia": read_casia,
     "mesd": read_mesd, "jl-corpus": read_jl_corpus, "asvp-esd": read_asvp_esd, "vivae": read_vivae,
-    "iemocap": read_iemocap, "meld": read_meld,
+    "iemocap": read_iemocap, "meld": read_meld, "msp-podcast": read_msp_podcast,
 }

@@ -1,4 +1,5 @@
-"""SYNTHETIC demo corpora: procedurally generated voiced sounds whose prosody depends on the 6 classes.
+"""SYNTHETIC demo corpora: procedurally generated voiced sounds whose prosody depends on the 6 classes, with
+arousal / valence / dominance ratings scattered around a point per class.
 
 Not speech and not emotion data: a deterministic stand-in that exercises the whole pipeline (manifest reader,
 resampling, mono mixing, splits, batching) and that a tiny model can learn. Per class: F0 level and range,
@@ -34,6 +35,13 @@ PROSODY: dict[str, tuple[float, ...]] = {
     "high_neutral": (1.65, 0.25, 0.60, 4.2, 0.80, 0.80, -9.0, 0.004, 1.00),
     "high_positive": (1.40, 0.55, 0.05, 5.2, 0.85, 0.90, -6.0, 0.008, 1.10),
 }
+# class -> its point in (arousal, valence, dominance) on [0, 1]; each utterance's ratings scatter around it by
+# DIMS_NOISE (drawn from a stream of its own, so the audio is the same with or without them)
+DIMS_CENTRE: dict[str, tuple[float, float, float]] = {
+    "low_negative": (0.25, 0.20, 0.30), "low_neutral": (0.30, 0.50, 0.45), "low_positive": (0.25, 0.80, 0.50),
+    "high_negative": (0.75, 0.20, 0.70), "high_neutral": (0.70, 0.50, 0.55), "high_positive": (0.75, 0.80, 0.65),
+}
+DIMS_NOISE = 0.06
 _VOWELS_A = ((730, 1090, 2440), (530, 1840, 2480), (270, 2290, 3010), (570, 840, 2410), (300, 870, 2240))
 _VOWELS_B = ((660, 1720, 2410), (400, 1920, 2560), (490, 1350, 2250), (440, 1020, 2240), (310, 2020, 2960))
 
@@ -112,6 +120,13 @@ def synthesize(rng: np.random.Generator, cls: str, speaker: dict[str, float], co
     return (0.9 * out / max(1.0, np.abs(out).max() / 0.99)).astype(np.float32)
 
 
+def demo_dims(seed: int, corpus: str, speaker: str, cls: str, k: int) -> tuple[str, str, str]:
+    """Arousal, valence, dominance of one demo utterance: its class's point plus noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(derive_seed(seed, corpus, speaker, cls, k, "dims"))
+    values = np.clip(np.asarray(DIMS_CENTRE[cls]) + DIMS_NOISE * rng.standard_normal(3), 0.0, 1.0)
+    return tuple(f"{v:.4f}" for v in values)
+
+
 def _speakers(corpus: DemoCorpus, seed: int, n_speakers: int) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(derive_seed(seed, corpus.name, "speakers"))
     lo, hi = corpus.f0_range
@@ -145,9 +160,10 @@ def make_demo_corpora(out_dir: str | Path, seed: int = 0, n_per_class: int = 3, 
                     sf.write(buf, audio, corpus.sample_rate, format="WAV", subtype="PCM_16")
                     rel = f"wav/{spk}_{label}_{k:02d}.wav"
                     _write_if_changed(root / rel, buf.getvalue())
-                    rows.append((rel, label, spk))
+                    rows.append((rel, label, spk, *demo_dims(seed, corpus.name, spk, cls, k)))
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([("path", "label", "speaker"), *rows])
+        csv.writer(text, lineterminator="\n").writerows([("path", "label", "speaker", "arousal", "valence",
+                                                          "dominance"), *rows])
         _write_if_changed(root / "manifest.csv", text.getvalue().encode())
         manifests[corpus.name] = root / "manifest.csv"
     return manifests
