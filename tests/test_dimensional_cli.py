@@ -4,6 +4,7 @@ weights, its evaluation tables, JSON and scatter plots; the dimensional demo's l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_both_heads_train_with_task_weights_and_evaluate(tmp_path, capsys):
     r = doc["results"][0]
     assert set(r["dimensional"]["dims"]) == set(DIMENSIONS) and -1 <= doc["mean_ccc"] <= 1
     assert set(r["dimensional"]["intervals"]) >= {"arousal", "mean_ccc"} and "| arousal |" in doc["table"]
-    assert (work / "best" / "eval" / "scatter_demo-a.png").stat().st_size > 1000
+    assert (Path(doc["out"]) / "scatter_demo-a.png").stat().st_size > 1000
 
 
 def test_a_dimensional_task_needs_rated_corpora():
