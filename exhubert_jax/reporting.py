@@ -52,6 +52,18 @@ def uar_table(uars: Mapping[str, float], title: str = "validation UAR") -> str:
     return "\n".join(rows)
 
 
+def _save(fig, path: str | Path, **kwargs) -> Path:
+    """Lay out, write as PNG (making the folder) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", **kwargs)
+    plt.close(fig)
+    return path
+
+
 def plot_uar_curve(history: list[dict], path: str | Path) -> Path:
     """Validation UAR over steps, one line per corpus (the paper's Figure 3), saved as PNG."""
     import matplotlib
@@ -71,10 +83,7 @@ def plot_uar_curve(history: list[dict], path: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=120)
 
 
 def _pct(v) -> str:
@@ -156,11 +165,7 @@ def plot_confusion(cm, class_names: Sequence[str], path: str | Path, title: str 
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if frac[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return _save(fig, path)
 
 
 def audio_table(results: Sequence[dict], class_names: Sequence[str], dimensions: Sequence[str] = ()) -> str:
@@ -241,11 +246,7 @@ def plot_reliability(rel: Mapping[str, np.ndarray], path: str | Path, title: str
     bottom.set_ylabel("share")
     if title:
         top.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return _save(fig, path)
 
 
 def calibration_table(results: Sequence[dict]) -> str:
@@ -311,9 +312,4 @@ def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], p
         ax.set_aspect("equal")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
