@@ -16,9 +16,17 @@ from .layers import (EncoderLayer, activation, at_least_f32, conv_output_lengths
 Array = jax.Array
 
 
+class EncoderOutput(NamedTuple):
+    """The bare encoder's outputs: the last hidden state (B, T', D), optional stacked hidden states, the frame mask."""
+
+    last_hidden_state: Array
+    hidden_states: Array | None = None
+    frame_mask: Array | None = None
+
+
 class HubertOutput(NamedTuple):
-    """Model outputs: logits (or the last hidden state for the bare encoder), optional stacked hidden states, the
-    frame mask, and the regression head's values (B, len(config.dimensions)) when the config has dimensions."""
+    """Classifier outputs: logits, optional stacked hidden states, the frame mask, and the regression head's values
+    (B, len(config.dimensions)) when the config has dimensions."""
 
     logits: Array
     hidden_states: Array | None = None
@@ -239,7 +247,7 @@ class HubertModel(nn.Module):
 
     @nn.compact
     def __call__(self, input_values: Array, attention_mask: Array | None = None, deterministic: bool = True,
-                 output_hidden_states: bool = False) -> HubertOutput:
+                 output_hidden_states: bool = False) -> EncoderOutput:
         cfg = self.config
         if input_values.ndim != 2:
             raise ValueError(f"input_values must have shape (batch, samples), got {input_values.shape}")
@@ -255,7 +263,7 @@ class HubertModel(nn.Module):
                 x = self._spec_augment(x, mask, embed)
         encoder = Encoder(cfg, self.dtype, self.remat, self.attention_implementation, self.scan_unroll, name="encoder")
         x, hidden = encoder(x, mask, deterministic, output_hidden_states)
-        return HubertOutput(x, hidden, mask)
+        return EncoderOutput(x, hidden, mask)
 
     def _spec_augment(self, x: Array, mask: Array | None, embed: Array) -> Array:
         """SpecAugment: time spans replaced by masked_spec_embed, feature spans zeroed (training only)."""
@@ -296,7 +304,7 @@ class HubertForSequenceClassification(nn.Module):
             norm = jax.nn.softmax(weights)
             h = jnp.einsum("l,lbtd->btd", norm, out.hidden_states.astype(at_least_f32(self.dtype))).astype(self.dtype)
         else:
-            h = out.logits
+            h = out.last_hidden_state
         h = nn.Dense(cfg.classifier_proj_size, dtype=self.dtype, kernel_init=normal_init, name="projector")(h)
         h = h.astype(at_least_f32(self.dtype))
         if out.frame_mask is None:
