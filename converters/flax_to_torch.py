@@ -13,14 +13,21 @@ With --peft, a LoRA-adapted model is written as a peft adapter in OUT and its ba
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("converters.flax_to_torch"))
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax.atomic import atomic_directory
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, to_hf_config
@@ -65,6 +72,7 @@ def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict,
     return state, {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}, False
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             out = export(params, model.config, args.out, args.layout, source=src)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     print(json.dumps({"src": str(src), "out": str(out), "layers": model.config.total_layers,
                       "style": model.config.expansion_style or "plain"}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
