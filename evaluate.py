@@ -25,7 +25,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
 
 from exhubert_jax.cli import command
 from exhubert_jax.interrupts import held
-from exhubert_jax.outputs import make_output_dir
+from exhubert_jax.outputs import check_writable, make_output_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,9 +118,9 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
                                   predictor, input_mode=args.input, card=card_protocol(args))
 
+    out = check_writable(Path(args.out) if args.out else checkpoint / "eval", "--out")  # before any work
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
                                          if args.calibrate else [])
-    out = Path(args.out) if args.out else checkpoint / "eval"
     results, samples, reliability = [], [], []
     for name in names:
         r = evaluate(name, args.split)
@@ -216,9 +216,10 @@ def run_comparison(args, specs: list[str], predictor_for) -> int:
            "average_uar_intervals": {s: intervals[s]["average"] for s in specs}, "paired": rows,
            "trainable_parameters": trainable, "table": table}
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "comparison.json").write_text(json.dumps(doc, indent=2))
-        (Path(args.out) / "comparison.md").write_text(table)
+        with held():
+            out = make_output_dir(args.out, "--out")
+            (out / "comparison.json").write_text(json.dumps(doc, indent=2))
+            (out / "comparison.md").write_text(table)
     print(json.dumps(doc) if args.json else f"Performance on the {args.split} split in [% UAR]\n\n{table}")
     return 0
 
