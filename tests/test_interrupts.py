@@ -137,3 +137,65 @@ def test_train_interrupted_during_init_and_compilation(made, tmp_path):
     assert sent
     check_answer(code, err)
     assert "checkpoint saved" not in err or any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+# ------------------------------------------------------------------------------------------- the long sweep (slow)
+
+TRIES = 20
+
+
+def moments(seed: int, longest: float) -> list[float]:
+    """TRIES random delays in [0, longest) seconds, seeded."""
+    rng = random.Random(seed)
+    return sorted(rng.uniform(0, longest) for _ in range(TRIES))
+
+
+def sweep(argv_for, longest: float, seed: int, after: str | None = None) -> list[int]:
+    """SIGINT at random moments: each answer is exit 130 with the one line, or the command finished first (0)."""
+    codes = []
+    for i, delay in enumerate(moments(seed, longest)):
+        code, _, err, sent = interrupt(argv_for(i), after=after, delay=delay)
+        if sent and code != 0:
+            check_answer(code, err)
+        assert not any(s in err for s in sigint.CRASH_SIGNS) and "damaged" not in err, err[-3000:]
+        codes.append(code)
+    return codes
+
+
+@pytest.mark.slow
+def test_train_base_random_init_sweep(made, tmp_path):
+    """The segfault case: a base-size random model, interrupted during init, compilation and its first steps."""
+    codes = sweep(lambda i: python("train.py", "--stage", "finetune", "--preset", "base", *DEMO, "--data-dir",
+                                   str(made / "data"), "--workdir", str(tmp_path / f"run{i}"), "--steps", "2"),
+                  25.0, 1, after="random init")
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+def test_evaluate_sweep(made, tmp_path):
+    codes = sweep(lambda i: python("evaluate.py", "--corpus", "demo", "--checkpoint", str(made / "ckpt"),
+                                   "--data-dir", str(made / "data"), "--out", str(tmp_path / f"e{i}")), 8.0, 2)
+    for i, code in enumerate(codes):
+        assert (tmp_path / f"e{i}").exists() == (code == 0)  # all the files, or no folder at all
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+def test_flax_to_torch_sweep(made, tmp_path):
+    codes = sweep(lambda i: python("-m", "converters.flax_to_torch", str(made / "ckpt"), str(tmp_path / f"o{i}")),
+                  5.0, 3)
+    for i, code in enumerate(codes):
+        assert ((tmp_path / f"o{i}" / "config.json").is_file() and (tmp_path / f"o{i}" / "model.safetensors")
+                .is_file()) if code == 0 else not (tmp_path / f"o{i}").exists()
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["exhubert_jax.expansion", "converters.torch_to_flax",
+                                    "converters.to_onnx", "exhubert_jax.embed", "exhubert_jax.data.prepare",
+                                    "exhubert_jax.protocol"])
+def test_every_other_command_answers_ctrl_c_while_starting(module, tmp_path):
+    code, _, err, sent = interrupt(python("-m", module, "--help"), delay=0.2)
+    if sent and code != 0:
+        check_answer(code, err)
+    assert "Traceback" not in err
