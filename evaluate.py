@@ -257,8 +257,7 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
 
-    if not Path(args.audio).exists() or not ev.input_files(args.audio):
-        raise ev.EvaluationError(f"no audio files found at {args.audio}")
+    ev.check_audio_path(args.audio)
     temperature = checkpoint_temperature(args, checkpoint, [])
     t = temperature["temperature"] if temperature else 1.0
     results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor, t)
@@ -308,8 +307,7 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax.timeline import timelines
 
-    if not Path(args.audio).exists() or not ev.input_files(args.audio):
-        raise ev.EvaluationError(f"no audio files found at {args.audio}")
+    ev.check_audio_path(args.audio)
     out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline", "--out")
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)

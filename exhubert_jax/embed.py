@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from exhubert_jax import embeddings as emb
     from exhubert_jax.checkpoint import from_pretrained
-    from exhubert_jax.evaluation import input_files, resolve_checkpoint
+    from exhubert_jax.evaluation import check_audio_path, resolve_checkpoint
 
     model, params = from_pretrained(resolve_checkpoint(args.checkpoint))
     check(args, model)
@@ -116,9 +116,7 @@ def main(argv=None) -> int:
     if args.corpus is not None:
         parts = embed_corpus(args, embedder, params)
     else:
-        files = input_files(args.audio) if Path(args.audio).exists() else []
-        if not files:
-            raise emb.EmbeddingError(f"no audio files found at {args.audio}")
+        files = check_audio_path(args.audio)
         parts = {"files": emb.embed_files(embedder, params, files, args.level, args.chunk_seconds,
                                           args.batch_size)}
     arrays = [x for split_arrays, _ in parts.values() for x in split_arrays]
