@@ -49,3 +49,14 @@ def test_an_unknown_label_names_the_nearest_known_ones_not_the_whole_table():
     message = str(UnknownLabelError("toy", "a.wav", "angri", known))
     assert "nearest known: angry" in message and "label17" not in message
     assert "none of its 43 labels is close" in str(UnknownLabelError("toy", "a.wav", "zzzz", known))
+
+
+def test_train_init_accepts_a_workdir_as_evaluate_does(tmp_path, capsys):
+    import train
+    from exhubert_jax import from_pretrained, init_params, preset, save_pretrained
+
+    save_pretrained(tmp_path / "run" / "best", preset("tiny"), init_params(preset("tiny"), 0))
+    code = train.main(["--stage", "expand", "--init", str(tmp_path / "run"), "--workdir", str(tmp_path / "exp")])
+    out = capsys.readouterr().out
+    assert code == 0 and f"(the best/ checkpoint of the workdir {tmp_path / 'run'})" in out
+    assert from_pretrained(tmp_path / "exp" / "final")[0].config.expansion_copies == 1
