@@ -87,8 +87,7 @@ def _handle(signum: int, frame: Any) -> None:
 
 def _rearm(unraisable: Any) -> None:
     """sys.unraisablehook: a KeyboardInterrupt that landed in a callback Python ignores (a weakref callback, a
-    __del__) is delivered again instead of being lost; anything else goes to the previous
-    hook."""
+    __del__) is delivered again instead of being lost; anything else goes to the previous hook."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _State.installed:
         _State.pending = True  # delivered again shortly, from outside this hook
         threading.Timer(0.01, _thread.interrupt_main, (signal.SIGINT,)).start()
