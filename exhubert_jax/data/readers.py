@@ -248,7 +248,12 @@ def read_meld(root: str | Path) -> list[Utterance]:
 
 def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
     """(line number, row dict) of a CSV/TSV or JSONL manifest."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(str(path), None, f"not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}, "
+                            "as Latin-1 or another 8-bit encoding writes it); save it as UTF-8, e.g. "
+                            f"iconv -f latin1 -t utf-8 {path}") from None
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
         for line, raw in enumerate(text.splitlines(), start=1):
             if raw.strip():
@@ -277,13 +282,7 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
         raise MissingSourceError(str(manifest), "manifest")
     base = Path(root) if root is not None else manifest.parent
     utts, seen, with_split = [], {}, []
-    try:
-        rows = list(_manifest_rows(manifest))
-    except UnicodeDecodeError as e:
-        raise ManifestError(str(manifest), None, f"not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}, "
-                            "as Latin-1 or another 8-bit encoding writes it); save it as UTF-8, e.g. "
-                            f"iconv -f latin1 -t utf-8 {manifest}") from None
-    for line, row in rows:
+    for line, row in _manifest_rows(manifest):
         path, label = (str(row.get(k) or "").strip() for k in ("path", "label"))
         if not path or not label:
             raise ManifestError(str(manifest), line, "empty 'path' or 'label'")
