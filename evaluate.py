@@ -18,6 +18,15 @@ import json
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("evaluate", hugepages=True))
+
+from exhubert_jax.cli import command
+from exhubert_jax.interrupts import held
+from exhubert_jax.outputs import check_writable, make_output_dir
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options (no abbreviations)."""
@@ -114,9 +123,9 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
                                   predictor, input_mode=args.input, card=card_protocol(args))
 
+    root = check_writable(Path(args.out) if args.out else checkpoint / "eval", "--out")  # before any work
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
                                          if args.calibrate else [])
-    root = Path(args.out) if args.out else checkpoint / "eval"
     name = eval_outputs.run_name(args.corpus, args.split, args.input, spaces.values())
     results, samples = [], []
     classes = bool(model.config.num_labels)  # a dimensional-only model has no probabilities to calibrate
@@ -144,11 +153,11 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         (tmp / "results.json").write_text(json.dumps(doc))
         (tmp / "results.md").write_text(text)
         files = sorted(p.name for p in tmp.iterdir())
-    index = eval_outputs.record(root, {
-        "corpora": names, "split": args.split, "input": args.input, "labels": doc["label_space"],
-        "checkpoint": str(checkpoint), "temperature": temperature and temperature["temperature"],
-        "mean_uar": eval_outputs.mean_uar(results), "path": name, "main": "results.md",
-        "files": files})
+    with held():  # Ctrl-C waits until the index lists the folder just written
+        index = eval_outputs.record(root, {
+            "corpora": names, "split": args.split, "input": args.input, "labels": doc["label_space"],
+            "checkpoint": str(checkpoint), "temperature": temperature and temperature["temperature"],
+            "mean_uar": eval_outputs.mean_uar(results), "path": name, "main": "results.md", "files": files})
     out = root / name
     if args.json:
         print(json.dumps({**doc, "table": text, "out": str(out), "index": str(index)}))
@@ -289,8 +298,7 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax import reporting
 
-    if not Path(args.audio).exists() or not ev.input_files(args.audio):
-        raise ev.EvaluationError(f"no audio files found at {args.audio}")
+    ev.check_audio_path(args.audio)
     temperature = checkpoint_temperature(args, checkpoint, [])
     t = temperature["temperature"] if temperature else 1.0
     results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor, t)
@@ -343,9 +351,8 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     if not model.config.num_labels:
         raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
                                  "(no classifier): use --audio without --timeline for its arousal/valence/dominance")
-    if not Path(args.audio).exists() or not ev.input_files(args.audio):
-        raise ev.EvaluationError(f"no audio files found at {args.audio}")
-    out = Path(args.out or checkpoint / "eval") / "timeline"
+    ev.check_audio_path(args.audio)
+    out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline", "--out")
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
     failed, caveat = [r for r in results if "error" in r], ev.checkpoint_caveat(checkpoint)
@@ -364,6 +371,7 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     return 1 if failed else 0
 
 
+@command
 def main(argv=None) -> int:
     """Entry point; returns the exit code (2 for usage/data/checkpoint errors, 1 when an audio file failed)."""
     args = parse_args(argv)
@@ -371,7 +379,6 @@ def main(argv=None) -> int:
 
     from exhubert_jax import evaluation as ev
     from exhubert_jax.checkpoint import from_pretrained
-    from exhubert_jax.errors import ExhubertError
     from exhubert_jax.predict import Predictor
     from exhubert_jax.training import make_mesh, replicated
 
@@ -386,44 +393,33 @@ def main(argv=None) -> int:
             loaded[checkpoint] = (model, params, Predictor(model, mesh))
         return loaded[checkpoint]
 
-    try:
-        if args.batch_size < 1:
-            raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
-        if args.timeline:
-            from exhubert_jax.timeline import check_window
+    if args.batch_size < 1:
+        raise ev.EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.timeline:
+        from exhubert_jax.timeline import check_window
 
-            if args.audio is None:
-                raise ev.EvaluationError("--timeline needs --audio FILE_OR_DIR")
-            try:
-                check_window(args.window, args.hop)
-            except ValueError as e:
-                raise ev.EvaluationError(str(e)) from None
-        specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
-        check_options(args, specs)
-        if args.audio is not None and args.input == "card":
-            raise ev.EvaluationError("--input card applies to prepared corpora (--corpus); --audio feeds files in "
-                                     "--chunk-seconds chunks with a padding mask")
-        card_protocol(args)  # a bad --card-config fails before any model loads
-        if args.corpus is not None:
-            from exhubert_jax.data.resolve import resolve_corpora
+        if args.audio is None:
+            raise ev.EvaluationError("--timeline needs --audio FILE_OR_DIR")
+        try:
+            check_window(args.window, args.hop)
+        except ValueError as e:
+            raise ev.EvaluationError(str(e)) from None
+    specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
+    check_options(args, specs)
+    if args.audio is not None and args.input == "card":
+        raise ev.EvaluationError("--input card applies to prepared corpora (--corpus); --audio feeds files in "
+                                 "--chunk-seconds chunks with a padding mask")
+    card_protocol(args)  # a bad --card-config fails before any model loads
+    if args.corpus is not None:
+        from exhubert_jax.data.resolve import resolve_corpora
 
-            resolve_corpora(args.corpus, args.data_dir)  # fail fast, before loading any model
-            if len(specs) > 1:
-                return run_comparison(args, specs, predictor_for)
-        checkpoint = ev.resolve_checkpoint(args.checkpoint)
-        model, params, predictor = predictor_for(checkpoint)
-        if args.corpus is not None:
-            return run_corpora(args, model, params, checkpoint, predictor)
-        if args.timeline:
-            return run_timeline(args, model, params, checkpoint, predictor)
-        return run_audio(args, model, params, checkpoint, predictor)
-    except ExhubertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    from exhubert_jax.runtime import use_hugepage_malloc
-
-    use_hugepage_malloc()  # restarts this script once with huge-page malloc: far fewer page faults per XLA step
-    sys.exit(main())
+        resolve_corpora(args.corpus, args.data_dir)  # fail fast, before loading any model
+        if len(specs) > 1:
+            return run_comparison(args, specs, predictor_for)
+    checkpoint = ev.resolve_checkpoint(args.checkpoint)
+    model, params, predictor = predictor_for(checkpoint)
+    if args.corpus is not None:
+        return run_corpora(args, model, params, checkpoint, predictor)
+    if args.timeline:
+        return run_timeline(args, model, params, checkpoint, predictor)
+    return run_audio(args, model, params, checkpoint, predictor)

@@ -13,6 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("train", hugepages=True))
+
+from exhubert_jax.cli import USER_ERROR, command
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (no abbreviations: --step is not --steps)."""
@@ -117,28 +124,15 @@ def start_distributed(args: argparse.Namespace) -> None:
         sys.stdout = open(os.devnull, "w")
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for user errors, printed as one line without a traceback)."""
     args = parse_args(argv)
-    from exhubert_jax.errors import ExhubertError
     from exhubert_jax.stages import STAGES
 
     if args.distributed:
         start_distributed(args)
     elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
         print("error: --coordinator, --num-processes and --process-id need --distributed", file=sys.stderr)
-        return 2
-    try:
-        return STAGES[args.stage](args)
-    except ExhubertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    from exhubert_jax.runtime import use_hugepage_malloc
-
-    use_hugepage_malloc()  # restarts this script once with huge-page malloc: far fewer page faults per XLA step
-    sys.exit(main())
+        return USER_ERROR
+    return STAGES[args.stage](args)

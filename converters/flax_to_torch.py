@@ -16,15 +16,22 @@ feeds it as training did.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("converters.flax_to_torch"))
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from exhubert_jax import adapters, runconfig
+from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax.atomic import atomic_directory
 from exhubert_jax.checkpoint import from_pretrained
 from exhubert_jax.config import HubertConfig, check_plain, to_hf_config
@@ -80,6 +87,7 @@ def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict,
     return state, {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}, False
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             out = export(params, config, args.out, args.layout, source=src, input_mode=input_mode)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     print(json.dumps({"src": str(src), "out": str(out), "layers": config.total_layers,
                       "style": config.expansion_style or "plain", "merged_adapters": folded, "input": input_mode}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,23 +8,31 @@ dynamic, and gives logits (batch, classes), plus the pooled embedding (batch, cl
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("converters.to_onnx"))
+
 import argparse
 import contextlib
 import io
 import json
 import logging
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax import adapters
 from exhubert_jax.adapter_spec import lookup
 from exhubert_jax.checkpoint import from_pretrained, load_config
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line
+from exhubert_jax.interrupts import held
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
 
 from . import flax_to_torch
@@ -152,8 +160,9 @@ def save(program, out: Path) -> list[Path]:
     """Write the ONNX file (weights in OUT.data beside it past protobuf's 2 GB); returns the files written."""
     data = out.with_name(out.name + ".data")
     out.parent.mkdir(parents=True, exist_ok=True)
-    data.unlink(missing_ok=True)  # a stale weight file of an earlier, larger export
-    program.save(str(out))
+    with held():  # Ctrl-C waits for the write: never half an ONNX file
+        data.unlink(missing_ok=True)  # a stale weight file of an earlier, larger export
+        program.save(str(out))
     return [p for p in (out, data) if p.exists()]
 
 
@@ -202,6 +211,7 @@ def export_onnx(params: dict, config: HubertConfig, out: str | Path, *, embeddin
             "merged_adapters": folded}
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -225,10 +235,6 @@ def main(argv: list[str] | None = None) -> int:
             summary["max_abs_logit_diff_vs_jax"] = verify(Path(args.out), model, params, not args.no_mask)
     except (ExhubertError, OSError) as e:
         print(f"error: {args.src}: {e}" if isinstance(e, OnnxExportError) else f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     print(json.dumps({"src": str(src), **summary}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,14 +70,18 @@ def read_source(src: str | os.PathLike, config_path: str | os.PathLike | None = 
         raise SourceError(f"source {src} does not exist")
     state = read_hf_directory(src) if src.is_dir() else read_weight_file(src)
     if config_path is None:
-        cfg_file = src / "config.json" if src.is_dir() else None
-        if cfg_file is None or not cfg_file.exists():
-            raise SourceError(f"no config.json beside {src}; pass --config (an HF config.json or a preset name)")
+        cfg_file = (src if src.is_dir() else src.parent) / "config.json"
+        if not cfg_file.exists():
+            where = f"in {src}" if src.is_dir() else f"beside {src}"
+            raise SourceError(f"no config.json {where}; pass --config (an HF config.json or a preset name)")
         config_path = cfg_file
     if not os.path.exists(config_path):
         return state, str(config_path)  # a preset name
-    with open(config_path) as f:
-        return state, json.load(f)
+    try:
+        with open(config_path) as f:
+            return state, json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"{config_path} is not valid JSON ({e}); fix it or pass --config") from None
 
 
 def write_safetensors(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:

@@ -7,11 +7,18 @@ Recognised by their keys: transformers HuBERT (any head), our own exports, and t
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("converters.torch_to_flax"))
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax.checkpoint import save_pretrained
 from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset, to_hf_config
 from exhubert_jax.model import init_params, param_shapes
@@ -56,6 +63,7 @@ def convert(state: dict, config: HubertConfig, seed: int = 0) -> tuple[dict, Con
     return state_dict_to_params(state, config, param_shapes(config), fresh=init_params(config, seed))
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,14 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         out = save_pretrained(args.out, config, params)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     for line in report.lines():
         print(line)
     print(json.dumps({"out": str(out), "used": len(report.used), "dropped": sorted(report.dropped),
                       "initialised": report.initialised, "layers": config.total_layers,
                       "style": config.expansion_style or "plain", "ignored_config": sorted(report.ignored_config)}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,26 @@
 """exhubert-jax: ExHuBERT (HuBERT + Backbone Block Expansion) for speech emotion recognition in JAX/Flax."""
 
-from .checkpoint import from_pretrained, save_pretrained
-from .config import HubertConfig, from_hf_config, preset, to_hf_config
-from .model import (EncoderOutput, HubertForSequenceClassification, HubertModel, HubertOutput, init_params,
-                    param_shapes)
-from . import adapters  # noqa: E402,F401 - its modules register the built-in adapter methods
+import importlib
 
-__all__ = [
-    "EncoderOutput", "HubertConfig", "HubertForSequenceClassification", "HubertModel", "HubertOutput",
-    "from_hf_config", "from_pretrained", "init_params", "param_shapes", "preset", "save_pretrained", "to_hf_config",
-]
+# Imported on first use, so that a command (exhubert_jax.cli) starts without JAX and answers Ctrl-C at once.
+_LAZY = {
+    "from_pretrained": "checkpoint", "save_pretrained": "checkpoint", "HubertConfig": "config",
+    "from_hf_config": "config", "preset": "config", "to_hf_config": "config",
+    "EncoderOutput": "model", "HubertForSequenceClassification": "model", "HubertModel": "model",
+    "HubertOutput": "model", "init_params": "model", "param_shapes": "model",
+}
+
+
+def __getattr__(name: str):
+    """The public names above, and submodules as attributes, imported when first asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+__all__ = sorted(_LAZY)

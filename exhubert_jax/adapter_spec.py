@@ -10,6 +10,7 @@ config records the adapters applied to it as canonical spec strings (all options
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable
 
 from .errors import ExhubertError
@@ -68,16 +69,23 @@ def register(method: Method) -> Method:
     return method
 
 
+def _with_builtins() -> dict[str, Method]:
+    """REGISTRY, after importing the package whose modules register the built-in methods (the package
+    `exhubert_jax` imports nothing until asked, so a model or config may be used before `adapters` was imported)."""
+    importlib.import_module("exhubert_jax.adapters")
+    return REGISTRY
+
+
 def lookup(name: str) -> Method:
     """The registered method `name`; an unknown name is an AdapterSpecError listing the known ones."""
-    if name not in REGISTRY:
+    if name not in _with_builtins():
         raise AdapterSpecError(f"unknown adapter method {name!r}; choose one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 
 def owner(leaf: str) -> str | None:
     """The registered method whose parameters include the leaf path `leaf`, if any."""
-    return next((m.name for m in REGISTRY.values() if m.owns(leaf)), None)
+    return next((m.name for m in _with_builtins().values() if m.owns(leaf)), None)
 
 
 ALIASES = {"rank": "r"}

@@ -14,7 +14,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from .config import HubertConfig
-from .errors import ExhubertError, one_line
+from .errors import ExhubertError, one_line, reraise_interrupt
+from .interrupts import held
 from .model import HubertForSequenceClassification, param_shapes
 
 PARAMS_DIR = "params"
@@ -110,11 +111,12 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
     options = dict(multiprocessing_options=alone) if jax.process_count() > 1 else {}
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:
+        with held(), quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:  # Ctrl-C: after config.json
             ckptr.save(path / PARAMS_DIR, params, force=overwrite)
             ckptr.wait_until_finished()
-        config.save(path / CONFIG_FILE)
+            config.save(path / CONFIG_FILE)
     except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
+        reraise_interrupt(e)
         raise CheckpointWriteError(f"cannot write checkpoint {path} ({one_line(e)}); free space or fix the "
                                    "permissions and run the command again") from e
     return path
@@ -150,6 +152,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
         try:
             saved = ckptr.metadata(path / PARAMS_DIR).item_metadata
         except Exception as e:  # noqa: BLE001 - any failure to read the tree description is damage
+            reraise_interrupt(e)
             raise damaged(path, f"{PARAMS_DIR}/ metadata unreadable: {one_line(e)}") from e
         if not jax.tree.leaves(saved):
             raise damaged(path, f"{PARAMS_DIR}/ lists no arrays: its OCDBT index files (d/) are missing")
@@ -157,6 +160,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
         try:
             params = ckptr.restore(path / PARAMS_DIR, abstract)
         except Exception as e:  # noqa: BLE001 - the tree matches, so a failing read is a damaged data file
+            reraise_interrupt(e)
             ignore_late_reads()
             raise damaged(path, f"{PARAMS_DIR}/ data unreadable: {one_line(e)}") from e
     kwargs = {} if dtype is None else {"dtype": dtype}

@@ -8,10 +8,18 @@ optionally fit a linear probe on them.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.embed"))
+
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from exhubert_jax.cli import command
 
 SPLITS = ("train", "validation", "test")
 
@@ -94,46 +102,36 @@ def run_probe(args, parts: dict) -> dict:
     return doc
 
 
+@command
 def main(argv=None) -> int:
     """Entry point; 2 for user errors (one line, no traceback)."""
     args = parse_args(argv)
     from exhubert_jax import embeddings as emb
     from exhubert_jax.checkpoint import from_pretrained
-    from exhubert_jax.errors import ExhubertError
-    from exhubert_jax.evaluation import input_files, resolve_checkpoint
+    from exhubert_jax.evaluation import check_audio_path, resolve_checkpoint
 
-    try:
-        model, params = from_pretrained(resolve_checkpoint(args.checkpoint))
-        check(args, model)
-        embedder = emb.Embedder(model, args.layer)
-        if args.corpus is not None:
-            parts = embed_corpus(args, embedder, params)
-        else:
-            files = input_files(args.audio) if Path(args.audio).exists() else []
-            if not files:
-                raise emb.EmbeddingError(f"no audio files found at {args.audio}")
-            parts = {"files": emb.embed_files(embedder, params, files, args.level, args.chunk_seconds,
-                                              args.batch_size)}
-        arrays = [x for split_arrays, _ in parts.values() for x in split_arrays]
-        rows = [r for _, split_rows in parts.values() for r in split_rows]
-        written = emb.write_embeddings(args.out, arrays, rows, args.level)
-        summary = {"out": args.out, "files": len(rows), "level": args.level, "layer": args.layer,
-                   "shape": list(arrays[0].shape) if arrays else None, "compiled_shapes": embedder.compiled_shapes}
-        if args.probe:
-            summary["probe"] = p = run_probe(args, parts)
-            (Path(args.out) / "probe.json").write_text(json.dumps(p, indent=2))
-            ci = p.get("test_interval")
-            interval = f" [{100 * ci['uar'][0]:.1f}, {100 * ci['uar'][1]:.1f}], {ci['method']}" if ci else ""
-            print(f"probe: logistic regression, C = {p['C']:g} (validation UAR "
-                  f"{100 * p['validation_uar'][p['C']]:.1f}%), test UAR {100 * p['test_uar']:.1f}%{interval}",
-                  file=sys.stderr)
-        print(json.dumps(summary))
-        print(f"wrote {written[0]} and {len(written) - 1} .npy file(s)", file=sys.stderr)
-        return 0
-    except ExhubertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    model, params = from_pretrained(resolve_checkpoint(args.checkpoint))
+    check(args, model)
+    embedder = emb.Embedder(model, args.layer)
+    if args.corpus is not None:
+        parts = embed_corpus(args, embedder, params)
+    else:
+        files = check_audio_path(args.audio)
+        parts = {"files": emb.embed_files(embedder, params, files, args.level, args.chunk_seconds,
+                                          args.batch_size)}
+    arrays = [x for split_arrays, _ in parts.values() for x in split_arrays]
+    rows = [r for _, split_rows in parts.values() for r in split_rows]
+    written = emb.write_embeddings(args.out, arrays, rows, args.level)
+    summary = {"out": args.out, "files": len(rows), "level": args.level, "layer": args.layer,
+               "shape": list(arrays[0].shape) if arrays else None, "compiled_shapes": embedder.compiled_shapes}
+    if args.probe:
+        summary["probe"] = p = run_probe(args, parts)
+        (Path(args.out) / "probe.json").write_text(json.dumps(p, indent=2))
+        ci = p.get("test_interval")
+        interval = f" [{100 * ci['uar'][0]:.1f}, {100 * ci['uar'][1]:.1f}], {ci['method']}" if ci else ""
+        print(f"probe: logistic regression, C = {p['C']:g} (validation UAR "
+              f"{100 * p['validation_uar'][p['C']]:.1f}%), test UAR {100 * p['test_uar']:.1f}%{interval}",
+              file=sys.stderr)
+    print(json.dumps(summary))
+    print(f"wrote {written[0]} and {len(written) - 1} .npy file(s)", file=sys.stderr)
+    return 0

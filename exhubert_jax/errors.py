@@ -23,3 +23,14 @@ def one_line(error: BaseException, limit: int = 240) -> str:
     text = " ".join(str(error).split()) or "no detail"
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(error).__name__}: {text}"
+
+
+def reraise_interrupt(error: BaseException) -> None:
+    """Raise the Ctrl-C (KeyboardInterrupt) an exception wraps anywhere in its chain: an interrupted read or write is
+    an interrupt, never damage or a full disk."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        error = error.__cause__ or error.__context__

@@ -154,6 +154,16 @@ def input_files(path_or_dir: str | Path) -> list[Path]:
     return audio_files(path, INFERENCE_EXTS) if path.is_dir() else [path]
 
 
+def check_audio_path(path: str | Path) -> list[Path]:
+    """input_files of --audio PATH; EvaluationError when the path does not exist or holds no audio file."""
+    if not Path(path).exists():
+        raise EvaluationError(f"--audio {path} does not exist")
+    files = input_files(path)
+    if not files:
+        raise EvaluationError(f"no audio files ({', '.join(sorted(INFERENCE_EXTS))}) in {path}")
+    return files
+
+
 def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
     """Split into ceil(len/chunk_samples) near-equal consecutive chunks, each at most chunk_samples long."""
     n = max(1, math.ceil(len(audio) / chunk_samples))

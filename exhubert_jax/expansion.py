@@ -6,15 +6,22 @@ With --table2, prints the four trainable counts of the paper's Table 2 instead.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.expansion"))
+
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from .cli import USER_ERROR, command
 from .config import EXPANSION_STYLES, HubertConfig, preset
 from .expansion_spec import (COPY_LAYERS, FREEZE_MODES, GATE, LAYOUTS, ORIGINAL_LAYERS, ZERO_OUT_MODULES, ZLL, initial_linears,
                              layout, subtree, with_subtree)
@@ -198,6 +205,7 @@ def format_table2(rows: list[dict]) -> list[str]:
     return lines
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the parameter table, then a JSON line {"total": ..., "trainable": ...}."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -216,14 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         result = summary(preset(args.preset), args.copies, args.style, args.freeze)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     for line in format_summary(result):
         print(line)
     if args.copies and args.freeze == "none" and args.style == "zll":
         print(non_frozen_note(result))
     print(json.dumps({"total": result["total"], "trainable": result["trainable"]}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,16 +13,24 @@ Everything after `--` is passed to train.py for every run (the protocol sets --c
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.protocol", hugepages=True))
+
 import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import write_text
+from .cli import command
 from .errors import ExhubertError
+from .interrupts import Interrupted
 
 RESULT = "protocol_eval.json"  # a stage's test evaluation, in its workdir: the mark that the stage is done
 PLAN = "protocol.json"
@@ -256,9 +264,9 @@ def run_protocol(mode: str, runs: Sequence[Run], workdir: Path, data_dir: str | 
         try:
             evaluations = {s.column: run_stage(s, run.corpus, data_dir, input_mode, batch_size, say)
                            for s in run.stages}
-        except KeyboardInterrupt:
-            say(f"protocol: interrupted in run {run.name}; the same command resumes there")
-            raise
+        except KeyboardInterrupt as e:
+            inner = f" ({e})" if isinstance(e, Interrupted) and str(e) else ""
+            raise Interrupted(f"protocol run {run.name}{inner}; the same command resumes at this run") from None
         results.append({"run": run.name, "corpus": run.corpus, "evaluations": evaluations,
                         "test_speakers_disjoint": test_speakers_disjoint(run.corpus, data_dir)})
     columns = [s.column for s in runs[0].stages]
@@ -298,34 +306,21 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     return p.parse_args(own), train_argv
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when every run finished, 2 for a bad command line or a failed run, 130 when interrupted."""
     args, train_argv = parse_args(argv)
     workdir = Path(args.workdir)
-    try:
-        if args.eval_batch_size < 1:
-            raise ProtocolError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")
-        input_mode = _check_train_args(train_argv).input
-        if args.mode == "folds":
-            runs = fold_runs(fold_corpora(args.folds, args.data_dir), train_argv, workdir, args.data_dir)
-        else:
-            if args.transfer_steps is not None and args.transfer_steps < 1:
-                raise ProtocolError(f"--transfer-steps must be at least 1, got {args.transfer_steps}")
-            names, left = loco_corpora(args.corpora, args.leave_out, args.data_dir)
-            runs = loco_runs(names, left, train_argv, workdir, args.data_dir, args.transfer_steps)
-        doc = run_protocol(args.mode, runs, workdir, args.data_dir, input_mode, args.eval_batch_size)
-    except ExhubertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; run the same command to resume at the run it stopped in ({workdir})", file=sys.stderr)
-        return 130
+    if args.eval_batch_size < 1:
+        raise ProtocolError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")
+    input_mode = _check_train_args(train_argv).input
+    if args.mode == "folds":
+        runs = fold_runs(fold_corpora(args.folds, args.data_dir), train_argv, workdir, args.data_dir)
+    else:
+        if args.transfer_steps is not None and args.transfer_steps < 1:
+            raise ProtocolError(f"--transfer-steps must be at least 1, got {args.transfer_steps}")
+        names, left = loco_corpora(args.corpora, args.leave_out, args.data_dir)
+        runs = loco_runs(names, left, train_argv, workdir, args.data_dir, args.transfer_steps)
+    doc = run_protocol(args.mode, runs, workdir, args.data_dir, input_mode, args.eval_batch_size)
     print(f"\n{doc['table']}\n\nwrote {workdir}/results.md and results.json")
     return 0
-
-
-if __name__ == "__main__":
-    from .runtime import use_hugepage_malloc
-
-    use_hugepage_malloc()
-    sys.exit(main())

@@ -16,7 +16,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from .checkpoint import CheckpointWriteError, ignore_late_reads, orbax_damage, quiet_orbax, save_pretrained
-from .errors import ExhubertError, one_line
+from .errors import ExhubertError, one_line, reraise_interrupt
 
 CHECKPOINTS, BEST, FINAL, BEST_JSON = "checkpoints", "best", "final", "best.json"
 DAMAGED = "checkpoints-damaged"
@@ -89,6 +89,7 @@ class RunCheckpoints:
                 self.manager.save(int(step), args=args, force=True)
                 self.manager.wait_until_finished()
         except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
+            reraise_interrupt(e)
             intact = [s for s in self.manager.all_steps() if s != int(step)]
             kept = f"step {max(intact)} is the newest kept one" if intact else "no earlier checkpoint is kept"
             raise CheckpointWriteError(f"cannot write checkpoint {self.directory}/{step} ({one_line(e)}); {kept}. "
@@ -121,6 +122,7 @@ class RunCheckpoints:
         try:
             saved = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as e:  # noqa: BLE001 - damage() found the file; reading it still failed
+            reraise_interrupt(e)
             raise _Damaged(f"meta/ unreadable: {one_line(e)}") from e
         if saved.get(FINGERPRINT) not in (None, fingerprint(like_state)):
             raise ResumeError(f"{self.directory}/{step}: checkpoint holds a different model/optimizer state (parameter "
@@ -130,6 +132,7 @@ class RunCheckpoints:
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as e:  # noqa: BLE001
+            reraise_interrupt(e)
             ignore_late_reads()
             if saved.get(FINGERPRINT) is not None:  # same tree as ours, so the failure is in the files
                 raise _Damaged(f"state/ unreadable: {one_line(e)}") from e

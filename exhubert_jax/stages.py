@@ -132,10 +132,14 @@ def load_model(args, init: str | None, demo: bool):
     from . import HubertForSequenceClassification, from_pretrained, init_params, preset
 
     if init:
-        if not Path(init).is_dir():
-            raise UsageError(f"--init {init}: no such checkpoint directory")
-        model, params = from_pretrained(init, dtype=compute_dtype(args), remat=args.remat)
-        print(f"initialised from {init}")
+        from .run_checkpoints import resolve_checkpoint_dir
+
+        try:
+            directory, which = resolve_checkpoint_dir(init)  # a workdir: its best/, else final/ (as evaluate.py)
+        except FileNotFoundError as e:
+            raise UsageError(f"--init {init}: {e}") from None
+        model, params = from_pretrained(directory, dtype=compute_dtype(args), remat=args.remat)
+        print(f"initialised from {directory}" + (f" (the {which}/ checkpoint of the workdir {init})" if which else ""))
         return model, params
     name = args.preset or (DEMO["preset"] if demo else PAPER["preset"])
     config = preset(name, label_names=EMOTION_CLASSES, **(DEMO_OVERRIDES if demo else {}))

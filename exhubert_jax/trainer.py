@@ -22,6 +22,7 @@ from .dimensional import LOSSES
 from .data.card import CardProtocol
 from .data.prefetch import Prefetch
 from .data.audio import MIN_SAMPLES, SAMPLE_RATE
+from .interrupts import Interrupted, held
 from .optim import SCHEDULES, make_optimizer, make_schedule
 from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
@@ -197,8 +198,7 @@ class Trainer:
                     break
             self._settle()
         except KeyboardInterrupt:
-            self._on_interrupt(last_saved)
-            raise
+            raise self._on_interrupt(last_saved) from None
         finally:
             self.stream.close()
             bar.close()
@@ -316,17 +316,23 @@ class Trainer:
         self.ckpts.save(step, self.state.as_dict(), dict(data=self.data_pos, best=self.best, history=self.history,
                                                          early_stopped=self.early_stopped))
 
-    def _on_interrupt(self, last_saved: int | None) -> None:
-        """Ctrl-C: checkpoint the last finished step if it is not saved yet."""
+    def _on_interrupt(self, last_saved: int | None) -> Interrupted:
+        """Ctrl-C: checkpoint the last finished step if it is not saved yet; what was kept, for the one line."""
         try:
-            step_now = int(jax.device_get(self.state.step))
-            if step_now != last_saved and step_now > 0:
-                self._checkpoint(step_now)
-            self.say(f"interrupted at step {step_now}; checkpoint saved in {self.ckpts.directory}. "
-                     "Run the same command to resume.")
+            with held():  # the checkpoint is written whole, whatever Ctrl-C follows
+                step_now = int(jax.device_get(self.state.step))
+                if step_now != last_saved and step_now > 0:
+                    self._checkpoint(step_now)
         except RuntimeError:  # interrupted inside the step: its donated input is gone, keep the last checkpoint
-            self.say(f"interrupted; resuming will start from the last checkpoint (step {last_saved}) in "
-                     f"{self.ckpts.directory}")
+            step_now = None
+        if step_now == 0 or (step_now is None and last_saved is None):
+            return Interrupted(f"before the first step; no checkpoint in {self.ckpts.directory}, the same command "
+                               "starts afresh")
+        if step_now is None:
+            return Interrupted(f"during a step; resuming will start from the last checkpoint (step {last_saved}) "
+                               f"in {self.ckpts.directory}")
+        return Interrupted(f"at step {step_now}; checkpoint saved in {self.ckpts.directory}. Run the same command "
+                           "to resume")
 
     def _finish(self) -> TrainResult:
         """Export final/ (and the UAR curve) once the run has finished."""

@@ -11,22 +11,19 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ExhubertError
+from .outputs import make_output_dir
 
 LOCK_FILE = ".lock"
 
 
 class WorkdirBusy(ExhubertError, RuntimeError):
-    """A workdir that another run holds, or that cannot be written."""
+    """A workdir that another run holds."""
 
 
 def _open_lock(workdir: Path) -> int:
     """The lock file's descriptor; an unwritable workdir is an error naming it and the flag that moves it."""
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        return os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise WorkdirBusy(f"cannot write in {workdir} ({e.strerror or e}); choose another place with --workdir") \
-            from None
+    make_output_dir(workdir, "--workdir")
+    return os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
 
 
 @contextlib.contextmanager

@@ -306,4 +306,4 @@ def test_cli_counts_large(capsys):
     # 24 layers x 2 projections x (1024*8 + 8*1024) LoRA parameters, plus the 263,942 of the head
     assert json.loads(out.strip().splitlines()[-1])["trainable"] == 24 * 2 * (1024 * 8 + 8 * 1024) + 263_942
     assert "786,432" in out
-    assert adapters_cli.main(["--preset", "large", "--adapter", "lora:r=0"]) == 1
+    assert adapters_cli.main(["--preset", "large", "--adapter", "lora:r=0"]) == 2

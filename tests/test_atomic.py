@@ -48,7 +48,7 @@ def test_an_export_onto_or_inside_its_source_is_refused(tmp_path, capsys):
     src = save_pretrained(tmp_path / "ckpt", config, init_params(config, 0))
     before = files(src)
     for out in (src, src / "torch", tmp_path):
-        assert flax_to_torch.main([str(src), str(out)]) == 1
+        assert flax_to_torch.main([str(src), str(out)]) == 2
         assert "choose another output folder" in capsys.readouterr().err
     assert files(src) == before
     assert flax_to_torch.main([str(src), str(tmp_path / "torch")]) == 0

@@ -109,7 +109,7 @@ def test_missing_key_is_named(tmp_path, capsys):
     state = load_file(tmp_path / "hf" / "model.safetensors")
     del state["hubert.encoder.layers.1.attention.q_proj.weight"]
     save_file(state, tmp_path / "hf" / "model.safetensors")
-    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 1
+    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 2
     assert "hubert.encoder.layers.1.attention.q_proj.weight" in capsys.readouterr().err
 
 
@@ -118,7 +118,7 @@ def test_misshaped_key_names_both_shapes(tmp_path, capsys):
     state = load_file(tmp_path / "hf" / "model.safetensors")
     state["hubert.feature_projection.projection.weight"] = torch.zeros(32, 20)
     save_file(state, tmp_path / "hf" / "model.safetensors")
-    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 1
+    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 2
     err = capsys.readouterr().err
     assert "hubert.feature_projection.projection.weight" in err and "(32, 20)" in err and "(32, 24)" in err
 
@@ -146,7 +146,7 @@ def test_unknown_hf_config_field_is_refused(tmp_path, capsys):
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
     cfg["conv_pos_batch_norm"] = True
     (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
-    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 1
+    assert torch_to_flax.main([str(tmp_path / "hf"), str(tmp_path / "flax")]) == 2
     assert "conv_pos_batch_norm" in capsys.readouterr().err
 
 

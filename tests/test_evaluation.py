@@ -223,13 +223,13 @@ def test_cli_table_default_out(workdir, data_dir, capsys):
     (["--corpus", "demo", "--checkpoint", "{tmp}/missing"], "does not exist"),
     (["--corpus", "aesi", "--checkpoint", "{run}"], "python -m exhubert_jax.data.prepare --corpus aesi"),
     (["--corpus", "demo-a", "--checkpoint", "{run}", "--labels", "native"], "native labels"),
-    (["--audio", "{tmp}/nothing_here", "--checkpoint", "{run}"], "no audio files"),
+    (["--audio", "{tmp}/nothing_here", "--checkpoint", "{run}"], "--audio {tmp}/nothing_here does not exist"),
 ])
 def test_cli_errors_exit_2_without_traceback(argv, message, workdir, data_dir, tmp_path, capsys):
     argv = [a.format(tmp=tmp_path, run=workdir) for a in argv] + ["--data-dir", str(data_dir)]
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err
     if "aesi" in argv:
         assert "demo-a, demo-b, demo-c" in err  # lists what is prepared
 

@@ -164,7 +164,7 @@ def test_export_accepts_a_training_workdir_and_writes_readable_files(tmp_path, c
     assert "final/" in capsys.readouterr().err
     for f in (tmp_path / "out").iterdir():
         assert f.stat().st_mode & 0o777 == 0o644, f
-    assert flax_to_torch.main([str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 1
+    assert flax_to_torch.main([str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -264,7 +264,7 @@ def test_sigint_during_training(cli):
     work = cli["root"] / "sigint"
     stopped = run("sigint:5", work, cli["data"], 9)  # Ctrl-C as step 5 starts: 4 steps are done
     assert stopped.returncode == 130, stopped.stderr[-3000:]
-    assert "interrupted at step 4; checkpoint saved in" in stopped.stdout and "Traceback" not in stopped.stderr
+    assert "interrupted: at step 4; checkpoint saved in" in stopped.stderr and "Traceback" not in stopped.stderr
     resume_equals_reference(cli, work, 4)
 
 

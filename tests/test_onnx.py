@@ -136,9 +136,9 @@ def test_unexportable_models_are_refused_in_one_line(tmp_path, capsys):
     config.save(tmp_path / "bottleneck" / "config.json")  # refused from the config, before the weights are read
     with pytest.raises(to_onnx.OnnxExportError, match="bottleneck"):
         to_onnx.exportable({}, config)
-    assert to_onnx.main([str(tmp_path / "bottleneck"), str(tmp_path / "b.onnx")]) == 1
+    assert to_onnx.main([str(tmp_path / "bottleneck"), str(tmp_path / "b.onnx")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bottleneck:size=4" in err and "cannot be exported to ONNX" in err, err
     assert not (tmp_path / "b.onnx").exists()
-    assert to_onnx.main([str(tmp_path / "nothing"), str(tmp_path / "n.onnx")]) == 1
+    assert to_onnx.main([str(tmp_path / "nothing"), str(tmp_path / "n.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err

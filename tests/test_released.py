@@ -114,7 +114,7 @@ def test_damaged_released_checkpoints_are_named(tmp_path, capsys, damage, messag
     else:
         state = {k: v for k, v in state.items() if not k.startswith("hubert.encoder.layers.3.")}
     torch.save(state, path / "pytorch_model.bin")
-    assert torch_to_flax.main([str(path), str(tmp_path / "jax")]) == 1
+    assert torch_to_flax.main([str(path), str(tmp_path / "jax")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 

@@ -127,7 +127,7 @@ def test_rerun_resumes_and_finishes_immediately(runs, data_dir, capsys):
     (["--corpora", "emoset"], "none of the emoset corpora"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--lr", "-1"], "--lr must be positive"),
-    (["--init", "/nonexistent/ckpt"], "/nonexistent/ckpt: no such checkpoint directory"),
+    (["--init", "/nonexistent/ckpt"], "--init /nonexistent/ckpt: checkpoint directory /nonexistent/ckpt does not exist"),
     (["--stage", "transfer"], "needs --corpus"),
 ])
 def test_user_errors_exit_2_with_a_clear_message(argv, message, data_dir, tmp_path, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exhubert_jax.outputs import UnwritableError
 from exhubert_jax.workdir_lock import WorkdirBusy, workdir_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,6 @@ def test_the_train_cli_refuses_a_busy_workdir(tmp_path, capsys):
 
 def test_an_unwritable_workdir_names_the_path_and_the_flag(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(WorkdirBusy, match=r"cannot write in .*file/run .*choose another place with --workdir"):
+    with pytest.raises(UnwritableError, match=r"cannot write in .*file/run .*choose another place with --workdir"):
         with workdir_lock(tmp_path / "file" / "run"):
             pass

@@ -5,13 +5,20 @@ Usage: python -m exhubert_jax.adapters --preset large --adapter lora:r=8 [--adap
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.adapters.__main__"))
+
 import argparse
 import json
-import sys
 from typing import Any
 
 import jax
 
+from ..cli import USER_ERROR, command
 from ..config import HubertConfig, preset
 from ..model import param_shapes
 from ..optim import TRAINABLE, count, path_str
@@ -49,6 +56,7 @@ def table(shapes: Any, labels: Any) -> list[tuple[str, int, int]]:
     return [(name, total, trainable) for name, (total, trainable) in rows.items() if total]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes, config, labels = abstract_apply(preset(args.preset), args.adapter)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     total, trainable = count(shapes), count(shapes, labels, TRAINABLE)
     print(f"adapters: {', '.join(config.adapters)}; layers run: {config.total_layers}")
     print(f"{'group':<22}{'total':>14}{'trainable':>14}")
@@ -69,7 +77,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'TOTAL':<22}{total:>14,}{trainable:>14,}")
     print(json.dumps({"total": total, "trainable": trainable}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,23 +2,28 @@
 splits and k-fold, EmoBox's folds, prepared corpora as TensorFlow Datasets (array_record), and length-bucketed /
 round-robin batching."""
 
-from .audio import SAMPLE_RATE, load_audio
-from .batching import Batch, CorpusBatches, RoundRobin, default_buckets, eval_batches, train_batches
-from .corpora import CORPORA, Corpus, corpus_names, get_corpus
-from .dataset import PreparedCorpus, PreparedSplit, default_data_dir, open_prepared, prepared_names
-from .errors import (AudioError, DataError, LayoutError, ManifestError, MissingSourceError, PreparedDataError,
-                     SplitError, UnknownCorpusError, UnknownLabelError)
-from .labels import CLASSES, LabelTable, class_index, load_label_table
-from .prefetch import Prefetch
-from .readers import READERS, Utterance, read_manifest
-from .splits import assign_splits, kfold_assign
-
-_LAZY = {"prepare_corpus": "prepare", "make_demo_corpora": "synthetic", "prepare_demo": "synthetic",
-         "prepare_folds": "folds", "prepare_emobox": "folds"}
+# Every name is imported on first use: `python -m exhubert_jax.data.prepare` starts without JAX (and answers
+# Ctrl-C at once, see exhubert_jax.cli).
+_LAZY = {
+    **dict.fromkeys(("SAMPLE_RATE", "load_audio"), "audio"),
+    **dict.fromkeys(("Batch", "CorpusBatches", "RoundRobin", "default_buckets", "eval_batches", "train_batches"),
+                    "batching"),
+    **dict.fromkeys(("CORPORA", "Corpus", "corpus_names", "get_corpus"), "corpora"),
+    **dict.fromkeys(("PreparedCorpus", "PreparedSplit", "default_data_dir", "open_prepared", "prepared_names"),
+                    "dataset"),
+    **dict.fromkeys(("AudioError", "DataError", "LayoutError", "ManifestError", "MissingSourceError",
+                     "PreparedDataError", "SplitError", "UnknownCorpusError", "UnknownLabelError"), "errors"),
+    **dict.fromkeys(("CLASSES", "LabelTable", "class_index", "load_label_table"), "labels"),
+    "Prefetch": "prefetch",
+    **dict.fromkeys(("READERS", "Utterance", "read_manifest"), "readers"),
+    **dict.fromkeys(("assign_splits", "kfold_assign"), "splits"),
+    "prepare_corpus": "prepare", "make_demo_corpora": "synthetic", "prepare_demo": "synthetic",
+    "prepare_folds": "folds", "prepare_emobox": "folds",
+}
 
 
 def __getattr__(name: str):
-    """prepare/folds/synthetic are imported on first use, so `python -m exhubert_jax.data.prepare` runs cleanly."""
+    """The names above, imported from their module on first use."""
     if name in _LAZY:
         import importlib
 

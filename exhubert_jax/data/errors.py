@@ -1,6 +1,9 @@
 """Errors raised by the data pipeline: each message names the file (or corpus) and the problem."""
 
 from __future__ import annotations
+
+import difflib
+
 from ..errors import ExhubertError
 
 
@@ -39,8 +42,10 @@ class UnknownLabelError(DataError):
     def __init__(self, corpus: str, path: str, label: str, known: list[str], more: dict[str, int] | None = None):
         self.corpus, self.path, self.label = corpus, path, label
         others = "".join(f"; also unknown: {k!r} ({n} files)" for k, n in (more or {}).items())
-        super().__init__(f"{corpus}: {path}: unknown label {label!r}{others} "
-                         f"(the table knows: {', '.join(known)}; add rows with --label-map FILE)")
+        near = difflib.get_close_matches(label, known, n=3, cutoff=0.5)
+        hint = f"nearest known: {', '.join(near)}" if near else f"none of its {len(known)} labels is close"
+        super().__init__(f"{corpus}: {path}: unknown label {label!r}{others} ({hint}; add rows with --label-map "
+                         "FILE)")
 
 
 class ManifestError(DataError):

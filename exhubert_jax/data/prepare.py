@@ -10,6 +10,13 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.data.prepare"))
+
 import argparse
 import contextlib
 import hashlib
@@ -20,7 +27,6 @@ import os
 import shlex
 import shutil
 import signal
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -31,6 +37,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..cli import command
+from ..interrupts import Interrupted
+from ..outputs import make_output_dir
 from .audio import SAMPLE_RATE, load_audio, to_pcm16
 from .corpora import CORPORA, MANIFEST, Corpus, base_name, get_corpus, user_corpus
 from .dimensions import SCALES, scale_record
@@ -161,42 +170,14 @@ def _decoder(workers: int, n: int) -> Iterator[Callable[[Sequence[str]], Iterabl
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _CtrlC:
-    """Within this block (main thread only), Ctrl-C sets a flag that check() turns into KeyboardInterrupt at a
-    known point, the next file: raised wherever the signal lands, it can be swallowed (inside a garbage-collection
-    callback such as JAX's). A second Ctrl-C raises at once."""
-
-    def __init__(self):
-        self.hit, self._before = False, None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def check(self) -> None:
-        """Raise KeyboardInterrupt if Ctrl-C was pressed."""
-        if self.hit:
-            raise KeyboardInterrupt
-
-    def __enter__(self) -> "_CtrlC":
-        if threading.current_thread() is threading.main_thread():
-            self._before = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._before is not None:
-            signal.signal(signal.SIGINT, self._before)
-
-
 class _Plan:
     """What a builder writes (see builders.py): the kept utterances with their rule and split, decoded in order;
     collects the skipped files and per-split statistics as it goes."""
 
     def __init__(self, name: str, items: Sequence[tuple[Utterance, LabelRule, str]], native: list[str], base: Path,
                  on_error: str, decode: Callable[[Sequence[str]], Iterable], bar: Any, log: Callable[[str], None],
-                 n_dropped: int, extra: dict[str, Any], ctrl_c: _CtrlC):
-        self.name, self.items, self.native, self.base, self.ctrl_c = name, items, native, base, ctrl_c
+                 n_dropped: int, extra: dict[str, Any]):
+        self.name, self.items, self.native, self.base = name, items, native, base
         self.on_error, self.decode, self.bar, self.log = on_error, decode, bar, log
         self.n_dropped, self.extra = n_dropped, extra
         self._native_index = {label: i for i, label in enumerate(native)}
@@ -216,7 +197,6 @@ class _Plan:
         mine = [(k, u, rule) for k, (u, rule, s) in enumerate(self.items) if s == split]
         written = 0
         for (key, u, rule), (pcm, reason) in zip(mine, self.decode([u.path for _, u, _ in mine])):
-            self.ctrl_c.check()
             self.bar.update()
             if pcm is None:
                 if self.on_error == "stop":
@@ -487,9 +467,9 @@ def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out
     bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file", disable=not options.progress,
                file=sys.stderr, dynamic_ncols=True)
     try:
-        with _CtrlC() as ctrl_c, _decoder(options.workers, len(items)) as decode:
+        with _decoder(options.workers, len(items)) as decode:
             plan = _Plan(name, items, extra["native_labels"], origin.base, options.on_error, decode, bar,
-                         options.say, sum(extra["dropped"].values()), extra, ctrl_c)
+                         options.say, sum(extra["dropped"].values()), extra)
             version_dir = _build(entry, plan, tmp, origin.base)
         bar.close()
         final = tmp / "final"
@@ -625,6 +605,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, options: dict[str
     return prepare_corpus(args.corpus, args.source, manifest=args.manifest, **options)
 
 
+@command
 def main(argv: Iterable[str] | None = None) -> int:
     """Command-line entry point; prints a last line of JSON with the summary (one line per fold for folds)."""
     p = _arguments()
@@ -636,27 +617,15 @@ def main(argv: Iterable[str] | None = None) -> int:
         p.error(f"--workers must be at least 1 (decoding processes), got {args.workers}")
     options = dict(out=args.out, split_method=args.split_method, seed=args.seed, on_error=args.on_error,
                    force=args.force, label_map=args.label_map, workers=args.workers, progress=not args.no_progress)
-    if args.emonet:
-        if args.corpus or args.source or args.manifest:
-            p.error("--emonet DIR prepares every corpus folder in DIR; for one, use --corpus NAME --source DIR/NAME")
-        try:
-            return _prepare_emonet(args.emonet, options)
-        except DataError as e:
-            _stderr(f"error: {e}")
-            return 2
-        except KeyboardInterrupt:
-            _stderr("interrupted: the corpus being prepared was not written (nothing half-written is left; a "
-                    "previous copy, if any, is unchanged); corpora already prepared are kept")
-            return 130
+    if args.emonet and (args.corpus or args.source or args.manifest):
+        p.error("--emonet DIR prepares every corpus folder in DIR; for one, use --corpus NAME --source DIR/NAME")
+    make_output_dir(args.out or default_data_dir(), "--out")
     try:
-        result = _run(p, args, options)
-    except DataError as e:
-        _stderr(f"error: {e}")
-        return 2
+        result = _prepare_emonet(args.emonet, options) if args.emonet else _run(p, args, options)
     except KeyboardInterrupt:
-        _stderr(f"interrupted: {args.corpus or args.emobox} was not prepared (nothing half-written is left; "
-                "a previous copy, if any, is unchanged)")
-        return 130
+        what = ("the corpus being prepared was not written; corpora already prepared are kept" if args.emonet else
+                f"{args.corpus or args.emobox} was not prepared")
+        raise Interrupted(f"{what} (a previous copy, if any, is unchanged)") from None
     if isinstance(result, int):
         return result
     for summary in result if isinstance(result, list) else [result]:
@@ -664,5 +633,3 @@ def main(argv: Iterable[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

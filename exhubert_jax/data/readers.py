@@ -300,7 +300,12 @@ def read_meld(root: str | Path) -> list[Utterance]:
 
 def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
     """(line number, row dict) of a CSV/TSV or JSONL manifest."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(str(path), None, f"not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}, "
+                            "as Latin-1 or another 8-bit encoding writes it); save it as UTF-8, e.g. "
+                            f"iconv -f latin1 -t utf-8 {path}") from None
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
         for line, raw in enumerate(text.splitlines(), start=1):
             if raw.strip():

@@ -9,13 +9,20 @@ the same seed; the utterances are new), with short pauses between utterances and
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.data.recording"))
+
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..cli import command
 from .labels import CLASSES
 from .splits import derive_seed
 from .synthetic import DEMO_CORPORA, _speakers, synthesize
@@ -50,6 +57,7 @@ def recording(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[flo
     return np.concatenate(pieces), segments
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI: write the recording and its segment list."""
     p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.recording", description=__doc__.splitlines()[0])
@@ -67,7 +75,3 @@ def main(argv: list[str] | None = None) -> int:
         csv.writer(f).writerows([("start_s", "end_s", "class"), *((f"{a:.3f}", f"{b:.3f}", c) for a, b, c in segments)])
     print(f"wrote {out} ({len(audio) / SAMPLE_RATE:.1f} s, {len(segments)} segments) and {out.with_suffix('.csv')}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

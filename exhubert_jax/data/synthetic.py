@@ -11,17 +11,24 @@ tract length, tilt and rate offsets; per utterance: random variation around both
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
+    from exhubert_jax.cli import run_command
+
+    sys.exit(run_command("exhubert_jax.data.synthetic"))
+
 import argparse
 import csv
 import io
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ..cli import command
 from .labels import CLASSES
 from .splits import derive_seed
 
@@ -181,6 +188,7 @@ def prepare_demo(data_dir: str | Path, seed: int = 0, n_per_class: int = 3, n_sp
                                  log=log) for name, path in manifests.items()}
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI: write the demo corpora, and optionally prepare them."""
     p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.synthetic", description=__doc__,
@@ -198,7 +206,3 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: str(v) for k, v in make_demo_corpora(args.out, args.seed, args.n_per_class,
                                                                   args.n_speakers).items()}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

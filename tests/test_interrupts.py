@@ -1,0 +1,205 @@
+"""Ctrl-C at any moment: every command answers one `interrupted: ...; nothing half-written` line, exit 130, with no
+traceback, no crash and no false "damaged"; SIGINT is sent to real subprocesses, during imports, compilation, XLA
+calls and steps (the long sweep is marked slow)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+import sigint
+from converters import flax_to_torch
+from exhubert_jax import from_pretrained, init_params, interrupts, preset, save_pretrained
+from exhubert_jax.interrupts import Interrupted, deferred, held
+from sigint import check_answer, interrupt, python
+
+DEMO = ["--batch-size", "4", "--max-seconds", "0.5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Prepared demo corpora (small) and a tiny 6-class checkpoint."""
+    from exhubert_jax.data.synthetic import prepare_demo
+
+    root = tmp_path_factory.mktemp("interrupts")
+    prepare_demo(root / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
+    save_pretrained(root / "ckpt", preset("tiny"), init_params(preset("tiny"), 0))
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ the mechanism
+
+
+def test_a_held_block_finishes_before_ctrl_c_is_raised():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            with held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                done.append("wrote")
+    assert done == ["wrote"]
+
+
+def test_ctrl_c_inside_unsafe_library_code_is_raised_once_back_in_ours(monkeypatch):
+    monkeypatch.setattr(interrupts._State, "roots", ())
+    real = interrupts._package_roots
+    monkeypatch.setattr(interrupts, "_package_roots", lambda: (*real(), sigint.__file__))
+    start, raised = time.perf_counter(), None
+    with deferred():
+        try:
+            sigint.busy_with_ctrl_c(0.3)  # "library code": the interrupt must not land in it
+            for _ in range(200):
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            raised = time.perf_counter()
+    assert raised is not None and 0.3 <= raised - start < 1.0  # after the call had finished, at once
+
+
+class _DropsCtrlC:
+    """An object whose __del__ is where Ctrl-C lands: Python ignores exceptions there ("Exception ignored in")."""
+
+    def __del__(self):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_that_landed_where_python_ignores_it_is_delivered_again(capsys):
+    raised = False
+    with deferred():
+        try:
+            _DropsCtrlC()  # deleted at once: its KeyboardInterrupt goes to sys.unraisablehook
+            for _ in range(200):
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            raised = True
+    assert raised and "Exception ignored" not in capsys.readouterr().err
+
+
+def test_an_interrupted_checkpoint_read_is_an_interrupt_not_damage(made, monkeypatch, tmp_path, capsys):
+    import orbax.checkpoint as ocp
+
+    def restore(self, *args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("read cancelled") from e  # how a wrapper around the interrupted read reports it
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "restore", restore)
+    with pytest.raises(KeyboardInterrupt):
+        from_pretrained(made / "ckpt")
+    assert flax_to_torch.main([str(made / "ckpt"), str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert "damaged" not in err and sigint.ANSWER.fullmatch(err.strip().splitlines()[-1])
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_interrupted_before_its_first_step_claims_no_checkpoint(tmp_path, monkeypatch):
+    from exhubert_jax.trainer import Trainer, train
+    from toys import opts, sources, tiny
+
+    def first_step(self, step):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_step", first_step)
+    model, params, labels = tiny()
+    with pytest.raises(Interrupted, match="before the first step; no checkpoint in .*starts afresh") as e:
+        train(model, params, labels, *sources(), tmp_path / "run", opts())
+    assert "saved" not in str(e.value) and list((tmp_path / "run" / "checkpoints").iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------ commands, fast subset
+
+
+def test_evaluate_interrupted_while_compiling(made):
+    code, _, err, sent = interrupt(python("evaluate.py", "--corpus", "demo", "--checkpoint", str(made / "ckpt"),
+                                          "--data-dir", str(made / "data"), "--bootstrap", "0"),
+                                   after="evaluating demo-a")
+    assert sent
+    check_answer(code, err)
+    assert not (made / "ckpt" / "eval").exists()  # no empty or partial eval/ folder
+
+
+def test_flax_to_torch_interrupted_while_importing(made, tmp_path):
+    code, _, err, sent = interrupt(python("-m", "converters.flax_to_torch", str(made / "ckpt"), str(tmp_path / "o")),
+                                   delay=0.3)
+    assert sent
+    check_answer(code, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_interrupted_during_init_and_compilation(made, tmp_path):
+    code, _, err, sent = interrupt(python("train.py", "--stage", "finetune", *DEMO, "--data-dir", str(made / "data"),
+                                          "--workdir", str(tmp_path / "run"), "--steps", "3"), after="random init")
+    assert sent
+    check_answer(code, err)
+    assert "checkpoint saved" not in err or any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+# ------------------------------------------------------------------------------------------- the long sweep (slow)
+
+TRIES = 20
+
+
+def moments(seed: int, longest: float) -> list[float]:
+    """TRIES random delays in [0, longest) seconds, seeded."""
+    rng = random.Random(seed)
+    return sorted(rng.uniform(0, longest) for _ in range(TRIES))
+
+
+def sweep(argv_for, longest: float, seed: int, after: str | None = None) -> list[int]:
+    """SIGINT at random moments: each answer is exit 130 with the one line, or the command finished first (0)."""
+    codes = []
+    for i, delay in enumerate(moments(seed, longest)):
+        code, _, err, sent = interrupt(argv_for(i), after=after, delay=delay)
+        if sent and code != 0:
+            check_answer(code, err)
+        assert not any(s in err for s in sigint.CRASH_SIGNS) and "damaged" not in err, err[-3000:]
+        codes.append(code)
+    return codes
+
+
+@pytest.mark.slow
+def test_train_base_random_init_sweep(made, tmp_path):
+    """The segfault case: a base-size random model, interrupted during init, compilation and its first steps."""
+    codes = sweep(lambda i: python("train.py", "--stage", "finetune", "--preset", "base", *DEMO, "--data-dir",
+                                   str(made / "data"), "--workdir", str(tmp_path / f"run{i}"), "--steps", "2"),
+                  25.0, 1, after="random init")
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+def test_evaluate_sweep(made, tmp_path):
+    codes = sweep(lambda i: python("evaluate.py", "--corpus", "demo", "--checkpoint", str(made / "ckpt"),
+                                   "--data-dir", str(made / "data"), "--out", str(tmp_path / f"e{i}")), 8.0, 2)
+    whole = {"results.json", "results.md", *(f"{kind}_demo-{c}.{ext}" for c in "abc"
+                                            for kind, ext in (("confusion", "png"), ("confusion", "json"),
+                                                              ("reliability", "png")))}
+    for i, code in enumerate(codes):  # all the files (Ctrl-C during their write waits for it), or no folder at all
+        out = tmp_path / f"e{i}"
+        assert (code != 0 or out.exists()) and (not out.exists() or {p.name for p in out.iterdir()} == whole)
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+def test_flax_to_torch_sweep(made, tmp_path):
+    codes = sweep(lambda i: python("-m", "converters.flax_to_torch", str(made / "ckpt"), str(tmp_path / f"o{i}")),
+                  5.0, 3)
+    for i, code in enumerate(codes):
+        assert ((tmp_path / f"o{i}" / "config.json").is_file() and (tmp_path / f"o{i}" / "model.safetensors")
+                .is_file()) if code == 0 else not (tmp_path / f"o{i}").exists()
+    assert codes.count(130) >= TRIES // 2, codes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["exhubert_jax.expansion", "converters.torch_to_flax",
+                                    "converters.to_onnx", "exhubert_jax.embed", "exhubert_jax.data.prepare",
+                                    "exhubert_jax.protocol"])
+def test_every_other_command_answers_ctrl_c_while_starting(module, tmp_path):
+    code, _, err, sent = interrupt(python("-m", module, "--help"), delay=0.2)
+    if sent and code != 0:
+        check_answer(code, err)
+    assert "Traceback" not in err
