@@ -53,9 +53,17 @@ def mean_uar(results: Sequence[dict]) -> float | None:
 @contextlib.contextmanager
 def run_folder(root: str | os.PathLike, name: str) -> Iterator[Path]:
     """Yield an empty folder to write one evaluation into; it replaces ROOT/NAME whole when the block ends (an
-    error or Ctrl-C leaves the previous ROOT/NAME as it was)."""
-    with atomic_directory(Path(root) / name) as tmp:
-        yield tmp
+    error or Ctrl-C leaves the previous ROOT/NAME as it was, and no empty ROOT it made)."""
+    root = Path(root)
+    made = not root.exists()
+    try:
+        with atomic_directory(root / name) as tmp:
+            yield tmp
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only when empty
+        raise
 
 
 @contextlib.contextmanager

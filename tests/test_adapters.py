@@ -243,7 +243,7 @@ def test_export_without_merge_points_to_it_and_merge_refuses_bottleneck(tmp_path
                                                                                    "cannot be merged")):
         p, c, _ = adapters.apply_spec(params, config, specs)
         save_pretrained(tmp_path / "ours", c, p)
-        assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "pt"), *flags]) == 1
+        assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "pt"), *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and not (tmp_path / "pt").exists()
 
