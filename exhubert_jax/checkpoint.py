@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from .atomic import atomic_directory
 from .config import HubertConfig
 from .errors import ExhubertError, one_line, reraise_interrupt
 from .interrupts import held
@@ -101,25 +103,42 @@ def _config_of(model_or_config) -> HubertConfig:
 
 
 def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, overwrite: bool = True) -> Path:
-    """Write params (Orbax) and config.json into `path`; returns the directory. In a multi-process run the calling
-    process writes alone (host arrays, no barrier with the others)."""
+    """Write params (Orbax) and config.json into `path` as one folder: built beside it and renamed into place, so an
+    interrupt or a full disk leaves the previous folder or the new one, never a mix. What else an older folder held
+    (its evaluations, temperature.json) is copied over. In a multi-process run the calling process writes alone."""
     path = Path(path).absolute()
     config = _config_of(model_or_config)
     check_tree(params, param_shapes(config), str(path))
+    if path.exists() and not overwrite:
+        raise CheckpointWriteError(f"checkpoint {path} exists; remove it or choose another folder")
     me = jax.process_index()
     alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})  # the caller writes alone
     options = dict(multiprocessing_options=alone) if jax.process_count() > 1 else {}
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with held(), quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:  # Ctrl-C: after config.json
-            ckptr.save(path / PARAMS_DIR, params, force=overwrite)
-            ckptr.wait_until_finished()
-            config.save(path / CONFIG_FILE)
+        with atomic_directory(path) as tmp, held():  # Ctrl-C: once the new folder is complete, then discarded
+            with quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:
+                ckptr.save(tmp / PARAMS_DIR, params)
+                ckptr.wait_until_finished()
+            config.save(tmp / CONFIG_FILE)
+            _carry_over(path, tmp)
     except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
         reraise_interrupt(e)
         raise CheckpointWriteError(f"cannot write checkpoint {path} ({one_line(e)}); free space or fix the "
                                    "permissions and run the command again") from e
     return path
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Copy what an older checkpoint folder holds besides its weights and config into the new one."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if entry.name in (PARAMS_DIR, CONFIG_FILE) or (new / entry.name).exists():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, new / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, new / entry.name)
 
 
 def load_config(path: str | os.PathLike) -> HubertConfig:

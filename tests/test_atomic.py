@@ -73,3 +73,29 @@ def test_an_export_refuses_a_leaf_the_config_does_not_describe(tmp_path):
     with pytest.raises(CheckpointError, match=r"export of a 2-layer model .*stray.*is not part of this config"):
         flax_to_torch.export(params, config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_save_pretrained_replaces_a_checkpoint_whole_and_keeps_its_other_files(tmp_path, monkeypatch):
+    from exhubert_jax import checkpoint, from_pretrained
+
+    config = preset("tiny")
+    first, second = init_params(config, 0), init_params(config, 1)
+    out = save_pretrained(tmp_path / "ckpt", config, first)
+    (out / "eval").mkdir()
+    (out / "eval" / "index.md").write_text("earlier evaluations")
+    before = files(out)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # the disk fills after the weights were written, before config.json
+        m.setattr(checkpoint.HubertConfig, "save", full_disk)
+        with pytest.raises(checkpoint.CheckpointWriteError, match="No space left"):
+            save_pretrained(out, config, second)
+    assert files(out) == before  # the old checkpoint, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left
+    save_pretrained(out, config, second)
+    _, loaded = from_pretrained(out)
+    assert np.array_equal(loaded["classifier"]["kernel"], second["classifier"]["kernel"])
+    assert (out / "eval" / "index.md").read_text() == "earlier evaluations"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

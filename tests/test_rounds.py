@@ -36,7 +36,7 @@ def test_round_is_one_update_with_gradients_averaged_over_corpora():
         return weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
 
     trainable, frozen = split_params(params, labels)
-    grads = [jax.grad(loss)(trainable, b) for b in batches]
+    grads = [jax.jit(jax.grad(loss))(trainable, b) for b in batches]
     mean = jax.tree.map(lambda a, b: (a + b) / 2, *grads)
     ref_state = create_state(params, tx, 0)
     updates, _ = tx.update(merge_params(mean, jax.tree.map(np.zeros_like, frozen)), ref_state.opt_state,
