@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import jax
+import optax
 from jax.sharding import Mesh
 
 from . import runconfig
@@ -113,6 +114,12 @@ def schedule_for(opts: TrainOptions) -> Any:
     return make_schedule(opts.schedule, opts.lr, updates, opts.warmup_steps // opts.accumulate)
 
 
+def default_optimizer(labels: Any, opts: TrainOptions) -> optax.GradientTransformation:
+    """The paper's AdamW over schedule_for(opts), with the options' weight decay, clipping and accumulation."""
+    return make_optimizer(labels, schedule_for(opts), weight_decay=opts.weight_decay, clip_norm=opts.clip_norm,
+                          accumulate=opts.accumulate)
+
+
 def card_buckets(max_seconds: float) -> tuple[int, ...]:
     """The model card's input protocol: every clip padded or cropped to exactly max_seconds."""
     return (int(round(max_seconds * SAMPLE_RATE)),)
@@ -128,7 +135,8 @@ class Trainer:
 
     def __init__(self, model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any],
                  val_sources: Mapping[str, Any], workdir: str | Path, opts: TrainOptions, *,
-                 mesh: Mesh | None = None, say: Callable[[str], None] = print, run_info: Mapping | None = None):
+                 mesh: Mesh | None = None, say: Callable[[str], None] = print, run_info: Mapping | None = None,
+                 tx: optax.GradientTransformation | None = None, schedule: Callable | None = None):
         opts.validate()
         check_batch_size(opts.batch_size, mesh)
         if jax.process_count() > 1 and data_shard(mesh) is None:
@@ -140,9 +148,9 @@ class Trainer:
         self.val_sources = val_sources
         self.workdir = Path(workdir).absolute()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.schedule = schedule_for(opts)
-        tx = make_optimizer(labels, self.schedule, weight_decay=opts.weight_decay, clip_norm=opts.clip_norm,
-                            accumulate=opts.accumulate)
+        # a caller's optimiser brings its own schedule (for the logs only; None: no lr is logged)
+        self.schedule = schedule_for(opts) if tx is None else schedule
+        tx = default_optimizer(labels, opts) if tx is None else tx
         if opts.update == "round":
             self.round = RoundStep(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
             self.compiles = self.round.counter
@@ -251,11 +259,13 @@ class Trainer:
         self._settle()
         self.pending = (step, metrics, [b.corpus for b in batches])
 
-    def _learning_rate(self, step: int) -> float:
-        """The learning rate of the update made at `step`."""
+    def _learning_rate(self, step: int) -> dict[str, float]:
+        """{'lr': the learning rate of the update made at `step`}, or {} when the caller's optimiser gave none."""
+        if self.schedule is None:
+            return {}
         if not callable(self.schedule):
-            return float(self.schedule)
-        return float(self.schedule((step - 1) // self.opts.accumulate))
+            return {"lr": float(self.schedule)}
+        return {"lr": float(self.schedule((step - 1) // self.opts.accumulate))}
 
     def _settle(self) -> None:
         """Read the queued step's metrics: count non-finite steps, log."""
@@ -279,7 +289,7 @@ class Trainer:
             unit = "rounds" if self.opts.update == "round" else "steps"
             rates = {f"{unit}_per_s": (step - self.start) / elapsed, "audio_s_per_s": self.seconds / elapsed,
                      "data_wait_s_per_step": self.data_wait / max(step - self.start, 1)}
-            self.log.write("train", step, dict(loss=loss, grad_norm=grad_norm, lr=self._learning_rate(step),
+            self.log.write("train", step, dict(loss=loss, grad_norm=grad_norm, **self._learning_rate(step),
                                                **per_corpus, **rates))
             self.bar.set_postfix(loss=f"{loss:.3f}", **{f"{unit}_s": f"{rates[f'{unit}_per_s']:.2f}"},
                                  audio_s_s=f"{rates['audio_s_per_s']:.1f}")
@@ -364,9 +374,11 @@ class Trainer:
 
 def train(model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any], val_sources: Mapping[str, Any],
           workdir: str | Path, opts: TrainOptions, *, mesh: Mesh | None = None,
-          say: Callable[[str], None] = print, run_info: Mapping | None = None) -> TrainResult:
+          say: Callable[[str], None] = print, run_info: Mapping | None = None,
+          tx: optax.GradientTransformation | None = None, schedule: Callable | None = None) -> TrainResult:
     """Round-robin training with validation, best/latest checkpoints, and exact resume from {workdir}/checkpoints.
-    The workdir is locked for the run: a second run in it is refused while this one lives."""
+    `tx` replaces the default optimiser (default_optimizer: the paper's AdamW); `schedule`, its learning rate per
+    update, is only logged. The workdir is locked for the run: a second run in it is refused while this one lives."""
     with workdir_lock(workdir, active=jax.process_index() == 0):
         return Trainer(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, say=say,
-                       run_info=run_info).run()
+                       run_info=run_info, tx=tx, schedule=schedule).run()

@@ -134,3 +134,25 @@ def test_pad_rows_and_table():
     assert padded["weights"].tolist() == [1, 1, 1, 0] and padded["attention_mask"][3].all()
     table = uar_table({"b": 0.5, "a": 0.25, "mean": 0.375})
     assert table.splitlines()[2] == "| a | 0.2500 |" and "**0.3750**" in table
+
+
+def test_the_optimizer_is_passed_in_and_its_schedule_is_logged(tmp_path):
+    import optax
+
+    from exhubert_jax.optim import FROZEN, TRAINABLE
+
+    model, params, labels = tiny(**NO_DROPOUT)
+    tr, va = sources()
+    frozen_everywhere = optax.multi_transform({TRAINABLE: optax.set_to_zero(), FROZEN: optax.set_to_zero()}, labels)
+    result = train(model, params, labels, tr, va, tmp_path / "zero", opts(steps=2, eval_every=2),
+                   say=lambda s: None, tx=frozen_everywhere)
+    assert leaves_equal(result.state.params, params)  # the given optimiser made the updates, not AdamW
+    logged = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert all("lr" not in e for e in logged if e["event"] == "train")  # no schedule given: none is invented
+    sgd = make_optimizer(labels, 0.5)  # another learning rate, named for the logs
+    result = train(model, params, labels, tr, va, tmp_path / "sgd", opts(steps=2, eval_every=2),
+                   say=lambda s: None, tx=sgd, schedule=0.5)
+    assert not leaves_equal(result.state.params, params)
+    logged = [json.loads(l) for l in (tmp_path / "sgd" / "metrics.jsonl").read_text().splitlines()]
+    rates = [e["lr"] for e in logged if e["event"] == "train"]
+    assert rates and set(rates) == {0.5}
