@@ -225,6 +225,8 @@ def run_comparison(args, specs: list[str], predictor_for) -> int:
     from exhubert_jax import analysis
     from exhubert_jax import reporting
 
+    if args.out:
+        check_writable(args.out, "--out")  # before any work
     full, samples, trainable, cells = comparison_cells(args, specs, predictor_for)
     uars = {spec: {name: r["uar"] for name, r in full[spec].items()} for spec in specs}
     intervals = {spec: {name: r.get("intervals", {}).get("uar") for name, r in full[spec].items()} for spec in specs}

@@ -39,8 +39,6 @@ def make_output_dir(path: str | os.PathLike, flag: str) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
     except OSError as e:
         raise _refuse(path, flag, e) from None
-    return path
+    return check_writable(path, flag)

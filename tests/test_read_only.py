@@ -71,3 +71,15 @@ def test_prepare_out_in_a_read_only_place(read_only, tmp_path, capsys):
     line = one_error_line(capsys)
     assert code == 2 and line == f"error: cannot write in {read_only / 'prepared'} ({WHY}); choose another place " \
                                  "with --out"
+
+
+def test_evaluate_comparison_out_in_a_read_only_place(read_only, tmp_path, capsys):
+    from exhubert_jax.data.synthetic import prepare_demo
+
+    prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
+    capsys.readouterr()
+    other = save_pretrained(tmp_path / "other", preset("tiny"), init_params(preset("tiny"), 1))
+    code = evaluate.main(["--corpus", "demo-a", "--checkpoint", f"{read_only / 'ckpt'},{other}", "--data-dir",
+                          str(tmp_path / "data"), "--bootstrap", "0", "--out", str(read_only / "table")])
+    line = one_error_line(capsys)
+    assert code == 2 and line == f"error: cannot write in {read_only / 'table'} ({WHY}); choose another place with --out"
