@@ -136,7 +136,7 @@ class Trainer:
     def __init__(self, model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any],
                  val_sources: Mapping[str, Any], workdir: str | Path, opts: TrainOptions, *,
                  mesh: Mesh | None = None, say: Callable[[str], None] = print, run_info: Mapping | None = None,
-                 tx: optax.GradientTransformation | None = None, schedule: Callable | None = None):
+                 tx: optax.GradientTransformation | None = None, schedule: Callable | float | None = None):
         opts.validate()
         check_batch_size(opts.batch_size, mesh)
         if jax.process_count() > 1 and data_shard(mesh) is None:
@@ -148,9 +148,9 @@ class Trainer:
         self.val_sources = val_sources
         self.workdir = Path(workdir).absolute()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # a caller's optimiser brings its own schedule (for the logs only; None: no lr is logged)
-        self.schedule = schedule_for(opts) if tx is None else schedule
-        tx = default_optimizer(labels, opts) if tx is None else tx
+        if tx is None:
+            tx, schedule = default_optimizer(labels, opts), schedule_for(opts)
+        self.schedule = schedule  # what the logs show (a caller's optimiser may give none: then no lr is logged)
         if opts.update == "round":
             self.round = RoundStep(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
             self.compiles = self.round.counter
@@ -375,7 +375,8 @@ class Trainer:
 def train(model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any], val_sources: Mapping[str, Any],
           workdir: str | Path, opts: TrainOptions, *, mesh: Mesh | None = None,
           say: Callable[[str], None] = print, run_info: Mapping | None = None,
-          tx: optax.GradientTransformation | None = None, schedule: Callable | None = None) -> TrainResult:
+          tx: optax.GradientTransformation | None = None,
+          schedule: Callable | float | None = None) -> TrainResult:
     """Round-robin training with validation, best/latest checkpoints, and exact resume from {workdir}/checkpoints.
     `tx` replaces the default optimiser (default_optimizer: the paper's AdamW); `schedule`, its learning rate per
     update, is only logged. The workdir is locked for the run: a second run in it is refused while this one lives."""
