@@ -176,7 +176,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     from .optim import count
     from .reporting import uar_table
     from .trainer import score_name, train
-    from .training import make_mesh
+    from .placement import make_mesh
 
     opts.validate()  # before anything is printed or compiled
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone

@@ -28,8 +28,8 @@ from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
 from .workdir_lock import workdir_lock
 from .step_monitor import StepMonitor
-from .training import (TrainError, TrainState, batch_arrays, check_batch_size, create_state, data_shard, local_size,
-                       pad_rows, to_device)
+from .training import TrainError, TrainState, check_batch_size, create_state
+from .placement import batch_arrays, data_shard, local_size, pad_rows, to_device
 from .update_rules import UPDATE_RULES, UPDATES
 
 
