@@ -70,11 +70,12 @@ def test_a_corpus_added_as_the_readme_says_prepares_and_reads_back(tiny, tmp_pat
             seen.append((name, fields["speaker"]))
     assert len(seen) == 12 and len({sp for _, sp in seen}) == 3 and len(set(seen)) == 3  # one speaker per split
 
+
 def test_bumping_the_new_readers_version_asks_to_prepare_it_again(tiny, tmp_path):
     out = tmp_path / "out"
     prepare_corpus("tiny", tiny_tree(tmp_path / "src"), out, progress=False, log=lambda m: None)
     del readers.READERS["tiny"]
     readers.reader("tiny", labels=("j", "g", "x"), version=2)(read_tiny)
-    with pytest.raises(PreparedDataError, match=r"prepared as version 1\.1\.\d+, this code reads 1\.2\.\d+ .*"
-                                                r"prepare it again: python -m exhubert_jax.data.prepare --corpus tiny"):
+    changed = r"prepared as version 1\.1\.\d+, this code reads 1\.2\.\d+ \(the reader or its version changed since\); "
+    with pytest.raises(PreparedDataError, match=changed + "prepare it again: python -m exhubert_jax.data.prepare"):
         open_prepared("tiny", out)

@@ -65,7 +65,8 @@ def test_a_version_change_is_refused_then_rebuilt(tmp_path, monkeypatch):
     with pytest.raises(PreparedDataError) as err:
         open_prepared("toy", tmp_path / "out")
     message = str(err.value)
-    assert "\n" not in message and f"prepared as version {old}, this code reads {new}" in message
+    assert "\n" not in message and f"prepared as version {old}, this code reads {new} (its label-table rows " \
+        "changed since)" in message
     assert f"python -m exhubert_jax.data.prepare --corpus toy --manifest {manifest}" in message
     logs = []
     prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)
@@ -81,11 +82,13 @@ def test_a_corpus_prepared_under_the_source_digest_rule_is_refused_then_rebuilt(
     record = json.loads((folder / "info.json").read_text())
     new, old = record["version"], "1.0.41702884"  # what the rule hashing the code's source text gave this corpus
     (folder / new).rename(folder / old)  # its fingerprint was another too: it covers the version
+    del record["version_parts"]  # not recorded then
     (folder / "info.json").write_text(json.dumps({**record, "version": old, "fingerprint": "0" * 64}))
     with pytest.raises(PreparedDataError) as err:
         open_prepared("toy", tmp_path / "out")
     message = str(err.value)
-    assert "\n" not in message and f"prepared as version {old}, this code reads {new}" in message
+    assert "\n" not in message and f"prepared as version {old}, this code reads {new} (the reader, label table, " \
+        "split rule or audio decoding changed since); prepare it again: " in message
     assert message.endswith(f"prepare it again: {record['command']}")
     logs = []
     prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)

@@ -59,7 +59,7 @@ RATING_RULE_VERSION = 1  # bump when a change to the functions here changes a st
 
 def rating_rule() -> dict:
     """What decides stored ratings and their classes: the rules' version, the scales and the class thresholds."""
-    return {"version": RATING_RULE_VERSION, "dimensions": list(DIMENSIONS), "scales": SCALES,
+    return {"version": RATING_RULE_VERSION, "dimensions": list(DIMENSIONS), "scales": {k: list(v) for k, v in SCALES.items()},
             "arousal_high": AROUSAL_HIGH, "valence_bounds": list(VALENCE_BOUNDS)}
 
 
