@@ -100,22 +100,10 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     evaluation's own folder (eval_outputs), list it in the index; print the tables (or JSON)."""
     from exhubert_jax import analysis, eval_outputs
     from exhubert_jax import evaluation as ev
-    from exhubert_jax import reporting
-    from exhubert_jax.data.dataset import open_prepared
     from exhubert_jax.data.resolve import resolve_corpora
 
     names = resolve_corpora(args.corpus, args.data_dir)
-    if args.calibrate and not model.config.num_labels:
-        raise ev.EvaluationError(f"--calibrate fits a softmax temperature; {checkpoint} is a dimensional-only model "
-                                 "(no classifier), so there is none to fit")
-    spaces = {}
-    for name in names:  # every head/label mismatch (and a missing validation split) before any work
-        corpus = open_prepared(name, args.data_dir)
-        spaces[name] = label_space_for(args, model, corpus)
-        ev.check_label_space(model.config, spaces[name], corpus.native_labels, corpus.name)
-        if args.calibrate and "validation" not in corpus.splits:
-            raise ev.EvaluationError(f"--calibrate: {name} has no validation split (splits: {', '.join(corpus.splits)})"
-                                     "; the temperature is fitted on validation data only, never on the test split")
+    spaces = label_spaces(args, model, checkpoint, names)
 
     def evaluate(name: str, split: str) -> dict:
         """evaluate_corpus of one corpus and split with this run's model and options."""
@@ -143,13 +131,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
                "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
                "average_uar_interval": average, "temperature": temperature, "mean_ccc": analysis.mean_ccc(results),
                "results": results}
-        mapped = f"\nClasses of the dimensional model: {ev.CLASSES_FROM_DIMS}.\n" if not classes else ""
-        dims = reporting.dimensional_table(results)
-        calibration = (f"\n{calibration_heading(checkpoint, temperature)}\n\n{reporting.calibration_table(results)}"
-                       if classes else "")
-        text = (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
-                + (f"{dims}\n" if dims else "") + f"{reporting.markdown_table(results, average)}{mapped}{calibration}"
-                + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
+        text = results_text(args, checkpoint, doc, classes)
         (tmp / "results.json").write_text(json.dumps(doc))
         (tmp / "results.md").write_text(text)
         files = sorted(p.name for p in tmp.iterdir())
@@ -167,6 +149,42 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         print(text + f"wrote {out}/: results.md, results.json, confusion_<corpus>.png/.json, "
               f"{figures.strip(', ')} for {', '.join(names)}; every evaluation is listed in {index}")
     return 0
+
+
+def label_spaces(args, model, checkpoint: Path, names: list[str]) -> dict[str, str]:
+    """{corpus: the label space it is scored in}, after refusing, before any work, every head/label mismatch and a
+    --calibrate that cannot run (no classifier, or a corpus without a validation split)."""
+    from exhubert_jax import evaluation as ev
+    from exhubert_jax.data.dataset import open_prepared
+
+    if args.calibrate and not model.config.num_labels:
+        raise ev.EvaluationError(f"--calibrate fits a softmax temperature; {checkpoint} is a dimensional-only model "
+                                 "(no classifier), so there is none to fit")
+    spaces = {}
+    for name in names:
+        corpus = open_prepared(name, args.data_dir)
+        spaces[name] = label_space_for(args, model, corpus)
+        ev.check_label_space(model.config, spaces[name], corpus.native_labels, corpus.name)
+        if args.calibrate and "validation" not in corpus.splits:
+            raise ev.EvaluationError(f"--calibrate: {name} has no validation split (splits: {', '.join(corpus.splits)})"
+                                     "; the temperature is fitted on validation data only, never on the test split")
+    return spaces
+
+
+def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
+    """results.md: the dimensional table, the UAR table with its intervals, calibration, and the demo caveat."""
+    from exhubert_jax import evaluation as ev
+    from exhubert_jax import reporting
+
+    results, temperature = doc["results"], doc["temperature"]
+    mapped = f"\nClasses of the dimensional model: {ev.CLASSES_FROM_DIMS}.\n" if not classes else ""
+    dims = reporting.dimensional_table(results)
+    calibration = (f"\n{calibration_heading(checkpoint, temperature)}\n\n{reporting.calibration_table(results)}"
+                   if classes else "")
+    return (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
+            + (f"{dims}\n" if dims else "")
+            + f"{reporting.markdown_table(results, doc['average_uar_interval'])}{mapped}{calibration}"
+            + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
 
 
 def checkpoint_temperature(args, checkpoint: Path, validation: list[dict]) -> dict | None:
