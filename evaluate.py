@@ -382,7 +382,7 @@ def main(argv=None) -> int:
     from exhubert_jax import evaluation as ev
     from exhubert_jax.checkpoint import from_pretrained
     from exhubert_jax.predict import Predictor
-    from exhubert_jax.training import make_mesh, replicated
+    from exhubert_jax.placement import make_mesh, replicated
 
     loaded = {}
 

@@ -10,6 +10,7 @@ import time
 from typing import Callable
 
 import numpy as np
+from exhubert_jax.data.audio import SAMPLE_RATE
 
 
 def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
@@ -82,7 +83,7 @@ def hf_and_flax(preset_name: str = "large", seed: int = 0, **overrides):
 
 def audio_batch(batch: int, seconds: float, seed: int = 0) -> np.ndarray:
     """Zero-mean unit-variance noise standing in for normalised 16 kHz speech."""
-    return np.random.default_rng(seed).standard_normal((batch, int(seconds * 16000))).astype(np.float32)
+    return np.random.default_rng(seed).standard_normal((batch, int(seconds * SAMPLE_RATE))).astype(np.float32)
 
 
 def torch_expanded(config, params=None):

@@ -31,6 +31,7 @@ if "--job" not in sys.argv:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import numpy as np  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 
 LR = 1e-5
 RESULT = "RESULT "
@@ -50,7 +51,7 @@ def peak_flops(device_kind: str, override_tflops: float | None) -> float | None:
 
 def padded_batch(batch: int, seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
     """Noise audio whose rows run from the full length down to half of it (zero-padded, masked), with labels."""
-    samples = int(seconds * 16000)
+    samples = int(seconds * SAMPLE_RATE)
     lengths = np.linspace(samples, samples // 2, batch).astype(int) if batch > 1 else np.array([samples])
     mask = (np.arange(samples)[None, :] < lengths[:, None]).astype(np.int32)
     x = np.random.default_rng(seed).standard_normal((batch, samples)).astype(np.float32) * mask.astype(np.float32)

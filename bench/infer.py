@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 
 
 def make_files(root: Path, n: int, lo: float, hi: float, seed: int = 0) -> list[Path]:
@@ -27,11 +28,11 @@ def make_files(root: Path, n: int, lo: float, hi: float, seed: int = 0) -> list[
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        t = np.arange(int(rng.uniform(lo, hi) * 16000)) / 16000
+        t = np.arange(int(rng.uniform(lo, hi) * SAMPLE_RATE)) / SAMPLE_RATE
         f0 = rng.uniform(90, 300)
         wave = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) + 0.05 * rng.standard_normal(t.size)
         paths.append(root / f"clip{i:03d}.wav")
-        sf.write(paths[-1], wave.astype(np.float32), 16000)
+        sf.write(paths[-1], wave.astype(np.float32), SAMPLE_RATE)
     return paths
 
 
@@ -64,7 +65,7 @@ def main(argv=None) -> dict:
         (tmp / "clips").mkdir()
         files = make_files(tmp / "clips", args.files, args.min_seconds, args.max_seconds)
         lengths = [len(load_audio(f)) for f in files]
-        audio_seconds = sum(lengths) / 16000
+        audio_seconds = sum(lengths) / SAMPLE_RATE
         exported = export(params, config, tmp / "exported")
 
         predictor = Predictor(model)
@@ -76,12 +77,12 @@ def main(argv=None) -> dict:
         predict_audio(model, params, tmp / "clips", chunk_seconds=3.0, batch_size=args.batch, predictor=predictor)
         ours_warm_s = time.perf_counter() - start
 
-        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                                              do_normalize=True, return_attention_mask=True)
         classify = pipeline("audio-classification", model=str(exported), feature_extractor=extractor,
                             device="cpu", top_k=None)
         start = time.perf_counter()
-        inputs = [{"raw": load_audio(f), "sampling_rate": 16000} for f in files]
+        inputs = [{"raw": load_audio(f), "sampling_rate": SAMPLE_RATE} for f in files]
         theirs = classify(inputs, batch_size=args.batch)
         theirs_s = time.perf_counter() - start
 

@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import peak_rss_mb  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 from exhubert_jax.data.batching import eval_batches, train_batches  # noqa: E402
 from exhubert_jax.data.dataset import open_prepared  # noqa: E402
 from exhubert_jax.data.prefetch import Prefetch  # noqa: E402
@@ -87,8 +88,8 @@ def generated_corpus(root: Path, n: int, seed: int = 0) -> Path:
     for i in range(n):
         rel = f"wav/{i:05d}.wav"
         (root / "wav").mkdir(parents=True, exist_ok=True)
-        x = np.convolve(rng.standard_normal(int(rng.uniform(1.0, 8.0) * 16000)), np.hanning(16), "same")
-        sf.write(str(root / rel), (0.05 * x).astype(np.float32), 16000, subtype="PCM_16")
+        x = np.convolve(rng.standard_normal(int(rng.uniform(1.0, 8.0) * SAMPLE_RATE)), np.hanning(16), "same")
+        sf.write(str(root / rel), (0.05 * x).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
         rows.append(f"{rel},{('angry', 'sad', 'neutral', 'happy')[i % 4]},spk{i % 20:02d}")
     (root / "manifest.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
     return root / "manifest.csv"
@@ -150,7 +151,7 @@ def bench_corpus(name: str, split, tmp: Path, args) -> dict:
         (fo, po), (fn, pn) = old.read_pcm([i])[0], split.read_pcm([i])[0]
         assert np.array_equal(po, pn) and fo["label"] == fn["label"], i
     n_batches = -(-len(split) // args.batch_size)
-    out = {"examples": len(split), "audio_seconds": round(float(split.num_samples.sum()) / 16000, 1)}
+    out = {"examples": len(split), "audio_seconds": round(float(split.num_samples.sum()) / SAMPLE_RATE, 1)}
     sides = {"old": old, "tfds": split}
     out["train_audio_s_per_s"] = rates(
         {side: (lambda s=s: (b for b, _ in zip(train_batches(s, args.batch_size, args.max_seconds, 0),

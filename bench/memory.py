@@ -41,6 +41,7 @@ def run_ours(args, remat: bool) -> None:
     import jax
 
     from bench.common import audio_batch
+    from exhubert_jax.data.audio import SAMPLE_RATE
     from exhubert_jax.expansion import expand
     from exhubert_jax.model import HubertForSequenceClassification, init_params
     from exhubert_jax.optim import make_optimizer
@@ -52,7 +53,7 @@ def run_ours(args, remat: bool) -> None:
     state = create_state(params, tx, 0)
     del params
     batch = jax.device_put({"input_values": audio_batch(args.batch, args.seconds),
-                            "attention_mask": jax.numpy.ones((args.batch, int(args.seconds * 16000)), "int32"),
+                            "attention_mask": jax.numpy.ones((args.batch, int(args.seconds * SAMPLE_RATE)), "int32"),
                             "targets": jax.numpy.arange(args.batch) % 6, "weights": jax.numpy.ones(args.batch)})
     for _ in range(args.steps):
         state, metrics = step(state, batch)

@@ -16,10 +16,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.common import audio_batch, machine, stats, time_calls  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 from exhubert_jax import HubertForSequenceClassification, init_params, preset  # noqa: E402
 from exhubert_jax.optim import make_optimizer, param_labels  # noqa: E402
 from exhubert_jax.stages import DEMO_OVERRIDES  # noqa: E402
-from exhubert_jax.training import RoundStep, create_state, make_train_step, to_device  # noqa: E402
+from exhubert_jax.training import RoundStep, create_state, make_train_step  # noqa: E402
+from exhubert_jax.placement import to_device  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -39,7 +41,7 @@ def main(argv=None) -> dict:
     tx = make_optimizer(labels, 1e-4)
     rng = np.random.default_rng(0)
     batches = [to_device(dict(input_values=audio_batch(args.batch, args.seconds, seed=i),
-                              attention_mask=np.ones((args.batch, int(args.seconds * 16000)), np.int32),
+                              attention_mask=np.ones((args.batch, int(args.seconds * SAMPLE_RATE)), np.int32),
                               targets=rng.integers(0, 6, args.batch).astype(np.int32),
                               weights=np.ones(args.batch, np.float32)), None) for i in range(args.corpora)]
 

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 
 from bench.common import (audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_interleaved,  # noqa: E402
                           torch_expanded)
@@ -99,8 +100,8 @@ def compare(name, config, params, labels, torch_model, x, mask, y, repeats, inte
     theirs_s = {**stats(times["pytorch"]), "trainable": theirs_info["trainable"]}
     return {"model": name, "ours": ours_s, "pytorch": theirs_s,
             "speedup": theirs_s["median_s"] / ours_s["median_s"],
-            "audio_s_per_s": {"ours": x.shape[0] * x.shape[1] / 16000 / ours_s["median_s"],
-                              "pytorch": x.shape[0] * x.shape[1] / 16000 / theirs_s["median_s"]}}
+            "audio_s_per_s": {"ours": x.shape[0] * x.shape[1] / SAMPLE_RATE / ours_s["median_s"],
+                              "pytorch": x.shape[0] * x.shape[1] / SAMPLE_RATE / theirs_s["median_s"]}}
 
 
 def main(argv=None) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .data.batching import default_buckets
 from .errors import ExhubertError
-from .evaluation import SAMPLE_RATE, _length_batches, chunk_audio
+from .evaluation import SAMPLE_RATE, _length_batches, chunk_audio, chunk_length
 
 LEVELS = ("utterance", "frame")
 NAMED_LAYERS = ("all", "last", "weighted", "projector")
@@ -81,9 +81,7 @@ def embed_audio(embedder: Embedder, params, audios: Sequence[np.ndarray], level:
     its frames at utterance level."""
     if level not in LEVELS:
         raise EmbeddingError(f"level must be one of {LEVELS}, got {level!r}")
-    chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
-    if chunk_samples < 400:
-        raise EmbeddingError(f"chunk_seconds={chunk_seconds} is shorter than one HuBERT frame (400 samples)")
+    chunk_samples = chunk_length(chunk_seconds, EmbeddingError)
     owners, pieces = [], []
     for owner, audio in enumerate(audios):
         for piece in chunk_audio(np.asarray(audio, np.float32), chunk_samples):

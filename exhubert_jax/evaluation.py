@@ -14,7 +14,7 @@ import numpy as np
 
 from . import metrics
 from .config import EMOTION_CLASSES, LABEL_SPACES, HubertConfig
-from .data.audio import load_audio
+from .data.audio import MIN_SAMPLES, SAMPLE_RATE, load_audio
 from .data.batching import default_buckets, bucket_length, normalize
 from .data.errors import AudioError
 from .data.readers import audio_files
@@ -22,7 +22,6 @@ from .dimensional import AROUSAL_HIGH, DIMENSIONS, VALENCE_BOUNDS, classes_from_
 from .errors import ExhubertError
 from .predict import Predictor, predict_split
 
-SAMPLE_RATE = 16000
 INFERENCE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
 DEMO_CAVEAT = ("caveat: this model was trained only on the synthetic demo corpora (procedural sounds, not speech); "
                "its predictions on real audio mean nothing")
@@ -164,6 +163,14 @@ def check_audio_path(path: str | Path) -> list[Path]:
     return files
 
 
+def chunk_length(chunk_seconds: float, error: type[Exception]) -> int:
+    """Samples in a chunk of `chunk_seconds`; raises `error` when that is shorter than one HuBERT frame."""
+    samples = int(round(chunk_seconds * SAMPLE_RATE))
+    if samples < MIN_SAMPLES:
+        raise error(f"chunk_seconds={chunk_seconds} is shorter than one HuBERT frame ({MIN_SAMPLES} samples)")
+    return samples
+
+
 def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
     """Split into ceil(len/chunk_samples) near-equal consecutive chunks, each at most chunk_samples long."""
     n = max(1, math.ceil(len(audio) / chunk_samples))
@@ -184,9 +191,7 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     the class of its arousal and valence.
     """
     names = model_class_names(model.config)
-    chunk_samples = int(round(chunk_seconds * SAMPLE_RATE))
-    if chunk_samples < 400:
-        raise EvaluationError(f"chunk_seconds={chunk_seconds} is shorter than one HuBERT frame (400 samples)")
+    chunk_samples = chunk_length(chunk_seconds, EvaluationError)
     if batch_size < 1:
         raise EvaluationError(f"batch size must be positive, got {batch_size}")
     predict = predictor or Predictor(model)

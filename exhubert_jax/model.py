@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import HubertConfig
+from .data.audio import SAMPLE_RATE
 from .expansion_spec import group_rules, group_slot, initial_linears, run_slot
 from .layers import (EncoderLayer, activation, at_least_f32, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
                      normal_init, spec_augment_feature_mask, spec_augment_time_mask)
@@ -318,7 +319,7 @@ class HubertForSequenceClassification(nn.Module):
         return HubertOutput(logits, out.hidden_states if output_hidden_states else None, out.frame_mask, values)
 
 
-def init_params(config: HubertConfig, rng: Array | int = 0, samples: int = 16000) -> dict:
+def init_params(config: HubertConfig, rng: Array | int = 0, samples: int = SAMPLE_RATE) -> dict:
     """Randomly initialised parameters for HubertForSequenceClassification(config)."""
     if isinstance(rng, int):
         rng = jax.random.PRNGKey(rng)
@@ -327,7 +328,7 @@ def init_params(config: HubertConfig, rng: Array | int = 0, samples: int = 16000
     return jax.jit(lambda r: model.init(r, dummy)["params"])(rng)
 
 
-def param_shapes(config: HubertConfig, samples: int = 16000) -> dict:
+def param_shapes(config: HubertConfig, samples: int = SAMPLE_RATE) -> dict:
     """Parameter shapes and dtypes without allocating them (jax.eval_shape)."""
     model = HubertForSequenceClassification(config)
     dummy = jax.ShapeDtypeStruct((1, samples), jnp.float32)

@@ -16,10 +16,10 @@ from .dimensional import LOSSES
 from .head import parse_task_weights
 from .optim import SCHEDULES
 from .training import TrainError
+from .update_rules import UPDATES
 
 STAGE_NAMES = ("finetune", "expand", "transfer")
 TRAINING = ("finetune", "transfer")
-UPDATES = ("round", "per-corpus")
 # Stage defaults: the paper's, the demo's, and transfer on real corpora (the paper's where it declares none).
 KINDS = ("paper", "demo", "transfer")
 

@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 
 from .config import label_field
 from .metrics import uar
-from .training import batch_arrays, data_shard, local_size, pad_rows, replicated, to_device
+from .placement import batch_arrays, data_shard, local_size, pad_rows, replicated, to_device
 
 
 class Predictor:

@@ -167,8 +167,8 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     from .adapters import labels as adapter_labels
     from .optim import count
     from .reporting import uar_table
-    from .trainer import train
-    from .training import make_mesh
+    from .trainer import score_name, train
+    from .placement import make_mesh
 
     opts.validate()  # before anything is printed or compiled
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
@@ -188,8 +188,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     if result.state.skipped:
         print(f"skipped {int(result.state.skipped)} step(s) with a non-finite loss or gradient")
     step = int(result.state.step)
-    cfg = model.config
-    what = "UAR" if not cfg.dimensions else "CCC" if not cfg.num_labels else "UAR and CCC"
+    what = score_name(model.config)
     print("\n" + uar_table(result.final_uar, f"validation {what} (step {step})"))
     if result.best:
         print(f"\nbest mean validation {what} {result.best['mean']:.4f} at step {result.best['step']} -> {workdir}/best")

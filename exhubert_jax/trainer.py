@@ -7,8 +7,6 @@ paper section 4.1); `update="per-corpus"` makes one update per corpus batch inst
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -28,8 +26,11 @@ from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
 from .workdir_lock import workdir_lock
-from .training import (RoundStep, TrainError, TrainState, batch_arrays, check_batch_size, create_state, data_shard,
-                       local_size, make_train_step, pad_rows, to_device)
+from .step_monitor import StepMonitor
+from .training import TrainError, TrainState, check_batch_size, create_state
+from .placement import batch_arrays, data_shard, local_size, pad_rows, to_device
+from .update_rules import UPDATE_RULES
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -78,83 +79,61 @@ class Trainer:
                  mesh: Mesh | None = None, say: Callable[[str], None] = print, run_info: Mapping | None = None,
                  tx: optax.GradientTransformation | None = None, schedule: Callable | float | None = None):
         opts.validate()
-        check_batch_size(opts.batch_size, mesh)
-        if jax.process_count() > 1 and data_shard(mesh) is None:
-            raise TrainError(f"{jax.process_count()} processes need a mesh over the devices of all of them "
-                             "(training.make_mesh())")
+        check_devices(opts.batch_size, mesh)
         self.lead = jax.process_index() == 0  # writes run.json, logs, exports; prints
-        say = say if self.lead else (lambda message: None)
-        self.model, self.labels, self.opts, self.mesh, self.say = model, labels, opts, mesh, say
-        self.val_sources = val_sources
+        self.model, self.labels, self.opts, self.mesh, self.val_sources = model, labels, opts, mesh, val_sources
+        self.say = say if self.lead else (lambda message: None)
         self.workdir = Path(workdir).absolute()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if tx is None:
             tx, schedule = default_optimizer(labels, opts), schedule_for(opts)
         self.schedule = schedule  # what the logs show (a caller's optimiser may give none: then no lr is logged)
-        if opts.update == "round":
-            self.round = RoundStep(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
-            self.compiles = self.round.counter
-        else:
-            self.step_fn, self.compiles = make_train_step(model, tx, labels, mesh=mesh, dim_loss=opts.dim_loss)
+        self.update = UPDATE_RULES[opts.update](model, tx, labels, len(train_sources), mesh=mesh,
+                                                dim_loss=opts.dim_loss)
         self.predictor = Predictor(model, mesh)
         self.state = create_state(params, tx, opts.seed, mesh)
-        self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=say)
-        buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
-        card = CardProtocol(max_length=buckets[0]) if buckets else None
-        self.n_corpora = len(train_sources)
-        # batches are made ahead in a thread while the device runs the step; state() stays exact for resume
-        self.stream = Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
-                                          shard=data_shard(mesh), card=card), depth=2)
-        self.run_document = runconfig.build(
-            {**dataclasses.asdict(opts), "task_weights": list(opts.task_weights)}, model.config.to_dict(),
-            {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())}, **dict(run_info or {}))
+        self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=self.say)
+        self.stream = training_stream(train_sources, opts, mesh)  # batches made ahead while the device runs
+        self.data_pos = self.stream.state()  # the data position of the last finished step (saved with it)
+        self.run_document = run_document(opts, model.config, train_sources, run_info)
         self.best: dict | None = None
         self.history: list[dict] = []
         self.resumed_from: int | None = None
         self.early_stopped = False
         self.final_uar: dict[str, float] = {}
-        self.sums = None  # the round step's gradient sums, reused across rounds
-        self.pending = None  # metrics of the previous step, read one step late so the host does not stall the device
-        self.bad_in_row = 0
-        self.seconds = self.data_wait = 0.0
+        self.monitor: StepMonitor | None = None  # made by run(), once the step to start from is known
 
-    # ---------------------------------------------------------------------------------------------------- run
     def run(self) -> TrainResult:
         """Train to opts.steps (or the early stop), resuming from the newest checkpoint of the workdir."""
         start = self._resume()
         if self.lead or self.resumed_from is not None:  # every process refuses a resume with other settings
             runconfig.write_or_check(self.workdir, self.run_document, resuming=self.resumed_from is not None)
         opts = self.opts
-        self.log = RunLog(self.workdir, active=self.lead)
-        self.t0, self.start = time.perf_counter(), start
-        self.data_pos = self.stream.state()
+        self.monitor = StepMonitor(RunLog(self.workdir, active=self.lead), opts, self.update.unit, self.schedule,
+                                   start, self.ckpts.directory)
         last_saved = self.resumed_from
-        bar = self._progress(start)
-        ckpt_every = opts.checkpoint_every or opts.eval_every
         try:
             for step in range(start + 1, opts.steps + 1):
                 if self.early_stopped:
                     break
                 self._train_step(step)
-                bar.update(1)
                 if step % opts.eval_every == 0 or step == opts.steps:
                     self._evaluate(step)
-                if (step % ckpt_every == 0 or step in (opts.steps, opts.stop_after) or self.early_stopped):
+                if step % (opts.checkpoint_every or opts.eval_every) == 0 or step in (opts.steps, opts.stop_after) \
+                        or self.early_stopped:
                     self._checkpoint(step)
                     last_saved = step
                 if step == opts.stop_after:
                     break
-            self._settle()
+            self.monitor.settle()
         except KeyboardInterrupt:
             raise self._on_interrupt(last_saved) from None
         finally:
             self.stream.close()
-            bar.close()
-            self.log.close()
+            self.monitor.close()
             self.ckpts.close()
         return self._finish()
 
-    # ------------------------------------------------------------------------------------------------- pieces
     def _resume(self) -> int:
         """Restore state, data position, best and history from the newest checkpoint; the step to continue from."""
         latest = self.ckpts.latest_step()
@@ -163,76 +142,21 @@ class Trainer:
             self.state = TrainState.from_dict(restored)
             latest = int(jax.device_get(self.state.step))  # the step restored: older when the newest was damaged
             self.stream.load_state(meta["data"])
+            self.data_pos = self.stream.state()
             self.best, self.history = meta.get("best"), list(meta.get("history", []))
             self.early_stopped = bool(meta.get("early_stopped", False))
             self.resumed_from = latest
             self.say(f"resuming from {self.ckpts.directory}/{latest} (step {latest} of {self.opts.steps})")
         return int(jax.device_get(self.state.step))
 
-    def _next_batches(self) -> list:
-        """One batch per corpus (a round) or the next corpus's batch (per-corpus updates); counts the time the loop
-        waited for them."""
-        batches = []
-        for _ in range(self.n_corpora if self.opts.update == "round" else 1):
-            batches.append(next(self.stream))
-            self.data_wait += self.stream.wait_s
-        return batches
-
     def _train_step(self, step: int) -> None:
-        """Run one step (round or corpus batch) and queue its metrics."""
-        batches = self._next_batches()
-        multiple = local_size(self.mesh)
-        arrays = [batch_arrays(b, self.opts.label_space, self.opts.input_mode, self.model.config.dimensions,
-                               self.opts.task_weights) for b in batches]
-        device = [to_device(pad_rows(a, multiple), self.mesh) for a in arrays]
-        n_before = self.compiles.count
-        if self.opts.update == "round":
-            self.state, self.sums, metrics = self.round(self.state, device, self.sums)
-        else:
-            self.state, metrics = self.step_fn(self.state, device[0])
-            metrics = dict(metrics, losses=[metrics["loss"]])
+        """Run one step (a round, or one corpus batch) and queue its metrics."""
+        batches, wait = take_batches(self.stream, self.update.batches_per_step)
+        n_before = self.update.compiles.count
+        self.state, metrics = self.update(self.state, device_batches(batches, self.opts, self.model.config, self.mesh))
         self.data_pos = self.stream.state()
-        if self.compiles.count != n_before:
-            self.log.write("compile", step, dict(shapes=[list(s) for s in self.compiles.shapes[n_before:]],
-                                                 compiles=self.compiles.count))
-        self.seconds += sum(float(b.n_seconds) for b in batches)
-        self._settle()
-        self.pending = (step, metrics, [b.corpus for b in batches])
-
-    def _learning_rate(self, step: int) -> dict[str, float]:
-        """{'lr': the learning rate of the update made at `step`}, or {} when the caller's optimiser gave none."""
-        if self.schedule is None:
-            return {}
-        if not callable(self.schedule):
-            return {"lr": float(self.schedule)}
-        return {"lr": float(self.schedule((step - 1) // self.opts.accumulate))}
-
-    def _settle(self) -> None:
-        """Read the queued step's metrics: count non-finite steps, log."""
-        if self.pending is None:
-            return
-        (step, metrics, corpora), self.pending = self.pending, None
-        m = jax.device_get(metrics)
-        loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
-        per_corpus = {f"loss/{c}": float(v) for c, v in zip(corpora, m["losses"])}
-        if not bool(m["ok"]):
-            self.bad_in_row += 1
-            self.log.write("skip", step, dict(corpora=corpora, loss=loss, grad_norm=grad_norm, **per_corpus))
-            if self.bad_in_row >= self.opts.max_bad_steps:
-                raise TrainError(f"{self.bad_in_row} consecutive steps had a non-finite loss or gradient (last at "
-                                 f"step {step}, corpora {', '.join(corpora)}); stopping. The latest good checkpoint "
-                                 f"is in {self.ckpts.directory}. Lower --lr, set --clip-norm, or check the data.")
-        else:
-            self.bad_in_row = 0
-        if step % self.opts.log_every == 0 or step == self.opts.steps:
-            elapsed = max(time.perf_counter() - self.t0, 1e-9)
-            unit = "rounds" if self.opts.update == "round" else "steps"
-            rates = {f"{unit}_per_s": (step - self.start) / elapsed, "audio_s_per_s": self.seconds / elapsed,
-                     "data_wait_s_per_step": self.data_wait / max(step - self.start, 1)}
-            self.log.write("train", step, dict(loss=loss, grad_norm=grad_norm, **self._learning_rate(step),
-                                               **per_corpus, **rates))
-            self.bar.set_postfix(loss=f"{loss:.3f}", **{f"{unit}_s": f"{rates[f'{unit}_per_s']:.2f}"},
-                                 audio_s_s=f"{rates['audio_s_per_s']:.1f}")
+        self.monitor.compiled(step, self.update.compiles, n_before)
+        self.monitor.queue(step, metrics, batches, wait)
 
     def _validate(self) -> dict[str, float]:
         """Mean and per-corpus validation UAR of the current parameters."""
@@ -242,27 +166,26 @@ class Trainer:
 
     def _evaluate(self, step: int) -> None:
         """Validate; export best/ on a new best mean UAR; decide an early stop."""
-        self._settle()
+        self.monitor.settle()
         uars = self._validate()
         self.history.append(dict(step=step, **uars))
-        self.log.write("eval", step, {(f"ccc/{k[:-4]}" if k.endswith(" ccc") else f"uar/{k}"): v
-                                      for k, v in uars.items()})
-        what = "UAR" if not self.model.config.dimensions else "CCC" if not self.model.config.num_labels else "UAR/CCC"
-        self.say(f"step {step}: validation {what} " + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
+        self.monitor.log.write("eval", step, {(f"ccc/{k[:-4]}" if k.endswith(" ccc") else f"uar/{k}"): v
+                                              for k, v in uars.items()})
+        self.say(f"step {step}: validation {score_name(self.model.config, '/')} "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
         if self.best is None or uars["mean"] > self.best["mean"]:
             self.best = dict(step=step, **uars)
             if self.lead:
                 self.ckpts.export(BEST, self.model, self.state.params, self.best)
         self.final_uar = uars
-        since_best = sum(h["step"] > self.best["step"] for h in self.history)
-        if self.opts.patience is not None and since_best >= self.opts.patience and step < self.opts.steps:
+        if step < self.opts.steps and patience_spent(self.history, self.best, self.opts.patience):
             self.early_stopped = True
-            self.say(f"early stop at step {step}: no better mean validation UAR in {since_best} evaluations "
+            self.say(f"early stop at step {step}: no better mean validation UAR in {self.opts.patience} evaluations "
                      f"(best {self.best['mean']:.4f} at step {self.best['step']})")
 
     def _checkpoint(self, step: int) -> None:
         """Save state, data position, best, history and the early-stop flag."""
-        self._settle()
+        self.monitor.settle()
         self.ckpts.save(step, self.state.as_dict(), dict(data=self.data_pos, best=self.best, history=self.history,
                                                          early_stopped=self.early_stopped))
 
@@ -275,14 +198,7 @@ class Trainer:
                     self._checkpoint(step_now)
         except RuntimeError:  # interrupted inside the step: its donated input is gone, keep the last checkpoint
             step_now = None
-        if step_now == 0 or (step_now is None and last_saved is None):
-            return Interrupted(f"before the first step; no checkpoint in {self.ckpts.directory}, the same command "
-                               "starts afresh")
-        if step_now is None:
-            return Interrupted(f"during a step; resuming will start from the last checkpoint (step {last_saved}) "
-                               f"in {self.ckpts.directory}")
-        return Interrupted(f"at step {step_now}; checkpoint saved in {self.ckpts.directory}. Run the same command "
-                           "to resume")
+        return Interrupted(interrupt_message(step_now, last_saved, self.ckpts.directory))
 
     def _finish(self) -> TrainResult:
         """Export final/ (and the UAR curve) once the run has finished."""
@@ -297,19 +213,68 @@ class Trainer:
             if self.lead and self.opts.curve_png and self.history:
                 plot_uar_curve(self.history, self.workdir / "uar_curve.png")
         return TrainResult(state=self.state, final_uar=self.final_uar, best=self.best, history=self.history,
-                           compiles=self.compiles.count, eval_compiles=len(self.predictor.compiled_shapes),
-                           bucket_shapes=list(self.compiles.shapes), resumed_from=self.resumed_from,
+                           compiles=self.update.compiles.count, eval_compiles=len(self.predictor.compiled_shapes),
+                           bucket_shapes=list(self.update.compiles.shapes), resumed_from=self.resumed_from,
                            finished=finished, early_stopped=self.early_stopped)
 
-    def _progress(self, start: int):
-        """A tqdm bar (disabled when quiet or not on a TTY)."""
-        from tqdm import tqdm
 
-        disable = self.opts.quiet or not sys.stderr.isatty()
-        unit = "round" if self.opts.update == "round" else "step"
-        self.bar = tqdm(total=self.opts.steps, initial=start, desc="train", unit=unit, disable=disable,
-                        dynamic_ncols=True)
-        return self.bar
+def take_batches(stream: Prefetch, n: int) -> tuple[list, float]:
+    """The next n batches of the stream, and how long the loop waited for them."""
+    batches, wait = [], 0.0
+    for _ in range(n):
+        batches.append(next(stream))
+        wait += stream.wait_s
+    return batches, wait
+
+
+def device_batches(batches: list, opts: TrainOptions, config: Any, mesh: Mesh | None) -> list[dict]:
+    """The batches as the step's device arrays, their rows padded to a multiple of this process's devices."""
+    arrays = [batch_arrays(b, opts.label_space, opts.input_mode, config.dimensions, opts.task_weights)
+              for b in batches]
+    return [to_device(pad_rows(a, local_size(mesh)), mesh) for a in arrays]
+
+
+def check_devices(batch_size: int, mesh: Mesh | None) -> None:
+    """The batch divides over the mesh, and several processes train over one mesh spanning all their devices."""
+    check_batch_size(batch_size, mesh)
+    if jax.process_count() > 1 and data_shard(mesh) is None:
+        raise TrainError(f"{jax.process_count()} processes need a mesh over the devices of all of them "
+                         "(training.make_mesh())")
+
+
+def run_document(opts: TrainOptions, config: Any, train_sources: Mapping[str, Any], run_info: Mapping | None) -> dict:
+    """run.json of a run: its options, model config and the training corpora's fingerprints, with `run_info`."""
+    return runconfig.build({**dataclasses.asdict(opts), "task_weights": list(opts.task_weights)}, config.to_dict(),
+                           {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())},
+                           **dict(run_info or {}))
+
+
+def patience_spent(history: list[dict], best: dict, patience: int | None) -> bool:
+    """True when `patience` evaluations have passed since the best one (never without a patience)."""
+    return patience is not None and sum(h["step"] > best["step"] for h in history) >= patience
+
+
+def training_stream(train_sources: Mapping[str, Any], opts: TrainOptions, mesh: Mesh | None) -> Prefetch:
+    """The round-robin batches of the training corpora, made ahead in a thread (its state() stays exact for
+    resume); with the model card's input protocol every clip is padded or cropped to exactly max_seconds."""
+    buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
+    card = CardProtocol(max_length=buckets[0]) if buckets else None
+    return Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
+                               shard=data_shard(mesh), card=card), depth=2)
+
+
+def score_name(config: Any, joiner: str = " and ") -> str:
+    """What validation scores: UAR (classes), CCC (dimensions only), or both."""
+    return "UAR" if not config.dimensions else "CCC" if not config.num_labels else f"UAR{joiner}CCC"
+
+
+def interrupt_message(step_now: int | None, last_saved: int | None, directory: Path) -> str:
+    """What a Ctrl-C kept: nothing yet, the last checkpoint (interrupted inside a step), or the step just saved."""
+    if step_now == 0 or (step_now is None and last_saved is None):
+        return f"before the first step; no checkpoint in {directory}, the same command starts afresh"
+    if step_now is None:
+        return f"during a step; resuming will start from the last checkpoint (step {last_saved}) in {directory}"
+    return f"at step {step_now}; checkpoint saved in {directory}. Run the same command to resume"
 
 
 def train(model: Any, params: Any, labels: Any, train_sources: Mapping[str, Any], val_sources: Mapping[str, Any],

@@ -79,6 +79,26 @@ def test_name_based_readers(tmp_path, corpus):
     table = load_label_table()
     for u in utts:
         table.lookup(corpus, u.native_label, u.path)  # every produced label is in the table
+        assert u.native_label in R.READERS[corpus].labels  # and among those its reader declares
+
+
+def test_readers_declare_a_layout_and_a_version():
+    for name, reader in R.READERS.items():
+        assert reader.name == name and type(reader.version) is int and reader.version >= 1
+        assert ": " in reader.layout and "\n" not in reader.layout, name  # 'CORPUS: the files it reads'
+    assert R.READERS["emodb"].read is R.read_emodb and R.READERS["emodb"].layout.startswith("EMO-DB: wav/")
+
+
+@pytest.mark.parametrize("name,kwargs,problem", [
+    ("emodb", dict(labels=["W"], version=1), "registered twice"),
+    ("new", dict(labels=["W"], version=0), "positive integer"),
+    ("new", dict(labels=["W"], version="1"), "positive integer"),
+    ("new", dict(labels=[], version=1), "no native labels"),
+])
+def test_reader_registration_is_checked(name, kwargs, problem):
+    with pytest.raises(ValueError, match=problem):
+        R.reader(name, **kwargs)(lambda root: [])
+    assert "new" not in R.READERS
 
 
 def test_vivae_prefers_full_set(tmp_path):

@@ -1,13 +1,16 @@
 """Prepared corpora are TensorFlow Datasets: plain TFDS reads them, stale versions and damaged files are refused
 with one line naming the fix, and an interrupted prepare leaves nothing half-written."""
 
+import inspect
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exhubert_jax.data import builders, prepare
+from exhubert_jax.data import audio, builders, dimensions, emobox, prepare, readers, splits
+from exhubert_jax.data.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus
 from exhubert_jax.data.audio import load_audio, to_pcm16
 from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import PreparedDataError
@@ -46,6 +49,7 @@ def test_builders_come_from_the_registry():
     cls = builders.builder_class(prepare.get_corpus("crema-d"))
     assert cls.name == "crema_d" and issubclass(cls, tfds.core.GeneratorBasedBuilder)
     assert "Open Database License" in cls.MANUAL_DOWNLOAD_INSTRUCTIONS and "Cao et al." in cls.MANUAL_DOWNLOAD_INSTRUCTIONS
+    assert "(layout: CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor" in cls.MANUAL_DOWNLOAD_INSTRUCTIONS  # its @reader's
     assert builders.builder_class(prepare.get_corpus("crema-d")) is cls
     assert builders.builder_class(prepare.user_corpus("my.corpus-1")).name == "my_corpus_1"
 
@@ -57,17 +61,89 @@ def test_a_version_change_is_refused_then_rebuilt(tmp_path, monkeypatch):
     changed = load_label_table().merged([LabelRule("*", "angry", "angry", "high_neutral", "a changed row")])
     monkeypatch.setattr(builders, "load_label_table", lambda: changed)  # the shipped table changed
     new = builders.corpus_version(prepare.user_corpus("toy"))
-    assert new != old and new.startswith(f"{builders.SCHEMA}.0.")
+    assert new != old and new.startswith(f"{builders.SCHEMA}.{readers.MANIFEST_VERSION}.")
     with pytest.raises(PreparedDataError) as err:
         open_prepared("toy", tmp_path / "out")
     message = str(err.value)
-    assert "\n" not in message and f"prepared as version {old}, this code reads {new}" in message
+    assert "\n" not in message and f"prepared as version {old}, this code reads {new} (its label-table rows " \
+        "changed since)" in message
     assert f"python -m exhubert_jax.data.prepare --corpus toy --manifest {manifest}" in message
     logs = []
     prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)
     assert "up to date" not in logs[-1]
     assert open_prepared("toy", tmp_path / "out").record["version"] == new
     assert [p.name for p in (tmp_path / "out/toy").iterdir() if p.is_dir()] == [new]
+
+
+def test_a_corpus_prepared_under_the_source_digest_rule_is_refused_then_rebuilt(tmp_path):
+    manifest = make_corpus(tmp_path / "src")
+    prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, **QUIET)
+    folder = tmp_path / "out/toy"
+    record = json.loads((folder / "info.json").read_text())
+    new, old = record["version"], "1.0.41702884"  # what the rule hashing the code's source text gave this corpus
+    (folder / new).rename(folder / old)  # its fingerprint was another too: it covers the version
+    del record["version_parts"]  # not recorded then
+    (folder / "info.json").write_text(json.dumps({**record, "version": old, "fingerprint": "0" * 64}))
+    with pytest.raises(PreparedDataError) as err:
+        open_prepared("toy", tmp_path / "out")
+    message = str(err.value)
+    assert "\n" not in message and f"prepared as version {old}, this code reads {new} (the reader, label table, " \
+        "split rule or audio decoding changed since); prepare it again: " in message
+    assert message.endswith(f"prepare it again: {record['command']}")
+    logs = []
+    prepare_corpus("toy", out=tmp_path / "out", manifest=manifest, progress=False, log=logs.append)
+    assert "up to date" not in logs[-1] and open_prepared("toy", tmp_path / "out").record["version"] == new
+
+
+def _versions() -> dict[str, str]:
+    return {name: builders.corpus_version(entry) for name, entry in CORPORA.items()}
+
+
+@pytest.mark.parametrize("module,name,value", [
+    (builders, "SCHEMA", 2), (splits, "SPLIT_RULE_VERSION", 2), (splits, "VALID_FRACTION", 0.15),
+    (audio, "DECODING_VERSION", 2), (audio, "MIN_SAMPLES", 800), (dimensions, "RATING_RULE_VERSION", 2),
+])
+def test_the_shared_rules_move_every_version(monkeypatch, module, name, value):
+    before = _versions()
+    monkeypatch.setattr(module, name, value)
+    after = _versions()
+    assert [n for n in before if after[n] == before[n]] == []
+
+
+def test_a_reader_version_moves_its_corpus_and_its_folds_only(monkeypatch):
+    savee = get_corpus("savee")
+    folds = [fold_entry(savee, "savee-emobox-fold1", EMOBOX), fold_entry(savee, "savee-fold1of4")]
+    before, folds_before = _versions(), [builders.corpus_version(f) for f in folds]
+    monkeypatch.setitem(readers.READERS, "savee", replace(readers.READERS["savee"], version=2))
+    after = _versions()
+    assert [n for n in before if after[n] != before[n]] == ["savee"] and after["savee"].startswith("1.2.")
+    assert all(builders.corpus_version(f) != v for f, v in zip(folds, folds_before))
+
+
+@pytest.mark.parametrize("module,name", [(readers, "MANIFEST_VERSION"), (emobox, "READER_VERSION")])
+def test_manifests_and_emobox_folds_have_their_own_version(monkeypatch, module, name):
+    fold = fold_entry(get_corpus("emodb"), "emodb-emobox-fold1", EMOBOX)
+    version = builders.corpus_version
+    before, fold_before, user = _versions(), version(fold), version(prepare.user_corpus("x"))
+    monkeypatch.setattr(module, name, 2)
+    after = _versions()
+    moved = [n for n in before if after[n] != before[n]]
+    manifest_read = [n for n, c in CORPORA.items() if c.reader == MANIFEST]
+    assert moved == (manifest_read if name == "MANIFEST_VERSION" else [])
+    assert (version(prepare.user_corpus("x")) != user) == (name == "MANIFEST_VERSION")
+    assert (version(fold) != fold_before) == (name == "READER_VERSION")
+
+
+def test_versions_hash_declared_data_not_source_text(monkeypatch):
+    before = _versions()
+
+    def no_source(obj):
+        raise AssertionError("a corpus version read source text")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    monkeypatch.setattr(splits, "__doc__", "an edited docstring")
+    monkeypatch.setattr(readers.read_manifest, "__doc__", "an edited docstring")
+    assert _versions() == before
 
 
 def test_a_truncated_file_is_noticed_by_prepare_and_by_readers(tmp_path):

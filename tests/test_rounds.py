@@ -12,8 +12,8 @@ import pytest
 from exhubert_jax.optim import make_optimizer, make_schedule, merge_params, split_params, LabelError
 from exhubert_jax.runconfig import RunConfigError
 from exhubert_jax.trainer import TrainOptions, train
-from exhubert_jax.training import (RoundStep, TrainError, create_state, make_train_step, to_device,
-                                   weighted_cross_entropy)
+from exhubert_jax.training import RoundStep, TrainError, create_state, make_train_step, weighted_cross_entropy
+from exhubert_jax.placement import to_device
 from toys import NO_DROPOUT, ToySource, opts, sources, tiny
 
 

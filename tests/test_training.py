@@ -14,7 +14,8 @@ from exhubert_jax.run_checkpoints import ResumeError
 from exhubert_jax.head import with_head
 from exhubert_jax.reporting import uar_table
 from exhubert_jax.trainer import train
-from exhubert_jax.training import TrainError, batch_arrays, create_state, make_train_step, pad_rows, to_device
+from exhubert_jax.training import TrainError, create_state, make_train_step
+from exhubert_jax.placement import batch_arrays, pad_rows, to_device
 from toys import NO_DROPOUT, leaves_equal, opts, sources, tiny
 
 

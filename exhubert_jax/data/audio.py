@@ -11,6 +11,13 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000
 MIN_SAMPLES = 400  # one HuBERT CNN frame (25 ms at 16 kHz)
+DECODING_VERSION = 1  # bump when a change to the decoding below changes any stored sample or which files are refused
+
+
+def decoding_rule() -> dict:
+    """What decides the stored audio: the decoding's version, the rate and the shortest file (part of corpus
+    versions)."""
+    return {"version": DECODING_VERSION, "sample_rate": SAMPLE_RATE, "min_samples": MIN_SAMPLES}
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:

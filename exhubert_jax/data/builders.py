@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import inspect
+import json
 import os
 import re
 from typing import Any, Iterator
@@ -19,20 +19,20 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from . import audio, splits
+from . import audio, readers, splits
 from .audio import SAMPLE_RATE
 from .corpora import CORPORA, EMOBOX, MANIFEST, Corpus, base_name
 from .labels import CLASSES, load_label_table
-from .readers import READERS, SPLITS, read_manifest
+from .readers import READERS, SPLITS
 
-SCHEMA = 1  # the features below and the folder layout; bump by hand when they change
+SCHEMA = 1  # bump when the features below or the folder layout change
 FILE_FORMAT = "array_record"
 
 RELEASE_NOTES = {
-    "1.0.*": "Features audio (int16, 16 kHz), label (6 classes), native_label, speaker, utterance_id, duration. "
-             "The patch number is a digest of the corpus's reader, the reviewed label-table rows, the split rule "
-             "and the audio decoding: it changes when any of them changes, so data prepared by another version "
-             "of them is refused instead of read silently.",
+    "1.*.*": "Features audio (int16, 16 kHz), label (6 classes), native_label, speaker, utterance_id, duration. "
+             "The minor number is the reader's version; the patch number a digest of it, the reviewed label-table "
+             "rows, the split rule, the audio decoding and the rating rules: it changes when any of them changes, "
+             "so data prepared under other ones is refused instead of read silently.",
 }
 
 
@@ -42,20 +42,34 @@ def tfds_name(corpus: str) -> str:
     return name if name[:1].isalpha() else f"corpus_{name}"
 
 
-def corpus_version(entry: Corpus) -> str:
-    """'SCHEMA.0.DIGEST': DIGEST changes with the corpus's reader, its rows of the shipped label table, the split
-    rule (splits.py), the audio decoding (audio.py) and the dimensional labels' rules (dimensions.py); a fold's,
-    with its corpus's label rows."""
-    from . import dimensions, emobox
+def reader_version(reader: str) -> int:
+    """The explicit version of a reader: a registered reader's (@reader), the manifest's or EmoBox's lists'."""
+    from . import emobox
 
-    readers = {MANIFEST: read_manifest, EMOBOX: emobox}
-    reader = readers[entry.reader] if entry.reader in readers else READERS[entry.reader]
-    h = hashlib.sha256()
-    for part in (inspect.getsource(reader), inspect.getsource(splits), inspect.getsource(audio),
-                 inspect.getsource(dimensions),
-                 load_label_table().fingerprint(base_name(entry.name))):
-        h.update(part.encode() + b"\0")
-    return f"{SCHEMA}.0.{int(h.hexdigest()[:12], 16) % 10 ** 8}"
+    own = {MANIFEST: readers.MANIFEST_VERSION, EMOBOX: emobox.READER_VERSION}
+    return own[reader] if reader in own else READERS[reader].version
+
+
+def version_parts(entry: Corpus) -> dict[str, Any]:
+    """What a corpus's version is made of: SCHEMA, its reader and the reader's version (for an EmoBox fold also
+    the corpus reader that supplies the speakers), its rows of the shipped label table, the split rule, the audio
+    decoding and the rating rules."""
+    from . import dimensions
+
+    speakers = CORPORA.get(base_name(entry.name))
+    parts = {"schema": SCHEMA, "reader": [entry.reader, reader_version(entry.reader)],
+             "labels": load_label_table().fingerprint(base_name(entry.name)), "splits": splits.split_rule(),
+             "audio": audio.decoding_rule(), "dimensions": dimensions.rating_rule()}
+    if entry.reader == EMOBOX and speakers is not None and speakers.reader in READERS:
+        parts["speakers"] = [speakers.reader, reader_version(speakers.reader)]
+    return parts
+
+
+def corpus_version(entry: Corpus) -> str:
+    """'SCHEMA.READER.DIGEST': READER is the reader's version, DIGEST a digest of version_parts."""
+    parts = version_parts(entry)
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return f"{SCHEMA}.{parts['reader'][1]}.{int(digest[:12], 16) % 10 ** 8}"
 
 
 def features(native_labels: list[str] | tuple[str, ...]) -> tfds.features.FeaturesDict:
@@ -72,8 +86,9 @@ def features(native_labels: list[str] | tuple[str, ...]) -> tfds.features.Featur
 
 
 def _instructions(entry: Corpus) -> str:
+    layout = f" (layout: {READERS[entry.reader].layout.rstrip('.')})" if entry.reader in READERS else ""
     how = ("Write a manifest (CSV or JSONL with columns path,label[,speaker][,split]) and pass it with --manifest."
-           if entry.reader == MANIFEST else "Pass the folder as downloaded with --source DIR.")
+           if entry.reader == MANIFEST else f"Pass the folder as downloaded with --source DIR{layout}.")
     return (f"{entry.title}. Obtain it yourself: {entry.licence}. Reference: {entry.citation}. {how} "
             f"Then run: python -m exhubert_jax.data.prepare --corpus {entry.name} ...{' ' + entry.notes if entry.notes else ''}")
 
@@ -155,12 +170,10 @@ def _make(entry: Corpus) -> type[CorpusBuilder]:
 
 
 @functools.lru_cache(maxsize=None)
-def _registry_builders() -> dict[str, type[CorpusBuilder]]:
-    return {name: _make(entry) for name, entry in CORPORA.items()}
+def _registry_builder(entry: Corpus) -> type[CorpusBuilder]:
+    return _make(entry)
 
 
 def builder_class(entry: Corpus) -> type[CorpusBuilder]:
-    """The builder of a corpus: the registry's class, or a new one for a user (manifest) corpus."""
-    if CORPORA.get(entry.name) == entry:
-        return _registry_builders()[entry.name]
-    return _make(entry)
+    """The builder of a corpus: the registry's class (one per entry), or a new one for a user (manifest) corpus."""
+    return _registry_builder(entry) if CORPORA.get(entry.name) == entry else _make(entry)

@@ -27,7 +27,7 @@ class Corpus:
     language: str
     citation: str
     licence: str
-    reader: str  # a key of readers.READERS, or "manifest"
+    reader: str  # a reader registered with readers.reader (a key of READERS), or "manifest"
     split: str  # "own", "speaker", "random" or "auto" (own > speaker > random, from what the data provides)
     notes: str = ""
 
@@ -198,8 +198,10 @@ ALIASES: dict[str, str] = {
     "PPMK-EMO": "ppmmk", "SIMIS": "simis", "SMARTKOM": "smartkom", "SUSAS": "susas", "TurkishEmoBUEE": "turkishemo",
 }
 
-_BY_KEY = {_key(n): c for n, c in CORPORA.items()}
-_BY_KEY.update({_key(a): CORPORA[n] for a, n in ALIASES.items()})
+
+def _by_key() -> dict[str, Corpus]:
+    """Registry entries by name and alias key (built on each call, so an entry added to CORPORA is found)."""
+    return {**{_key(n): c for n, c in CORPORA.items()}, **{_key(a): CORPORA[n] for a, n in ALIASES.items()}}
 
 
 def corpus_names() -> list[str]:
@@ -210,7 +212,7 @@ def corpus_names() -> list[str]:
 def get_corpus(name: str) -> Corpus:
     """The registry entry for a name or an alias (case, '-' and '_' ignored: 'EMO-DB' finds 'emodb',
     'AngerDetection' finds 'ad')."""
-    corpus = _BY_KEY.get(_key(name))
+    corpus = _by_key().get(_key(name))
     if corpus is None:
         raise UnknownCorpusError(name, corpus_names())
     return corpus

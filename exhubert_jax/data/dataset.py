@@ -155,9 +155,23 @@ def audio_of(record: bytes) -> np.ndarray:
         return _parse_proto(record)["audio"]
 
 
-def _expected_version(record: dict[str, Any]) -> str:
-    """The version this code writes for the corpus (or fold) of a prepare record."""
-    from .builders import corpus_version
+_PARTS = {"schema": "the dataset schema", "reader": "the reader or its version", "labels": "its label-table rows",
+          "splits": "the split rule", "audio": "the audio decoding", "dimensions": "the rating rules",
+          "speakers": "the version of the reader that gives its speakers"}
+
+
+def what_changed(recorded: Any, now: dict[str, Any]) -> str:
+    """Which parts of a corpus version (builders.version_parts) differ from those recorded at prepare time."""
+    if not isinstance(recorded, dict):  # written before the parts were recorded
+        return "the reader, label table, split rule or audio decoding changed since"
+    now = json.loads(json.dumps(now))  # as recorded: tuples become lists
+    changed = [_PARTS.get(k, k) for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+    return f"{', '.join(changed) or 'its version rule'} changed since"
+
+
+def _expected_version(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The version this code writes for the corpus (or fold) of a prepare record, and its parts."""
+    from .builders import corpus_version, version_parts
     from .corpora import base_name, fold_entry, get_corpus, user_corpus
 
     name = record["corpus"]
@@ -167,7 +181,7 @@ def _expected_version(record: dict[str, Any]) -> str:
         entry = user_corpus(base_name(name))
     if name != base_name(name):
         entry = fold_entry(entry, name, record.get("reader"))
-    return corpus_version(entry)
+    return corpus_version(entry), version_parts(entry)
 
 
 class PreparedSplit:
@@ -268,13 +282,13 @@ class PreparedCorpus:
         self.record = record
         self.command = record.get("command", "python -m exhubert_jax.data.prepare --corpus NAME ...")
         try:
-            expected = _expected_version(record)
+            expected, parts = _expected_version(record)
         except DataError as e:
             raise PreparedDataError(f"{self.directory}: {e}") from None
         if record["version"] != expected:
             raise PreparedDataError(
-                f"{self.directory}: prepared as version {record['version']}, this code reads {expected} (the "
-                f"reader, label table, split rule or audio decoding changed since); prepare it again: {self.command}")
+                f"{self.directory}: prepared as version {record['version']}, this code reads {expected} "
+                f"({what_changed(record.get('version_parts'), parts)}); prepare it again: {self.command}")
         problem = check_files(self.directory, record)
         if problem:
             raise PreparedDataError(f"{problem}; rebuild it: {self.command}")

@@ -1,6 +1,6 @@
 """Dimensional labels of a corpus: arousal, valence and dominance read on the corpus's own scale and stored on
-[0, 1] (the scale is recorded in the prepared corpus's metadata). This module's source is part of every corpus's
-version digest (builders.corpus_version), so data prepared under other rules is refused."""
+[0, 1] (the scale is recorded in the prepared corpus's metadata). rating_rule() is part of every corpus's version
+(builders.corpus_version), so data prepared under other rules is refused."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def scale_record(scale: tuple[float, float], n_with: int) -> dict:
 # scale: 2.33-3.67 on IEMOCAP's 1-5, 3-5 on MSP-Podcast's 1-7).
 AROUSAL_HIGH = 0.5
 VALENCE_BOUNDS = (1 / 3, 2 / 3)
+RATING_RULE_VERSION = 1  # bump when a change to the functions here changes a stored rating or a rating's class
+
+
+def rating_rule() -> dict:
+    """What decides stored ratings and their classes: the rules' version, the scales and the class thresholds."""
+    return {"version": RATING_RULE_VERSION, "dimensions": list(DIMENSIONS), "scales": {k: list(v) for k, v in SCALES.items()},
+            "arousal_high": AROUSAL_HIGH, "valence_bounds": list(VALENCE_BOUNDS)}
 
 
 def classes_from_dims(arousal, valence) -> np.ndarray:

@@ -17,6 +17,7 @@ from .readers import READERS, Utterance
 
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}  # our split -> EmoBox's file word
 _FOLD_DIR = re.compile(r"^fold_?(\d+)$")
+READER_VERSION = 1  # bump when a change to this module changes the utterances (or speakers) a fold's lists give
 
 
 class EmoBoxError(DataError):

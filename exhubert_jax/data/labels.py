@@ -148,11 +148,12 @@ def read_label_rows(path: str | Path) -> list[LabelRule]:
 
 
 @functools.lru_cache(maxsize=None)
-def _default_table() -> LabelTable:
-    return LabelTable(read_label_rows(TABLE_PATH))
+def _table_at(path: Path) -> LabelTable:
+    return LabelTable(read_label_rows(path))
 
 
 def load_label_table(extra: str | Path | None = None) -> LabelTable:
-    """The reviewed table shipped with the package, optionally extended by a user CSV of the same columns."""
-    table = _default_table()
+    """The reviewed table at TABLE_PATH (the one shipped with the package), optionally extended by a user CSV of
+    the same columns."""
+    table = _table_at(Path(TABLE_PATH))
     return table.merged(read_label_rows(extra)) if extra is not None else table

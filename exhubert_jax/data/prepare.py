@@ -458,7 +458,7 @@ def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out
     """Build the dataset under a temporary folder and swap it in as {out}/{name}/; the plan it was built from."""
     from tqdm import tqdm
 
-    from .builders import tfds_name
+    from .builders import tfds_name, version_parts
 
     name, version = entry.name, extra["version"]
     out.mkdir(parents=True, exist_ok=True)
@@ -476,8 +476,8 @@ def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out
         final.mkdir()
         version_dir.rename(final / version)
         record = {"corpus": name, "tfds_name": tfds_name(name), "version": version, "fingerprint": fingerprint,
-                  "reader": entry.reader, "command": origin.command, "files": file_sizes(final / version),
-                  "summary": plan.summary()}
+                  "version_parts": version_parts(entry), "reader": entry.reader, "command": origin.command,
+                  "files": file_sizes(final / version), "summary": plan.summary()}
         (final / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         _swap_in(final, out / name)
     finally:

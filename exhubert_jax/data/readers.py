@@ -32,6 +32,48 @@ class Utterance:
     dims: tuple | None = field(default=None, compare=False)  # (arousal, valence, dominance) on [0, 1] (dimensions.py)
 
 
+Read = Callable[[str | Path], list[Utterance]]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A corpus reader as registered by @reader: its name (the registry's `reader` key), the native labels it can
+    produce (the corpus's documentation; its rows of label_map.csv must be exactly these), and its version."""
+
+    name: str
+    read: Read
+    labels: frozenset[str]
+    version: int  # bump when a change to the function, or a helper or table it uses, changes what it returns
+
+    @property
+    def layout(self) -> str:
+        """The folder layout it reads: the reading function's docstring, on one line."""
+        return " ".join((self.read.__doc__ or "").split())
+
+    def __call__(self, root: str | Path) -> list[Utterance]:
+        return self.read(root)
+
+
+READERS: dict[str, Reader] = {}  # filled by @reader, in the order of this file
+
+
+def reader(name: str, *, labels: Iterable[str], version: int) -> Callable[[Read], Read]:
+    """Register the decorated function as the reader `name`, with its native labels and version (see Reader)."""
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"reader {name!r}: version must be a positive integer, got {version!r}")
+    declared = frozenset(labels)
+
+    def register(read: Read) -> Read:
+        if not declared:
+            raise ValueError(f"reader {name!r} declares no native labels")
+        if name in READERS:
+            raise ValueError(f"reader {name!r} is registered twice")
+        READERS[name] = Reader(name, read, declared, version)
+        return read
+
+    return register
+
+
 def normalize_split(name: str) -> str | None:
     """'train' / 'validation' / 'test' for a split name or one of its usual aliases (dev, evaluation, ...)."""
     return _SPLIT_ALIASES.get(name.strip().lower())
@@ -84,22 +126,27 @@ def _by_name(corpus: str, root: str | Path, pattern: str, fields: Fields, files:
     return _finish(corpus, root, utts)
 
 
+# boredem: EmoBox's spelling of L in its published folds of EMO-DB (the emobox reader gives it)
+@reader("emodb", labels=(*"WLEAFTN", "boredem"), version=1)
 def read_emodb(root: str | Path) -> list[Utterance]:
     """EMO-DB: wav/SSTTTEV.wav (speaker, text, emotion letter, version)."""
     return _by_name("emodb", root, r"^(\d\d)([a-b]\d\d)([A-Z])([a-z])$", lambda m, p: (m[3], m[1], None))
 
 
+@reader("ravdess", labels=[f"{i:02d}" for i in range(1, 9)], version=1)
 def read_ravdess(root: str | Path) -> list[Utterance]:
     """RAVDESS: Actor_XX/MM-VV-EE-II-SS-RR-AA.wav (emotion EE, actor AA); speech and song alike."""
     return _by_name("ravdess", root, r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$",
                     lambda m, p: (m[3], m[7], None))
 
 
+@reader("crema-d", labels=("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), version=1)
 def read_crema_d(root: str | Path) -> list[Utterance]:
     """CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor, sentence, emotion, level)."""
     return _by_name("crema-d", root, r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$", lambda m, p: (m[3], m[1], None))
 
 
+@reader("tess", labels=("angry", "disgust", "fear", "happy", "neutral", "ps", "sad"), version=1)
 def read_tess(root: str | Path) -> list[Utterance]:
     """TESS: [OAF|YAF]_word_emotion.wav, flat or in OAF_angry/-style folders."""
     return _by_name("tess", root, r"^(OAF|YAF)_(.+)_([A-Za-z]+)$",
@@ -116,21 +163,25 @@ def _savee_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]
     return m[2], speaker, None
 
 
+@reader("savee", labels=("a", "d", "f", "h", "n", "sa", "su"), version=1)
 def read_savee(root: str | Path) -> list[Utterance]:
     """SAVEE: AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav, or the flat DC_a01.wav variant."""
     return _by_name("savee", root, r"^(?:(DC|JE|JK|KL)_?)?(a|d|f|h|n|sa|su)(\d\d)$", _savee_fields)
 
 
+@reader("emovo", labels=("dis", "gio", "neu", "pau", "rab", "sor", "tri"), version=1)
 def read_emovo(root: str | Path) -> list[Utterance]:
     """EMOVO: {f1..m3}/emo-speaker-sentence.wav (e.g. dis-f1-b1.wav)."""
     return _by_name("emovo", root, r"^([a-z]{3})-([fm]\d)-(\w+)$", lambda m, p: (m[1], m[2], None))
 
 
+@reader("shemo", labels="AHNSWF", version=1)
 def read_shemo(root: str | Path) -> list[Utterance]:
     """ShEMO: {female,male}/GSSENN.wav (gender+speaker, emotion letter, sentence)."""
     return _by_name("shemo", root, r"^([FM]\d\d)([A-Z])(\d\d)$", lambda m, p: (m[2], m[1], None))
 
 
+@reader("subesco", labels=("ANGRY", "DISGUST", "FEAR", "HAPPY", "NEUTRAL", "SAD", "SURPRISE"), version=1)
 def read_subesco(root: str | Path) -> list[Utterance]:
     """SUBESCO: G_NN_NAME_S_K_EMOTION_R.wav (gender, speaker number, name, sentence, emotion, take)."""
     return _by_name("subesco", root, r"^([MF])_(\d+)_([A-Za-z]+)_S_(\d+)_([A-Z]+)_(\d+)$",
@@ -146,6 +197,7 @@ def _esd_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]:
     return parts[i + 1], m[1], split
 
 
+@reader("esd", labels=("Angry", "Happy", "Neutral", "Sad", "Surprise"), version=1)
 def read_esd(root: str | Path) -> list[Utterance]:
     """ESD: SSSS/Emotion/[train|evaluation|test/]SSSS_NNNNNN.wav (its own split is per utterance)."""
     return _by_name("esd", root, r"^(\d{4})_(\d{6})$", _esd_fields)
@@ -160,6 +212,7 @@ def _casia_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]
     return path.parent.name, _CASIA_ALIASES.get(speaker, speaker), None
 
 
+@reader("casia", labels=("angry", "fear", "happy", "neutral", "sad", "surprise"), version=1)
 def read_casia(root: str | Path) -> list[Utterance]:
     """CASIA: speaker/emotion/NNN.wav (e.g. liuchanhg/angry/201.wav)."""
     root = _require_dir(root)
@@ -170,23 +223,28 @@ def read_casia(root: str | Path) -> list[Utterance]:
     return _by_name("casia", root, r"^(.+)$", _casia_fields, files)
 
 
+@reader("mesd", labels=("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness"), version=1)
 def read_mesd(root: str | Path) -> list[Utterance]:
     """MESD: Emotion_V_C_word.wav (V = F/M/C voice group, not a speaker identity: speaker unknown)."""
     return _by_name("mesd", root, r"^([A-Za-z]+)_([FMC])_([AB])_(.+)$", lambda m, p: (m[1], None, None))
 
 
+@reader("jl-corpus", labels=("angry", "sad", "neutral", "happy", "excited", "anxious", "apologetic", "assertive",
+                           "concerned", "encouraging"), version=1)
 def read_jl_corpus(root: str | Path) -> list[Utterance]:
     """JL-Corpus: speaker_emotion_NNx_S.wav (e.g. female1_angry_1a_1.wav)."""
     return _by_name("jl-corpus", root, r"^((?:fe)?male[12])_([a-z]+)_(\d+[ab])_([12])$",
                     lambda m, p: (m[2], m[1], None))
 
 
+@reader("asvp-esd", labels=[f"{i:02d}" for i in range(1, 14)], version=1)
 def read_asvp_esd(root: str | Path) -> list[Utterance]:
     """ASVP-ESD: MM-VV-EE-II-SS-AA[-age-source-language[-...]].wav (emotion EE, actor AA)."""
     return _by_name("asvp-esd", root, r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d+)-(\d+)(?:-\d+)*$",
                     lambda m, p: (m[3], m[6], None))
 
 
+@reader("vivae", labels=("achievement", "anger", "fear", "pain", "pleasure", "surprise"), version=1)  # not intensity
 def read_vivae(root: str | Path) -> list[Utterance]:
     """VIVAE: [full_set/]SNN_emotion_intensity_NN.wav; the native label is the emotion (one of six), the intensity
     (low, moderate, strong, peak) grades it and is not a class (Holz et al. 2022)."""
@@ -209,6 +267,8 @@ def _iemocap_dims(text: str, where: str, line: int) -> tuple:
     return normalise(dict(arousal=a, valence=v, dominance=d), SCALES["iemocap"], where, line)
 
 
+@reader("iemocap", labels=("ang", "hap", "exc", "sad", "neu", "fru", "sur", "fea", "dis", "oth", "xxx"),
+        version=1)
 def read_iemocap(root: str | Path) -> list[Utterance]:
     """IEMOCAP: labels from SessionN/dialog/EmoEvaluation/*.txt, each turn's `[start - end] turn emotion [V, A, D]`
     line giving the majority label and the mean valence, activation and dominance (1-5); audio
@@ -234,6 +294,7 @@ _MSP_SPLITS = {"Train": "train", "Development": "validation", "Test1": "test"}  
 _MSP_COLUMNS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
 
 
+@reader("msp-podcast", labels="ASHUFDCNOX", version=1)  # EmoClass codes of labels_consensus.csv
 def read_msp_podcast(root: str | Path) -> list[Utterance]:
     """MSP-Podcast: Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom on 1-7, SpkrID,
     Split_Set) with audio in Audios/; its own split: Train, Development (validation), Test1 (test). Test2 (and
@@ -273,6 +334,7 @@ _MELD_DIRS = {"train": ("train_splits", "train"), "validation": ("dev_splits_com
               "test": ("output_repeated_splits_test", "test_splits", "test")}
 
 
+@reader("meld", labels=("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"), version=1)
 def read_meld(root: str | Path) -> list[Utterance]:
     """MELD: {train,dev,test}_sent_emo.csv + audio diaD_uttU.{wav,flac,...} in the split folders (own split)."""
     root = _require_dir(root)
@@ -336,6 +398,9 @@ def _manifest_dims(row: dict, where: str, line: int) -> tuple | None:
     return normalise(values, SCALES["manifest"], where, line)
 
 
+MANIFEST_VERSION = 1  # bump when a change to read_manifest or its helpers changes the utterances it returns
+
+
 def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Utterance]:
     """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional arousal, valence,
     dominance on [0, 1]; a rated row without a label gets the class of its arousal and valence, so a dimensional
@@ -372,10 +437,3 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
                             "give it for every row or for none")
     return sorted(utts)
 
-
-READERS: dict[str, Callable[[str | Path], list[Utterance]]] = {
-    "emodb": read_emodb, "ravdess": read_ravdess, "crema-d": read_crema_d, "tess": read_tess, "savee": read_savee,
-    "emovo": read_emovo, "shemo": read_shemo, "subesco": read_subesco, "esd": read_esd, "casia": read_casia,
-    "mesd": read_mesd, "jl-corpus": read_jl_corpus, "asvp-esd": read_asvp_esd, "vivae": read_vivae,
-    "iemocap": read_iemocap, "meld": read_meld, "msp-podcast": read_msp_podcast,
-}

@@ -17,6 +17,13 @@ VALID_FRACTION = TEST_FRACTION = 0.1
 HOLDOUT_FRACTION = 0.2  # validation taken from a fold's train list when the fold has none of its own
 # Corpora whose k-fold unit is not the speaker: IEMOCAP's sessions (two speakers each) are its natural folds.
 FOLD_UNITS = {"iemocap": lambda speaker: speaker[:5]}
+SPLIT_RULE_VERSION = 1  # bump when a change to this module's functions (or FOLD_UNITS') moves any utterance
+
+
+def split_rule() -> dict:
+    """The data that decides every split: the rule's version and the constants above (part of corpus versions)."""
+    return {"version": SPLIT_RULE_VERSION, "methods": list(METHODS), "valid": VALID_FRACTION, "test": TEST_FRACTION,
+            "holdout": HOLDOUT_FRACTION, "fold_units": sorted(FOLD_UNITS)}
 
 
 def derive_seed(*keys: object) -> int:
