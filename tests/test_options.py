@@ -46,10 +46,11 @@ def test_choices_come_from_the_library():
     from exhubert_jax.config import INPUT_MODES, LABEL_SPACES
     from exhubert_jax.dimensional import LOSSES
     from exhubert_jax.optim import SCHEDULES
+    from exhubert_jax.update_rules import UPDATES
 
     choices = {a.dest: a.choices for a in cli.build_parser()._actions}
-    assert (choices["schedule"], choices["input"], choices["labels"], choices["dim_loss"]) == (
-        SCHEDULES, INPUT_MODES, LABEL_SPACES, LOSSES)
+    assert (choices["schedule"], choices["input"], choices["labels"], choices["dim_loss"], choices["update"]) == (
+        SCHEDULES, INPUT_MODES, LABEL_SPACES, LOSSES, UPDATES)
     assert tuple(stages.STAGES) == choices["stage"]
 
 
