@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ExhubertError
+from .options import TrainOptions, flags, resumable
 
 RUN_JSON = "run.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "transformers", "torch")
-# Options that may differ on resume without changing the parameters trained (how often to look, not what to learn).
-RESUMABLE = frozenset({"eval_every", "checkpoint_every", "keep", "quiet", "log_every", "stop_after", "max_bad_steps",
-                       "curve_png"})
+# Options that may differ on resume without changing the parameters trained (how often to look, not what to learn):
+# those declared resumable (exhubert_jax.options).
+RESUMABLE = resumable(TrainOptions)
+FLAGS = flags(TrainOptions)  # how a refusal names each option
 
 
 class RunConfigError(ExhubertError):
@@ -56,13 +58,15 @@ def build(options: Mapping[str, Any], model_config: Mapping[str, Any], corpora: 
 def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Options, model settings and corpora that differ between two run.json documents and change the result."""
     diffs = []
+    current = json.loads(json.dumps(current, default=str))  # as it will be read back (tuples as lists)
     saved_opts, cur_opts = saved.get("options", {}), current.get("options", {})
     steps_matter = cur_opts.get("schedule", "constant") != "constant"  # a decaying schedule is shaped by --steps
     for key in sorted(set(saved_opts) | set(cur_opts)):
         if key in RESUMABLE or (key == "steps" and not steps_matter):
             continue
         if saved_opts.get(key) != cur_opts.get(key):
-            diffs.append(f"--{key.replace('_', '-')} (was {saved_opts.get(key)!r}, now {cur_opts.get(key)!r})")
+            flag = FLAGS.get(key, f"--{key.replace('_', '-')}")
+            diffs.append(f"{flag} (was {saved_opts.get(key)!r}, now {cur_opts.get(key)!r})")
     for key in sorted(set(saved.get("model", {})) | set(current.get("model", {}))):
         if saved.get("model", {}).get(key) != current.get("model", {}).get(key):
             diffs.append(f"model {key} (was {saved['model'].get(key)!r}, now {current['model'].get(key)!r})")

@@ -5,23 +5,26 @@ Each stage takes the parsed command line (an argparse.Namespace with the flags o
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from .config import EMOTION_CLASSES
 from .errors import ExhubertError
+from .options import TrainOptions, from_args, stage_defaults
+from .stage_flags import StageFlags
 
-# The paper's settings (section 4.1): AdamW, lr 1e-5, 3k steps, 3 s inputs (the model card's length).
-PAPER = dict(steps=3000, batch_size=8, max_seconds=3.0, lr=1e-5, eval_every=500, preset="large")
-# The demo's: a tiny model needs a much larger lr to learn in a few CPU minutes. 400 rounds over the 3 demo corpora
-# are 1200 corpus batches.
-DEMO = dict(steps=400, batch_size=8, max_seconds=1.0, lr=2e-3, eval_every=50, preset="tiny")
+# The paper's settings (section 4.1): AdamW, lr 1e-5, 3k steps, 3 s inputs (the model card's length); the demo's: a
+# tiny model needs a much larger lr to learn in a few CPU minutes (400 rounds over the 3 demo corpora are 1200 corpus
+# batches); the paper's transfer curves run over 10k steps. Each is declared with its option (exhubert_jax.options).
+PAPER = stage_defaults("paper", TrainOptions, StageFlags)
+DEMO = stage_defaults("demo", TrainOptions, StageFlags)
+TRANSFER_STEPS = stage_defaults("transfer", TrainOptions)["steps"]
 # Demo model: the tiny preset without dropout/masking, and with the base-style GroupNorm CNN: the layer-norm CNN
 # normalises every frame and so erases the energy contour that the synthetic classes differ in (measured: mean
 # validation UAR ~0.33 with it, ~0.65-0.70 without, at the same settings).
 DEMO_OVERRIDES = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0,
                       layerdrop=0.0, mask_time_prob=0.0, feat_extract_norm="group", conv_bias=False)
-TRANSFER_STEPS = 10000  # the paper's transfer curves run over 10k steps
 CONVERT_HINT = ("convert HuBERT Large first: python -m converters.torch_to_flax hubert-large-ls960-ft "
                 "checkpoints/hubert-large, then pass --init checkpoints/hubert-large (or --random-init to train "
                 "from random weights on purpose)")
@@ -149,22 +152,11 @@ def load_model(args, init: str | None, demo: bool):
 
 
 def train_options(args, demo: bool, **extra):
-    """TrainOptions from flags, with paper or demo defaults for what was not given."""
-    from .head import parse_task_weights
-    from .trainer import TrainOptions
-
-    base = dict(DEMO if demo else PAPER)
-    if args.stage == "transfer" and not demo:
-        base["steps"] = TRANSFER_STEPS
-    pick = lambda flag: getattr(args, flag) if getattr(args, flag) is not None else base[flag]
-    steps = pick("steps")
-    return TrainOptions(steps=steps, batch_size=pick("batch_size"), max_seconds=pick("max_seconds"), lr=pick("lr"),
-                        schedule=args.schedule, warmup_steps=args.warmup_steps, update=args.update,
-                        eval_every=min(pick("eval_every"), max(steps, 1)), weight_decay=args.weight_decay,
-                        clip_norm=args.clip_norm, accumulate=args.accumulate, keep=args.keep, seed=args.seed,
-                        max_bad_steps=args.max_bad_steps, quiet=args.quiet, patience=args.patience,
-                        input_mode=args.input, task_weights=parse_task_weights(args.task_weights),
-                        dim_loss=args.dim_loss, **extra)
+    """TrainOptions from flags, with the demo's, transfer's or paper's defaults for what was not given; evaluations
+    no further apart than the run is long."""
+    kind = "demo" if demo else "transfer" if args.stage == "transfer" else "paper"
+    opts = from_args(TrainOptions, args, kind, **extra)
+    return dataclasses.replace(opts, eval_every=min(opts.eval_every, max(opts.steps, 1)))
 
 
 # ------------------------------------------------------------------------------------------------------- stages
@@ -283,7 +275,7 @@ def stage_transfer(args) -> int:
     classes = tuple(corpora[names[0]].native_labels) if args.labels == "native" else EMOTION_CLASSES
     params, config = heads_for_task(params, model.config, args.task, classes, args.seed)
     model, params = with_adapters(args, model.clone(config=config), params)
-    opts = train_options(args, demo, label_space=args.labels, curve_png=True)
+    opts = train_options(args, demo, curve_png=True)
     workdir = default_workdir(args)
     code = run_training(args, model, params, corpora, opts, workdir, init)
     print(f"validation UAR curve -> {workdir / 'uar_curve.png'}")

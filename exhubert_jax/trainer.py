@@ -15,14 +15,13 @@ import optax
 from jax.sharding import Mesh
 
 from . import runconfig
-from .config import INPUT_MODES, LABEL_SPACES
 from .data.batching import RoundRobin
-from .dimensional import LOSSES
 from .data.card import CardProtocol
 from .data.prefetch import Prefetch
-from .data.audio import MIN_SAMPLES, SAMPLE_RATE
+from .data.audio import SAMPLE_RATE
 from .interrupts import Interrupted, held
-from .optim import SCHEDULES, make_optimizer, make_schedule
+from .optim import make_optimizer, make_schedule
+from .options import TrainOptions
 from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
@@ -30,63 +29,7 @@ from .workdir_lock import workdir_lock
 from .step_monitor import StepMonitor
 from .training import TrainError, TrainState, check_batch_size, create_state
 from .placement import batch_arrays, data_shard, local_size, pad_rows, to_device
-from .update_rules import UPDATE_RULES, UPDATES
-
-
-@dataclasses.dataclass
-class TrainOptions:
-    """Knobs of one training run (CLI flags map onto these; the names are the flags without dashes)."""
-
-    steps: int = 3000
-    batch_size: int = 8
-    max_seconds: float = 3.0
-    lr: float = 1e-5
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.01
-    clip_norm: float | None = None
-    accumulate: int = 1
-    update: str = "round"
-    eval_every: int = 500
-    checkpoint_every: int | None = None  # default: eval_every
-    keep: int = 3
-    seed: int = 0
-    label_space: str = "emotion"
-    input_mode: str = "masked"
-    task_weights: tuple[float, float] = (1.0, 1.0)  # (categorical, dimensional) loss weights (training.batch_loss)
-    dim_loss: str = "ccc"  # 1 - CCC, or mse
-    patience: int | None = None  # evaluations without a better mean validation UAR before stopping
-    max_bad_steps: int = 10
-    log_every: int = 10
-    quiet: bool = False
-    curve_png: bool = False
-    stop_after: int | None = None  # stop (checkpointed) after this step, as if interrupted; for tests
-
-    def validate(self) -> None:
-        """A TrainError naming the one flag whose value cannot work."""
-        positive = ("steps", "batch_size", "eval_every", "accumulate", "keep", "max_bad_steps", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise TrainError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        checks = [
-            ("lr", self.lr > 0, "must be positive"),
-            ("weight-decay", self.weight_decay >= 0, "must not be negative"),
-            ("max-seconds", self.max_seconds * SAMPLE_RATE >= MIN_SAMPLES,
-             f"must cover one HuBERT frame ({MIN_SAMPLES / SAMPLE_RATE} s)"),
-            ("clip-norm", self.clip_norm is None or self.clip_norm > 0, "must be positive"),
-            ("checkpoint-every", self.checkpoint_every is None or self.checkpoint_every >= 1, "must be at least 1"),
-            ("patience", self.patience is None or self.patience >= 1, "must be at least 1"),
-            ("update", self.update in UPDATES, f"must be one of {', '.join(UPDATES)}"),
-            ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
-            ("labels", self.label_space in LABEL_SPACES, f"must be one of {', '.join(LABEL_SPACES)}"),
-            ("input", self.input_mode in INPUT_MODES, f"must be one of {', '.join(INPUT_MODES)}"),
-            ("task-weights", len(self.task_weights) == 2 and min(self.task_weights) >= 0 and max(self.task_weights) > 0,
-             "must be two non-negative weights (categorical, dimensional), not both 0"),
-            ("dim-loss", self.dim_loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
-        ]
-        for flag, ok, why in checks:
-            if not ok:
-                raise TrainError(f"--{flag} {why}, got {getattr(self, flag.replace('-', '_'), None)!r}")
+from .update_rules import UPDATE_RULES
 
 
 @dataclasses.dataclass

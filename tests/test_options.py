@@ -1,0 +1,170 @@
+"""Each train.py option declared once (exhubert_jax.options, exhubert_jax.stage_flags): the parser, validate(), the
+stage defaults, the stage refusal, run.json's options and the resumable options all come from the declaration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+import train as cli
+from exhubert_jax import runconfig, stages
+from exhubert_jax.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of, flag_of,
+                                  from_args, option, resumable, run_options, specs, stage_defaults, unused_flag)
+from exhubert_jax.stage_flags import StageFlags
+from exhubert_jax.training import TrainError
+
+# train.py's flags as they were spelled before they were declared (none may change).
+FLAGS = """--stage --corpora --corpus --data-dir --workdir --init --random-init --preset --steps --update --batch-size
+--max-seconds --input --lr --schedule --warmup-steps --weight-decay --eval-every --patience --keep --seed --dtype
+--remat --clip-norm --accumulate --max-bad-steps --labels --task --task-weights --dim-loss --adapter --copies --style --freeze
+--distributed --coordinator --num-processes --process-id --quiet""".split()
+# run.json's option keys of runs started before (an old run folder must still resume).
+RUN_KEYS = """steps batch_size max_seconds lr schedule warmup_steps weight_decay clip_norm accumulate update eval_every
+checkpoint_every keep seed label_space input_mode task_weights dim_loss patience max_bad_steps log_every quiet
+curve_png stop_after""".split()
+
+
+def parser_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of the parser but --help."""
+    return [s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help")]
+
+
+def test_the_parser_is_the_declared_flags_each_once():
+    declared = [flag_of(f) for cls in (StageFlags, TrainOptions) for f, _ in specs(cls) if flag_of(f)]
+    got = parser_flags(cli.build_parser())
+    assert sorted(got) == sorted(declared) == sorted(FLAGS) and len(set(got)) == len(got)
+    assert {f.name for f, _ in specs(TrainOptions)} == {f.name for f in dataclasses.fields(TrainOptions)}
+    assert flag_of(dataclasses.fields(TrainOptions)[0]) == "--steps"
+    named = {f.name: (flag_of(f), dest_of(f)) for f in dataclasses.fields(TrainOptions)}
+    assert named["label_space"] == ("--labels", "labels") and named["input_mode"] == ("--input", "input")
+    assert named["log_every"] == (None, None)  # an API-only option has no flag
+
+
+def test_choices_come_from_the_library():
+    from exhubert_jax.config import INPUT_MODES, LABEL_SPACES
+    from exhubert_jax.dimensional import LOSSES
+    from exhubert_jax.optim import SCHEDULES
+    from exhubert_jax.update_rules import UPDATES
+
+    choices = {a.dest: a.choices for a in cli.build_parser()._actions}
+    assert (choices["schedule"], choices["input"], choices["labels"], choices["dim_loss"], choices["update"]) == (
+        SCHEDULES, INPUT_MODES, LABEL_SPACES, LOSSES, UPDATES)
+    assert tuple(stages.STAGES) == choices["stage"]
+
+
+BAD = [  # (field, value, flag): every checked option, each with a value that cannot work
+    ("steps", 0, "--steps"), ("batch_size", 0, "--batch-size"), ("eval_every", 0, "--eval-every"),
+    ("accumulate", 0, "--accumulate"), ("keep", 0, "--keep"), ("max_bad_steps", 0, "--max-bad-steps"),
+    ("log_every", 0, "log_every"), ("checkpoint_every", 0, "checkpoint_every"), ("patience", 0, "--patience"),
+    ("lr", -1.0, "--lr"), ("lr", 0.0, "--lr"), ("weight_decay", -0.5, "--weight-decay"),
+    ("max_seconds", 0.01, "--max-seconds"), ("clip_norm", 0.0, "--clip-norm"), ("update", "sometimes", "--update"),
+    ("schedule", "step", "--schedule"), ("label_space", "nativ", "--labels"), ("input_mode", "x", "--input"),
+    ("task_weights", (0.0, 0.0), "--task-weights"), ("task_weights", (1.0, -1.0), "--task-weights"),
+    ("dim_loss", "mae", "--dim-loss"),
+]
+
+
+@pytest.mark.parametrize("field, value, flag", BAD)
+def test_a_bad_value_names_its_flag_and_the_value(field, value, flag):
+    with pytest.raises(TrainError) as error:
+        TrainOptions(**{field: value}).validate()
+    assert str(error.value).startswith(f"{flag} ") and str(error.value).endswith(f", got {value!r}")
+
+
+def test_every_checked_option_is_tried_above_and_the_defaults_pass():
+    checked = {f.name for f, spec in specs(TrainOptions) if spec.check or spec.choices}
+    assert checked == {field for field, _, _ in BAD}
+    TrainOptions().validate()
+    TrainOptions(patience=None, clip_norm=None, checkpoint_every=None, stop_after=None).validate()
+
+
+def test_a_bad_flag_on_the_command_line_is_named_with_its_value():
+    args = cli.parse_args(["--stage", "transfer", "--corpus", "demo-b", "--input", "card", "--weight-decay", "-1"])
+    with pytest.raises(TrainError, match=r"^--weight-decay must not be negative, got -1.0$"):
+        stages.train_options(args, demo=False).validate()
+
+
+def test_stage_defaults_are_the_papers_the_demos_and_transfers():
+    assert stages.PAPER == dict(steps=3000, batch_size=8, max_seconds=3.0, lr=1e-5, eval_every=500, preset="large")
+    assert stages.DEMO == dict(steps=400, batch_size=8, max_seconds=1.0, lr=2e-3, eval_every=50, preset="tiny")
+    assert stages.TRANSFER_STEPS == 10000
+    assert stage_defaults("transfer", TrainOptions, StageFlags) == {**stages.PAPER, "steps": 10000}
+
+
+@pytest.mark.parametrize("argv, demo, expected", [
+    (["--stage", "finetune"], False, dict(steps=3000, lr=1e-5, max_seconds=3.0, eval_every=500, label_space="emotion")),
+    (["--stage", "finetune"], True, dict(steps=400, lr=2e-3, max_seconds=1.0, eval_every=50, label_space="emotion")),
+    (["--stage", "transfer", "--corpus", "x"], False, dict(steps=10000, lr=1e-5, eval_every=500,
+                                                           label_space="native")),
+    (["--stage", "transfer", "--corpus", "x"], True, dict(steps=400, lr=2e-3, eval_every=50, label_space="native")),
+    (["--steps", "20", "--lr", "0.1", "--task-weights", "dimensional=0.5", "--input", "card"], True,
+     dict(steps=20, lr=0.1, eval_every=20, task_weights=(1.0, 0.5), input_mode="card", batch_size=8)),
+    (["--stage", "transfer", "--corpus", "x", "--labels", "emotion", "--quiet", "--seed", "3"], False,
+     dict(label_space="emotion", quiet=True, seed=3)),
+])
+def test_train_options_from_flags(argv, demo, expected):
+    opts = stages.train_options(cli.parse_args(argv), demo)
+    assert {k: getattr(opts, k) for k in expected} == expected
+
+
+def test_the_stage_table_is_the_former_hand_table():
+    former = {**{flag: TRAINING for flag in (
+        "data_dir", "random_init", "preset", "steps", "update", "batch_size", "max_seconds", "input", "lr",
+        "schedule", "warmup_steps", "weight_decay", "eval_every", "patience", "keep", "clip_norm", "accumulate",
+        "max_bad_steps", "adapter", "task", "task_weights", "dim_loss")},
+        "corpora": ("finetune",), "corpus": ("transfer",), "labels": ("transfer",),
+        "copies": ("expand",), "style": ("expand",)}
+    table = {dest_of(f): spec.stages for cls in (StageFlags, TrainOptions) for f, spec in specs(cls)
+             if dest_of(f) and spec.stages != STAGE_NAMES}
+    assert table == former
+
+
+def test_resumable_options_and_run_json_keys_are_as_before():
+    assert runconfig.RESUMABLE == {"eval_every", "checkpoint_every", "keep", "quiet", "log_every", "stop_after",
+                                   "max_bad_steps", "curve_png"}
+    assert sorted(run_options(TrainOptions())) == sorted(RUN_KEYS)
+
+
+def document(opts: TrainOptions) -> dict:
+    """A run.json document of these options (no model, no corpora)."""
+    return runconfig.build(run_options(opts), {}, {})
+
+
+def test_an_old_run_json_resumes_and_a_change_names_its_flag():
+    opts = TrainOptions(task_weights=(1.0, 0.5), label_space="native")
+    old = dict(options={**dataclasses.asdict(opts), "task_weights": [1.0, 0.5]}, model={}, corpora={})
+    assert runconfig.differences(old, document(opts)) == []
+    assert runconfig.differences(old, dict(document(opts), options=dataclasses.asdict(opts))) == []  # tuple vs list
+    assert runconfig.differences(old, document(dataclasses.replace(opts, keep=9, eval_every=7))) == []
+    assert runconfig.differences(old, document(dataclasses.replace(opts, label_space="emotion"))) == [
+        "--labels (was 'native', now 'emotion')"]
+    assert runconfig.differences(old, document(dataclasses.replace(opts, input_mode="card"))) == [
+        "--input (was 'masked', now 'card')"]
+
+
+@dataclasses.dataclass
+class WithEma(TrainOptions):
+    """TrainOptions and one more option, declared as the README says: one field."""
+
+    ema: float = option(0.0, type=float, check=NON_NEGATIVE, stages=TRAINING, demo=0.5,
+                        help="parameter EMA decay (demo {demo})")
+
+
+def test_one_declared_field_is_a_flag_a_check_a_stage_default_and_a_run_json_key():
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_flags(parser, StageFlags)
+    add_flags(parser, WithEma)
+    assert parser_flags(parser).count("--ema") == 1
+    assert "demo 0.5" in next(a.help for a in parser._actions if a.dest == "ema")
+    args = parser.parse_args(["--ema", "0.9"])
+    assert from_args(WithEma, args, "paper").ema == 0.9
+    assert from_args(WithEma, parser.parse_args([]), "demo").ema == 0.5
+    assert from_args(WithEma, parser.parse_args([]), "paper").ema == 0.0
+    assert stage_defaults("demo", WithEma)["ema"] == 0.5 and "ema" not in stage_defaults("paper", WithEma)
+    with pytest.raises(TrainError, match=r"^--ema must not be negative, got -1.0$"):
+        WithEma(ema=-1.0).validate()
+    assert run_options(WithEma(ema=0.25))["ema"] == 0.25 and "ema" not in resumable(WithEma)
+    refused = unused_flag(parser, parser.parse_args(["--stage", "expand", "--ema", "0.9"]), WithEma, StageFlags)
+    assert refused == "--ema does nothing with --stage expand; it is used by --stage finetune and transfer"
