@@ -21,7 +21,7 @@ from .data.prefetch import Prefetch
 from .data.audio import SAMPLE_RATE
 from .interrupts import Interrupted, held
 from .optim import make_optimizer, make_schedule
-from .options import TrainOptions
+from .options import TrainOptions, run_options
 from .predict import Predictor, validation_uar
 from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
@@ -244,7 +244,7 @@ def check_devices(batch_size: int, mesh: Mesh | None) -> None:
 
 def run_document(opts: TrainOptions, config: Any, train_sources: Mapping[str, Any], run_info: Mapping | None) -> dict:
     """run.json of a run: its options, model config and the training corpora's fingerprints, with `run_info`."""
-    return runconfig.build({**dataclasses.asdict(opts), "task_weights": list(opts.task_weights)}, config.to_dict(),
+    return runconfig.build(run_options(opts), config.to_dict(),
                            {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())},
                            **dict(run_info or {}))
 
