@@ -398,7 +398,7 @@ def main(argv=None) -> int:
     import jax
 
     from exhubert_jax import evaluation as ev
-    from exhubert_jax.checkpoint import from_pretrained
+    from exhubert_jax.pretrained import from_pretrained
     from exhubert_jax.predict import Predictor
     from exhubert_jax.placement import make_mesh, replicated
 

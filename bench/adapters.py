@@ -75,7 +75,7 @@ def run(model, params, labels, corpora: dict, steps: int, eval_every: int, opts:
     from exhubert_jax.data.batching import RoundRobin
     from exhubert_jax.optim import make_optimizer
     from exhubert_jax.predict import Predictor, validation_uar
-    from exhubert_jax.training import create_state, make_train_step
+    from exhubert_jax.train_step import create_state, make_train_step
     from exhubert_jax.placement import batch_arrays, to_device
 
     tx = make_optimizer(labels, opts["lr"])

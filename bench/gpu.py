@@ -72,7 +72,7 @@ def train_step(config, labels, dtype, attention, unroll: int = 1):
     """Our jitted, donated train step for this model and attention backend."""
     from exhubert_jax.model import HubertForSequenceClassification
     from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.training import make_train_step
+    from exhubert_jax.train_step import make_train_step
     model = HubertForSequenceClassification(config, dtype=dtype, attention_implementation=attention,
                                             scan_unroll=unroll)
     tx = make_optimizer(labels, LR)
@@ -91,7 +91,7 @@ def step_flops(config, batch: dict, dtype) -> float:
 
     from exhubert_jax.model import param_shapes
     from exhubert_jax.optim import param_labels
-    from exhubert_jax.training import create_state
+    from exhubert_jax.train_step import create_state
 
     @functools.cache
     def cost(cfg, unroll):
@@ -113,7 +113,7 @@ def job_ours(args, spec: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from exhubert_jax.training import create_state
+    from exhubert_jax.train_step import create_state
     params, config, labels = expanded_model(args.preset)
     step, tx = train_step(config, labels, jnp.bfloat16, spec["attention"])
     batch = jax.device_put(padded_batch(spec["batch"], args.seconds))

@@ -45,7 +45,7 @@ def run_ours(args, remat: bool) -> None:
     from exhubert_jax.expansion import expand
     from exhubert_jax.model import HubertForSequenceClassification, init_params
     from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.training import create_state, make_train_step
+    from exhubert_jax.train_step import create_state, make_train_step
     plain = expanded_config(args.preset).replace(expansion_copies=0, expansion_style=None)
     params, config, labels = expand(init_params(plain, 0), plain, copies=1, style="zll")
     tx = make_optimizer(labels, 1e-5)

@@ -20,7 +20,7 @@ from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 from exhubert_jax import HubertForSequenceClassification, init_params, preset  # noqa: E402
 from exhubert_jax.optim import make_optimizer, param_labels  # noqa: E402
 from exhubert_jax.stages import DEMO_OVERRIDES  # noqa: E402
-from exhubert_jax.training import RoundStep, create_state, make_train_step  # noqa: E402
+from exhubert_jax.train_step import RoundStep, create_state, make_train_step  # noqa: E402
 from exhubert_jax.placement import to_device  # noqa: E402
 
 

@@ -32,7 +32,7 @@ from exhubert_jax.expansion_spec import subtree  # noqa: E402
 from exhubert_jax.model import HubertForSequenceClassification  # noqa: E402
 from exhubert_jax.optim import count, make_optimizer, param_labels  # noqa: E402
 from exhubert_jax.runtime import use_hugepage_malloc  # noqa: E402
-from exhubert_jax.training import create_state, make_train_step  # noqa: E402
+from exhubert_jax.train_step import create_state, make_train_step  # noqa: E402
 
 LR = 1e-5
 

@@ -33,7 +33,7 @@ import numpy as np
 from exhubert_jax import adapters, runconfig
 from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax.atomic import atomic_directory
-from exhubert_jax.checkpoint import from_pretrained
+from exhubert_jax.pretrained import from_pretrained
 from exhubert_jax.config import HubertConfig, check_plain, to_hf_config
 from exhubert_jax.data.card import INPUT_MODES, feature_extractor_config
 from exhubert_jax.run_checkpoints import resolve_checkpoint_dir

@@ -304,7 +304,7 @@ def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.nda
     """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; layout
     Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first, and
     one that the adapter-free model lacks (an unmerged adapter's) is refused by name."""
-    from exhubert_jax.checkpoint import check_tree
+    from exhubert_jax.pretrained import check_tree
     from exhubert_jax.model import param_shapes
 
     check_tree(params, param_shapes(config), f"export of a {config.total_layers}-layer model (style "

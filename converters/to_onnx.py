@@ -28,8 +28,7 @@ import numpy as np
 
 from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax import adapters
-from exhubert_jax.adapter_spec import lookup
-from exhubert_jax.checkpoint import from_pretrained, load_config
+from exhubert_jax.pretrained import from_pretrained, load_config
 from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line
 from exhubert_jax.interrupts import held

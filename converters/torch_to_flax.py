@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from exhubert_jax.cli import USER_ERROR, command
-from exhubert_jax.checkpoint import save_pretrained
+from exhubert_jax.pretrained import save_pretrained
 from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset, to_hf_config
 from exhubert_jax.model import init_params, param_shapes
 

@@ -4,7 +4,7 @@ import importlib
 
 # Imported on first use, so that a command (exhubert_jax.cli) starts without JAX and answers Ctrl-C at once.
 _LAZY = {
-    "from_pretrained": "checkpoint", "save_pretrained": "checkpoint", "HubertConfig": "config",
+    "from_pretrained": "pretrained", "save_pretrained": "pretrained", "HubertConfig": "config",
     "from_hf_config": "config", "preset": "config", "to_hf_config": "config",
     "EncoderOutput": "model", "HubertForSequenceClassification": "model", "HubertModel": "model",
     "HubertOutput": "model", "init_params": "model", "param_shapes": "model",

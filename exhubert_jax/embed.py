@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     """Entry point; 2 for user errors (one line, no traceback)."""
     args = parse_args(argv)
     from exhubert_jax import embeddings as emb
-    from exhubert_jax.checkpoint import from_pretrained
+    from exhubert_jax.pretrained import from_pretrained
     from exhubert_jax.evaluation import check_audio_path, resolve_checkpoint
 
     model, params = from_pretrained(resolve_checkpoint(args.checkpoint))

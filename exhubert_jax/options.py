@@ -15,7 +15,7 @@ from .data.audio import MIN_SAMPLES, SAMPLE_RATE
 from .dimensional import LOSSES
 from .head import parse_task_weights
 from .optim import SCHEDULES
-from .training import TrainError
+from .train_step import TrainError
 from .update_rules import UPDATES
 
 STAGE_NAMES = ("finetune", "expand", "transfer")

@@ -169,7 +169,7 @@ def evaluate_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input
     """The stage's checkpoint (best/, else final/) on the corpus's test split: UAR, and targets and predictions
     by class index with their class names (for the pooled UAR)."""
     from . import evaluation as ev
-    from .checkpoint import from_pretrained
+    from .pretrained import from_pretrained
     from .data.dataset import open_prepared
 
     checkpoint = ev.resolve_checkpoint(stage.workdir)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from .checkpoint import CheckpointWriteError, ignore_late_reads, orbax_damage, quiet_orbax, save_pretrained
+from .pretrained import CheckpointWriteError, ignore_late_reads, orbax_damage, quiet_orbax, save_pretrained
 from .errors import ExhubertError, one_line, reraise_interrupt
 
 CHECKPOINTS, BEST, FINAL, BEST_JSON = "checkpoints", "best", "final", "best.json"

@@ -167,7 +167,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     from .adapters import labels as adapter_labels
     from .optim import count
     from .reporting import uar_table
-    from .trainer import score_name, train
+    from .train_loop import score_name, train
     from .placement import make_mesh
 
     opts.validate()  # before anything is printed or compiled

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import jax
 
 from .reporting import RunLog
-from .training import TrainError
+from .train_step import TrainError
 
 
 def progress_bar(total: int, start: int, unit: str, quiet: bool):

@@ -8,7 +8,7 @@ from typing import Any
 import optax
 from jax.sharding import Mesh
 
-from .training import RoundStep, TrainState, make_train_step
+from .train_step import RoundStep, TrainState, make_train_step
 
 
 class RoundUpdate:

@@ -14,13 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 import exhubert_jax.stages as stages  # noqa: E402
-import exhubert_jax.trainer as trainer  # noqa: E402
+import exhubert_jax.train_loop as train_loop  # noqa: E402
 import train  # noqa: E402
 
 
 def main() -> int:
     stop, out, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
-    options, fit, step = stages.train_options, trainer.train, trainer.Trainer._train_step
+    options, fit, step = stages.train_options, train_loop.train, train_loop.Trainer._train_step
     if stop != "-":
         stages.train_options = lambda *a, **k: dataclasses.replace(options(*a, **k), stop_after=int(stop))
     step_s: list[float] = []
@@ -37,7 +37,7 @@ def main() -> int:
                                        final_uar=result.final_uar, step_s=step_s)))
         return result
 
-    trainer.Trainer._train_step, trainer.train = timed_step, recorded
+    train_loop.Trainer._train_step, train_loop.train = timed_step, recorded
     return train.main(argv)
 
 

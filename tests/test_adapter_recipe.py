@@ -22,7 +22,7 @@ from exhubert_jax.adapters.core import Method, leaf_regex, map_dense, register
 from exhubert_jax.config import ConfigError, from_hf_config
 from exhubert_jax.model import HubertForSequenceClassification
 from exhubert_jax.optim import TRAINABLE, make_optimizer, path_str
-from exhubert_jax.training import create_state, make_train_step
+from exhubert_jax.train_step import create_state, make_train_step
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -22,7 +22,7 @@ from exhubert_jax.adapters.core import is_adapter_leaf
 from exhubert_jax.config import ConfigError, HubertConfig, from_hf_config, preset
 from exhubert_jax.model import HubertForSequenceClassification, init_params
 from exhubert_jax.optim import FROZEN, TRAINABLE, count, make_optimizer, path_str, state_size
-from exhubert_jax.training import create_state, make_train_step
+from exhubert_jax.train_step import create_state, make_train_step
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -64,7 +64,7 @@ def test_refusal_names_both_paths(tmp_path):
 
 
 def test_an_export_refuses_a_leaf_the_config_does_not_describe(tmp_path):
-    from exhubert_jax.checkpoint import CheckpointError
+    from exhubert_jax.pretrained import CheckpointError
 
     config = preset("tiny")
     params = init_params(config, 0)
@@ -76,7 +76,7 @@ def test_an_export_refuses_a_leaf_the_config_does_not_describe(tmp_path):
 
 
 def test_save_pretrained_replaces_a_checkpoint_whole_and_keeps_its_other_files(tmp_path, monkeypatch):
-    from exhubert_jax import checkpoint, from_pretrained
+    from exhubert_jax import from_pretrained, pretrained
 
     config = preset("tiny")
     first, second = init_params(config, 0), init_params(config, 1)
@@ -89,8 +89,8 @@ def test_save_pretrained_replaces_a_checkpoint_whole_and_keeps_its_other_files(t
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:  # the disk fills after the weights were written, before config.json
-        m.setattr(checkpoint.HubertConfig, "save", full_disk)
-        with pytest.raises(checkpoint.CheckpointWriteError, match="No space left"):
+        m.setattr(pretrained.HubertConfig, "save", full_disk)
+        with pytest.raises(pretrained.CheckpointWriteError, match="No space left"):
             save_pretrained(out, config, second)
     assert files(out) == before  # the old checkpoint, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left

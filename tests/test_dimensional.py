@@ -10,7 +10,7 @@ import pytest
 from exhubert_jax import dimensional as dm
 from exhubert_jax.config import ConfigError, HubertConfig, from_hf_config, preset, to_hf_config
 from exhubert_jax.head import TaskError, heads_for_task, parse_task_weights
-from exhubert_jax.training import batch_loss
+from exhubert_jax.train_step import batch_loss
 from exhubert_jax.placement import batch_arrays
 
 

@@ -18,7 +18,7 @@ from converters.torch_io import read_source
 from converters.torch_to_flax import config_for
 from exhubert_jax import dimensional as dm
 from exhubert_jax.adapters import apply_spec
-from exhubert_jax.checkpoint import from_pretrained, save_pretrained
+from exhubert_jax.pretrained import from_pretrained, save_pretrained
 from exhubert_jax.config import preset
 from exhubert_jax.expansion import expand
 from exhubert_jax.model import HubertForSequenceClassification, init_params, param_shapes

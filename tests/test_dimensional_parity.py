@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from converters.mapping import params_to_state_dict
 from exhubert_jax.model import HubertForSequenceClassification
 from exhubert_jax.optim import make_optimizer, param_labels
-from exhubert_jax.training import RoundStep, create_state
+from exhubert_jax.train_step import RoundStep, create_state
 from exhubert_jax.placement import to_device
 from hf_models import padded_batch, save_tiny
 from test_train_parity import BETAS, DETERMINISTIC, EPS, LR, TOL, WEIGHT_DECAY, converted

@@ -14,7 +14,7 @@ from exhubert_jax import reporting
 from exhubert_jax.predict import Predictor
 from exhubert_jax.data.resolve import CorpusSpecError, resolve_corpora
 from exhubert_jax import HubertForSequenceClassification, init_params, metrics, preset, save_pretrained
-from exhubert_jax.checkpoint import from_pretrained
+from exhubert_jax.pretrained import from_pretrained
 from exhubert_jax.config import EMOTION_CLASSES
 from exhubert_jax.data import batching
 from exhubert_jax.data.audio import load_audio

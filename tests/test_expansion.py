@@ -15,7 +15,7 @@ from exhubert_jax import expansion
 from exhubert_jax.config import preset
 from exhubert_jax.expansion import ExpansionError, expand
 from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.training import create_state, make_train_step
+from exhubert_jax.train_step import create_state, make_train_step
 from exhubert_jax.optim import (FROZEN, TRAINABLE, LabelError, count, labels_from_rules, freezing_rules,
                                 make_optimizer, param_labels, path_str, state_size)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from exhubert_jax import from_pretrained, init_params, preset, save_pretrained
-from exhubert_jax.checkpoint import CheckpointError, CheckpointWriteError
+from exhubert_jax.pretrained import CheckpointError, CheckpointWriteError
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.run_checkpoints import DAMAGED, ResumeError, RunCheckpoints
 from fault_hooks import failing_open

@@ -98,7 +98,7 @@ def test_an_interrupted_checkpoint_read_is_an_interrupt_not_damage(made, monkeyp
 
 
 def test_training_interrupted_before_its_first_step_claims_no_checkpoint(tmp_path, monkeypatch):
-    from exhubert_jax.trainer import Trainer, train
+    from exhubert_jax.train_loop import Trainer, train
     from toys import opts, sources, tiny
 
     def first_step(self, step):

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from exhubert_jax import HubertForSequenceClassification, init_params, preset
     from exhubert_jax.optim import make_optimizer, param_labels
-    from exhubert_jax.training import TrainError, check_batch_size, create_state, make_train_step
+    from exhubert_jax.train_step import TrainError, check_batch_size, create_state, make_train_step
     from exhubert_jax.placement import make_mesh, to_device
 
     assert len(jax.devices()) == 4, jax.devices()

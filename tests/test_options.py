@@ -13,7 +13,7 @@ from exhubert_jax import runconfig, stages
 from exhubert_jax.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of, flag_of,
                                   from_args, option, resumable, run_options, specs, stage_defaults, unused_flag)
 from exhubert_jax.stage_flags import StageFlags
-from exhubert_jax.training import TrainError
+from exhubert_jax.train_step import TrainError
 
 # train.py's flags as they were spelled before they were declared (none may change).
 FLAGS = """--stage --corpora --corpus --data-dir --workdir --init --random-init --preset --steps --update --batch-size

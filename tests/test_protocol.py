@@ -144,7 +144,7 @@ def demo_dir(tmp_path_factory):
 
 def interrupt_in(workdir: Path, step: int, monkeypatch):
     """Ctrl-C as training step `step` of the run in workdir starts (once)."""
-    from exhubert_jax.trainer import Trainer
+    from exhubert_jax.train_loop import Trainer
 
     original, fired = Trainer._train_step, []
 

@@ -11,8 +11,8 @@ import pytest
 
 from exhubert_jax.optim import make_optimizer, make_schedule, merge_params, split_params, LabelError
 from exhubert_jax.runconfig import RunConfigError
-from exhubert_jax.trainer import TrainOptions, train
-from exhubert_jax.training import RoundStep, TrainError, create_state, make_train_step, weighted_cross_entropy
+from exhubert_jax.train_loop import TrainOptions, train
+from exhubert_jax.train_step import RoundStep, TrainError, create_state, make_train_step, weighted_cross_entropy
 from exhubert_jax.placement import to_device
 from toys import NO_DROPOUT, ToySource, opts, sources, tiny
 
@@ -155,7 +155,7 @@ def test_card_training_pads_every_batch_to_one_length(tmp_path):
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_the_schedule_counts_optimizer_updates_under_accumulation(kind):
-    from exhubert_jax.trainer import schedule_for
+    from exhubert_jax.train_loop import schedule_for
 
     schedule = schedule_for(TrainOptions(steps=8, accumulate=2, lr=1e-3, schedule=kind, warmup_steps=2))
     assert float(schedule(0)) == 0.0 and np.isclose(float(schedule(1)), 1e-3)  # 1 warm-up update, then the peak

@@ -31,7 +31,7 @@ from converters.torch_to_flax import config_for, convert
 from exhubert_jax.expansion import expand
 from exhubert_jax.model import HubertForSequenceClassification
 from exhubert_jax.optim import make_optimizer, param_labels
-from exhubert_jax.training import RoundStep, create_state, make_train_step
+from exhubert_jax.train_step import RoundStep, create_state, make_train_step
 from exhubert_jax.placement import to_device
 from hf_models import padded_batch, save_tiny
 

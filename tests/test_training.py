@@ -13,8 +13,8 @@ from exhubert_jax.optim import make_optimizer, param_labels
 from exhubert_jax.run_checkpoints import ResumeError
 from exhubert_jax.head import with_head
 from exhubert_jax.reporting import uar_table
-from exhubert_jax.trainer import train
-from exhubert_jax.training import TrainError, create_state, make_train_step
+from exhubert_jax.train_loop import train
+from exhubert_jax.train_step import TrainError, create_state, make_train_step
 from exhubert_jax.placement import batch_arrays, pad_rows, to_device
 from toys import NO_DROPOUT, leaves_equal, opts, sources, tiny
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from exhubert_jax import HubertForSequenceClassification, init_params, preset
 from exhubert_jax.optim import param_labels
-from exhubert_jax.trainer import TrainOptions
+from exhubert_jax.train_loop import TrainOptions
 
 NO_DROPOUT = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
 

@@ -27,7 +27,7 @@ from .reporting import RunLog, plot_uar_curve
 from .run_checkpoints import BEST, FINAL, RunCheckpoints
 from .workdir_lock import workdir_lock
 from .step_monitor import StepMonitor
-from .training import TrainError, TrainState, check_batch_size, create_state
+from .train_step import TrainError, TrainState, check_batch_size, create_state
 from .placement import batch_arrays, data_shard, local_size, pad_rows, to_device
 from .update_rules import UPDATE_RULES
 
@@ -239,7 +239,7 @@ def check_devices(batch_size: int, mesh: Mesh | None) -> None:
     check_batch_size(batch_size, mesh)
     if jax.process_count() > 1 and data_shard(mesh) is None:
         raise TrainError(f"{jax.process_count()} processes need a mesh over the devices of all of them "
-                         "(training.make_mesh())")
+                         "(placement.make_mesh())")
 
 
 def run_document(opts: TrainOptions, config: Any, train_sources: Mapping[str, Any], run_info: Mapping | None) -> dict:
