@@ -13,7 +13,13 @@ from .errors import ExhubertError
 from .expansion_spec import FREEZE_MODES, trainable_subtrees
 
 TRAINABLE, FROZEN = "trainable", "frozen"
-SCHEDULES = ("constant", "linear", "cosine")
+# What follows the warm-up, by --schedule name: (peak lr, updates after the warm-up) -> optax schedule. A new entry
+# here is a new --schedule choice (train.py's choices and validation read this mapping).
+SCHEDULES: dict[str, Callable[[float, int], optax.Schedule]] = {
+    "constant": lambda lr, n: optax.constant_schedule(lr),  # the paper's
+    "linear": lambda lr, n: optax.linear_schedule(lr, 0.0, n),  # to 0 at the last update
+    "cosine": lambda lr, n: optax.cosine_decay_schedule(lr, n),  # to 0 at the last update
+}
 
 
 class LabelError(ExhubertError, ValueError):
@@ -62,17 +68,15 @@ def param_labels(params: Any, config: HubertConfig, freeze: str = "original") ->
 
 
 def make_schedule(kind: str, lr: float, steps: int, warmup_steps: int = 0) -> float | optax.Schedule:
-    """Learning rate per optimizer update: an optional linear warm-up from 0 over warmup_steps, then constant (the
-    paper's), linear decay to 0 at `steps`, or cosine decay to 0 at `steps`. A plain float when nothing varies."""
+    """Learning rate per optimizer update: an optional linear warm-up from 0 over warmup_steps, then SCHEDULES[kind]
+    over the remaining updates. A plain float when nothing varies (constant without warm-up)."""
     if kind not in SCHEDULES:
         raise LabelError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
     if not 0 <= warmup_steps < max(steps, 1):
         raise LabelError(f"--warmup-steps must be in 0..{steps - 1} (fewer than --steps), got {warmup_steps}")
     if kind == "constant" and warmup_steps == 0:
         return lr
-    decay = steps - warmup_steps
-    after = {"constant": optax.constant_schedule(lr), "linear": optax.linear_schedule(lr, 0.0, decay),
-             "cosine": optax.cosine_decay_schedule(lr, decay)}[kind]
+    after = SCHEDULES[kind](lr, steps - warmup_steps)
     if warmup_steps == 0:
         return after
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup_steps), after], [warmup_steps])

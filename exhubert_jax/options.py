@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from .config import INPUT_MODES, LABEL_SPACES
 from .data.audio import MIN_SAMPLES, SAMPLE_RATE
@@ -43,7 +43,7 @@ class Spec:
 
     flag: str | bool | None  # None: --the-field-name; False: not on the command line (set through the API)
     help: str | None
-    choices: tuple | None
+    choices: Collection | None  # a tuple, or a mapping whose keys are the choices (read when parsing)
     type: Callable | None
     check: Check | None
     stages: tuple[str, ...]
@@ -55,7 +55,7 @@ class Spec:
     metavar: str | None
 
 
-def option(default: Any, *, flag: str | bool | None = None, help: str | None = None, choices: tuple | None = None,
+def option(default: Any, *, flag: str | bool | None = None, help: str | None = None, choices: Collection | None = None,
            type: Callable | None = None, check: Check | None = None, stages: tuple[str, ...] = STAGE_NAMES,
            paper: Any = dataclasses.MISSING, demo: Any = dataclasses.MISSING, transfer: Any = dataclasses.MISSING,
            resumable: bool = False, cli: Any = dataclasses.MISSING, parse: Callable | None = None,

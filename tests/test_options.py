@@ -168,3 +168,22 @@ def test_one_declared_field_is_a_flag_a_check_a_stage_default_and_a_run_json_key
     assert run_options(WithEma(ema=0.25))["ema"] == 0.25 and "ema" not in resumable(WithEma)
     refused = unused_flag(parser, parser.parse_args(["--stage", "expand", "--ema", "0.9"]), WithEma, StageFlags)
     assert refused == "--ema does nothing with --stage expand; it is used by --stage finetune and transfer"
+
+
+def test_a_schedule_added_where_the_readme_says_is_a_choice_that_counts_optimiser_updates(monkeypatch):
+    """README: a schedule is one entry of optim.SCHEDULES; train.py's choice, validate() and the optimiser follow."""
+    import optax
+
+    from exhubert_jax import optim
+    from exhubert_jax.train_loop import default_optimizer, schedule_for
+
+    monkeypatch.setitem(optim.SCHEDULES, "exponential", lambda lr, n: optax.exponential_decay(lr, n, 0.01))
+    args = cli.parse_args(["--schedule", "exponential", "--accumulate", "2", "--steps", "100", "--lr", "0.1"])
+    opts = stages.train_options(args, demo=True)
+    opts.validate()
+    schedule = schedule_for(opts)  # 100 steps of 2 accumulated batches are 50 optimiser updates
+    assert float(schedule(0)) == pytest.approx(0.1) and float(schedule(50)) == pytest.approx(0.1 * 0.01)
+    assert float(schedule(25)) == pytest.approx(0.1 * 0.1)
+    default_optimizer({"w": "trainable"}, opts)  # the optimiser is built on it
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--schedule", "stepwise"])
