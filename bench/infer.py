@@ -36,26 +36,67 @@ def make_files(root: Path, n: int, lo: float, hi: float, seed: int = 0) -> list[
     return paths
 
 
-def main(argv=None) -> dict:
-    """Time both paths on the same files; print and return the JSON result."""
+def _arguments(argv) -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     ap.add_argument("--preset", default="base")
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--min-seconds", type=float, default=0.5)
     ap.add_argument("--max-seconds", type=float, default=12.0)
     ap.add_argument("--batch", type=int, default=8)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def time_ours(model, params, clips: Path, batch: int) -> tuple[list, float, float, list]:
+    """`evaluate.py --audio`'s path over the folder twice: (predictions, cold seconds, warm seconds, compiled
+    shapes)."""
+    from exhubert_jax.evaluation import predict_audio
+    from exhubert_jax.predict import Predictor
+
+    predictor = Predictor(model)
+    start = time.perf_counter()
+    ours = predict_audio(model, params, clips, chunk_seconds=3.0, batch_size=batch, predictor=predictor)
+    cold_s = time.perf_counter() - start
+    start = time.perf_counter()
+    predict_audio(model, params, clips, chunk_seconds=3.0, batch_size=batch, predictor=predictor)
+    return ours, cold_s, time.perf_counter() - start, sorted(set(predictor.compiled_shapes))
+
+
+def time_pipeline(exported: Path, files: list[Path], batch: int) -> tuple[list, float]:
+    """transformers' audio-classification pipeline over the same decoded files: (predictions, seconds)."""
+    from transformers import Wav2Vec2FeatureExtractor, pipeline
+
+    from exhubert_jax.data.audio import load_audio
+
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
+                                         do_normalize=True, return_attention_mask=True)
+    classify = pipeline("audio-classification", model=str(exported), feature_extractor=extractor,
+                        device="cpu", top_k=None)
+    start = time.perf_counter()
+    inputs = [{"raw": load_audio(f), "sampling_rate": SAMPLE_RATE} for f in files]
+    theirs = classify(inputs, batch_size=batch)
+    return theirs, time.perf_counter() - start
+
+
+def single_chunk_gap(lengths: list[int], ours: list, theirs: list) -> tuple[int, float]:
+    """(files of at most one chunk, the largest probability difference on them): those go through the same
+    computation both ways (longer ones: our chunk average vs the pipeline's whole-file pass), so they must agree."""
+    single = [i for i, n in enumerate(lengths) if n <= 48000]
+    gap = max((abs(ours[i]["probabilities"][d["label"]] - d["score"]) for i in single for d in theirs[i]), default=0.0)
+    return len(single), gap
+
+
+def main(argv=None) -> dict:
+    """Time both paths on the same files; print and return the JSON result."""
+    args = _arguments(argv)
 
     import torch
-    from transformers import Wav2Vec2FeatureExtractor, pipeline
 
     from bench.common import hf_and_flax, machine
     from converters.flax_to_torch import export
     from exhubert_jax import HubertForSequenceClassification
     from exhubert_jax.config import EMOTION_CLASSES
     from exhubert_jax.data.audio import load_audio
-    from exhubert_jax.evaluation import predict_audio
-    from exhubert_jax.predict import Predictor
 
     torch_model, config, params = hf_and_flax(args.preset)
     config = config.replace(label_names=EMOTION_CLASSES)
@@ -67,37 +108,17 @@ def main(argv=None) -> dict:
         lengths = [len(load_audio(f)) for f in files]
         audio_seconds = sum(lengths) / SAMPLE_RATE
         exported = export(params, config, tmp / "exported")
-
-        predictor = Predictor(model)
-        start = time.perf_counter()
-        ours = predict_audio(model, params, tmp / "clips", chunk_seconds=3.0, batch_size=args.batch,
-                             predictor=predictor)
-        ours_s = time.perf_counter() - start
-        start = time.perf_counter()
-        predict_audio(model, params, tmp / "clips", chunk_seconds=3.0, batch_size=args.batch, predictor=predictor)
-        ours_warm_s = time.perf_counter() - start
-
-        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
-                                             do_normalize=True, return_attention_mask=True)
-        classify = pipeline("audio-classification", model=str(exported), feature_extractor=extractor,
-                            device="cpu", top_k=None)
-        start = time.perf_counter()
-        inputs = [{"raw": load_audio(f), "sampling_rate": SAMPLE_RATE} for f in files]
-        theirs = classify(inputs, batch_size=args.batch)
-        theirs_s = time.perf_counter() - start
-
-    # files of at most one chunk go through the same computation both ways (longer ones: our chunk average vs the
-    # pipeline's whole-file pass), so their probabilities must agree
-    single = [i for i, n in enumerate(lengths) if n <= 48000]
-    gap = max((abs(ours[i]["probabilities"][d["label"]] - d["score"]) for i in single for d in theirs[i]), default=0.0)
+        ours, ours_s, ours_warm_s, shapes = time_ours(model, params, tmp / "clips", args.batch)
+        theirs, theirs_s = time_pipeline(exported, files, args.batch)
+    n_single, gap = single_chunk_gap(lengths, ours, theirs)
     result = {"bench": "infer", "preset": args.preset, "files": len(files), "audio_seconds": round(audio_seconds, 1),
               "batch": args.batch, "ours": {"seconds": ours_s, "audio_s_per_s": audio_seconds / ours_s,
                                             "warm_seconds": ours_warm_s,
                                             "warm_audio_s_per_s": audio_seconds / ours_warm_s,
-                                            "compiled_shapes": sorted(set(predictor.compiled_shapes))},
+                                            "compiled_shapes": shapes},
               "pipeline": {"seconds": theirs_s, "audio_s_per_s": audio_seconds / theirs_s},
               "speedup_cold": theirs_s / ours_s, "speedup_warm": theirs_s / ours_warm_s,
-              "single_chunk_files": len(single), "single_chunk_max_prob_diff": gap,
+              "single_chunk_files": n_single, "single_chunk_max_prob_diff": gap,
               "loadavg": os.getloadavg(), "torch_threads": torch.get_num_threads(), **machine()}
     print(json.dumps(result))
     return result

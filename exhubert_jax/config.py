@@ -137,25 +137,7 @@ class HubertConfig:
             raise ConfigError(f"expansion_style must be one of {tuple(LAYOUTS)}, got {self.expansion_style!r}")
         if not self.expansion_copies and self.expansion_style is not None:
             raise ConfigError("expansion_style is set but expansion_copies is 0")
-        self._validate_adapters()
-
-    def _validate_adapters(self) -> None:
-        """Adapters: canonical specs, each method at most once, bbe first and matching the expansion fields."""
-        methods = []
-        for spec in self.adapters:
-            try:
-                method, options = parse_spec(spec)
-                if canonical(spec) != spec:
-                    raise AdapterSpecError(f"not in canonical form (expected {canonical(spec)!r})")
-            except AdapterSpecError as e:
-                raise ConfigError(f"adapters entry {spec!r}: {e}") from None
-            if method in methods:
-                raise ConfigError(f"adapters: method {method!r} appears twice in {list(self.adapters)}")
-            if method == "bbe" and (methods or (options["copies"], options["style"]) !=
-                                    (self.expansion_copies, self.expansion_style)):
-                raise ConfigError(f"adapters entry {spec!r} must come first and match expansion_copies="
-                                  f"{self.expansion_copies}, expansion_style={self.expansion_style!r}")
-            methods.append(method)
+        check_adapters(self)
 
     def adapter_options(self, method: str) -> dict[str, Any] | None:
         """The options of adapter `method` if it was applied to this config, else None."""
@@ -209,6 +191,25 @@ class HubertConfig:
         if data.pop("format", None) == "exhubert-jax":
             return cls.from_dict(data)
         return from_hf_config(data)
+
+
+def check_adapters(config: "HubertConfig") -> None:
+    """Adapters: canonical specs, each method at most once, bbe first and matching the expansion fields."""
+    methods = []
+    for spec in config.adapters:
+        try:
+            method, options = parse_spec(spec)
+            if canonical(spec) != spec:
+                raise AdapterSpecError(f"not in canonical form (expected {canonical(spec)!r})")
+        except AdapterSpecError as e:
+            raise ConfigError(f"adapters entry {spec!r}: {e}") from None
+        if method in methods:
+            raise ConfigError(f"adapters: method {method!r} appears twice in {list(config.adapters)}")
+        if method == "bbe" and (methods or (options["copies"], options["style"]) !=
+                                (config.expansion_copies, config.expansion_style)):
+            raise ConfigError(f"adapters entry {spec!r} must come first and match expansion_copies="
+                              f"{config.expansion_copies}, expansion_style={config.expansion_style!r}")
+        methods.append(method)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exhubert_jax.data import audio, builders, dimensions, emobox, prepare, readers, splits
-from exhubert_jax.data.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus
+from exhubert_jax.data import audio, builders, decoding, dimensions, emobox, readers, splits
+from exhubert_jax.data.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus, user_corpus
 from exhubert_jax.data.audio import load_audio, to_pcm16
 from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import PreparedDataError
@@ -46,12 +46,12 @@ def test_plain_tfds_reads_a_prepared_corpus(tmp_path):
 
 
 def test_builders_come_from_the_registry():
-    cls = builders.builder_class(prepare.get_corpus("crema-d"))
+    cls = builders.builder_class(get_corpus("crema-d"))
     assert cls.name == "crema_d" and issubclass(cls, tfds.core.GeneratorBasedBuilder)
     assert "Open Database License" in cls.MANUAL_DOWNLOAD_INSTRUCTIONS and "Cao et al." in cls.MANUAL_DOWNLOAD_INSTRUCTIONS
     assert "(layout: CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor" in cls.MANUAL_DOWNLOAD_INSTRUCTIONS  # its @reader's
-    assert builders.builder_class(prepare.get_corpus("crema-d")) is cls
-    assert builders.builder_class(prepare.user_corpus("my.corpus-1")).name == "my_corpus_1"
+    assert builders.builder_class(get_corpus("crema-d")) is cls
+    assert builders.builder_class(user_corpus("my.corpus-1")).name == "my_corpus_1"
 
 
 def test_a_version_change_is_refused_then_rebuilt(tmp_path, monkeypatch):
@@ -60,7 +60,7 @@ def test_a_version_change_is_refused_then_rebuilt(tmp_path, monkeypatch):
     old = open_prepared("toy", tmp_path / "out").record["version"]
     changed = load_label_table().merged([LabelRule("*", "angry", "angry", "high_neutral", "a changed row")])
     monkeypatch.setattr(builders, "load_label_table", lambda: changed)  # the shipped table changed
-    new = builders.corpus_version(prepare.user_corpus("toy"))
+    new = builders.corpus_version(user_corpus("toy"))
     assert new != old and new.startswith(f"{builders.SCHEMA}.{readers.MANIFEST_VERSION}.")
     with pytest.raises(PreparedDataError) as err:
         open_prepared("toy", tmp_path / "out")
@@ -124,13 +124,13 @@ def test_a_reader_version_moves_its_corpus_and_its_folds_only(monkeypatch):
 def test_manifests_and_emobox_folds_have_their_own_version(monkeypatch, module, name):
     fold = fold_entry(get_corpus("emodb"), "emodb-emobox-fold1", EMOBOX)
     version = builders.corpus_version
-    before, fold_before, user = _versions(), version(fold), version(prepare.user_corpus("x"))
+    before, fold_before, user = _versions(), version(fold), version(user_corpus("x"))
     monkeypatch.setattr(module, name, 2)
     after = _versions()
     moved = [n for n in before if after[n] != before[n]]
     manifest_read = [n for n, c in CORPORA.items() if c.reader == MANIFEST]
     assert moved == (manifest_read if name == "MANIFEST_VERSION" else [])
-    assert (version(prepare.user_corpus("x")) != user) == (name == "MANIFEST_VERSION")
+    assert (version(user_corpus("x")) != user) == (name == "MANIFEST_VERSION")
     assert (version(fold) != fold_before) == (name == "READER_VERSION")
 
 
@@ -186,7 +186,7 @@ def _interrupt_after(n, monkeypatch):
             raise KeyboardInterrupt
         return load_audio(path, *args)
 
-    monkeypatch.setattr(prepare, "load_audio", load)
+    monkeypatch.setattr(decoding, "load_audio", load)
 
 
 def test_ctrl_c_is_one_line_and_leaves_no_partial_corpus(tmp_path, monkeypatch, capsys):

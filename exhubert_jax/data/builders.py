@@ -2,7 +2,7 @@
 one per user (manifest) corpus. Files are array_record and audio is an int16 `Tensor` at 16 kHz (TFDS's `Audio`
 feature needs TensorFlow; a `Tensor` does not), so building and reading need no TensorFlow.
 
-The examples themselves come from a *plan* (prepare.py): an object with `native` (the corpus's labels),
+The examples themselves come from a *plan* (plan.py): an object with `native` (the corpus's labels),
 `counts()` ({split: planned examples}), `examples(split)` (yields (key, example)) and `report()` (the metadata
 written next to the data)."""
 

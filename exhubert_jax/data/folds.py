@@ -13,8 +13,9 @@ from .corpora import EMOBOX, Corpus, fold_entry, fold_name, get_corpus, user_cor
 from .dataset import default_data_dir
 from .errors import UnknownCorpusError
 from .labels import load_label_table
-from .prepare import Options, Origin, _map_labels, _resolve, origin_of, read_mapped, write_dataset
+from .sources import map_labels, read_mapped, resolve_entry
 from .splits import HOLDOUT_FRACTION, kfold_assign, kfold_splits, stratified_holdout
+from .write import Options, Origin, origin_of, write_dataset
 
 
 def prepare_folds(corpus: str, k: int, source: str | Path | None = None, out: str | Path | None = None, *,
@@ -24,7 +25,7 @@ def prepare_folds(corpus: str, k: int, source: str | Path | None = None, out: st
     by utterance count); fold k's test split is its speakers. Returns one summary per fold."""
     opts = Options(**options)
     opts.check()
-    entry = _resolve(corpus, source, manifest)
+    entry = resolve_entry(corpus, source, manifest)
     out = Path(out) if out is not None else default_data_dir()
     table = load_label_table(label_map)
     kept, dropped, used = read_mapped(entry, source, manifest, table)
@@ -78,7 +79,7 @@ def prepare_emobox_corpus(folder: Path, root: str | Path, out: str | Path | None
     out = Path(out) if out is not None else default_data_dir()
     entry, table = _entry(folder), load_label_table(label_map)
     corpus = emobox.read_list(folder / f"{folder.name}.jsonl", root)
-    _map_labels(table, entry.name, list(corpus.values()))  # every unknown label, named with its file and line
+    map_labels(table, entry.name, list(corpus.values()))  # every unknown label, named with its file and line
     lists = emobox.fold_files(folder)
     folds = {n: emobox.read_fold(files, root, corpus) for n, files in lists.items()}  # every list checked first
     speakers, how = emobox.known_speakers(entry.reader, list(corpus.values()))
@@ -88,7 +89,7 @@ def prepare_emobox_corpus(folder: Path, root: str | Path, out: str | Path | None
     for n, files in lists.items():
         name = fold_name(entry.name, n)
         utts, policy = _with_validation(emobox.with_speakers(folds[n], speakers), seed, name)
-        kept, dropped, used = _map_labels(table, entry.name, utts)
+        kept, dropped, used = map_labels(table, entry.name, utts)
         items = [(u, r, u.split) for u, r in kept]
         meta = {"source": str(folder.resolve()), "manifest": None, "emobox_root": str(root.resolve()), "fold": n,
                 "emobox_lists": {s: str(p.resolve()) for s, p in files.items()}, "validation": policy,
