@@ -105,6 +105,38 @@ def test_vad_marks_the_pauses_between_segments(tmp_path, checkpoint):
     assert set(predictor.compiled_shapes) <= {(4, b) for b in default_buckets(3.0)}
 
 
+def test_pauses_are_cut_out_and_the_parts_averaged_by_length(checkpoint):
+    from exhubert_jax import from_pretrained
+    from exhubert_jax.evaluation import softmax
+    from exhubert_jax.timeline import classify, voiced_parts
+
+    first, second = voice(1.2), voice(0.7, seed=3)
+    quiet = 1e-4 * np.random.default_rng(1).standard_normal(SR // 5).astype(np.float32)  # 0.2 s at -80 dBFS
+    window = np.concatenate([first, quiet, second, np.zeros(SR // 10, np.float32)])
+    parts = voiced_parts(window)
+    assert len(parts) == 2 and np.array_equal(parts[0], first) and np.array_equal(parts[1], second)  # on 20 ms frames
+    assert voiced_parts(np.concatenate([quiet, first[:300], quiet])) == []  # less than one model frame of voice
+    model, params = from_pretrained(checkpoint)
+    predictor, names, buckets = Predictor(model), ["a", "b", "c", "d", "e", "f"], (SR // 2, SR)
+    [row] = classify(predictor, params, [(0.0, 2.4, window)], names, 4, buckets, SR)
+    pieces = [parts[0][:len(parts[0]) // 2], parts[0][len(parts[0]) // 2:], parts[1]]  # at most SR each
+    from exhubert_jax.evaluation import _length_batches
+    logits = {}
+    for owners, x, mask in _length_batches(list(enumerate(pieces)), 4, buckets):
+        logits.update(zip(owners, predictor(params, x, mask)))
+    expected = softmax(sum(len(p) * logits[i] for i, p in enumerate(pieces)) / sum(map(len, pieces)))
+    assert np.allclose([row["probabilities"][n] for n in names], expected, atol=1e-5)
+
+
+def test_timeline_chunks_are_no_longer_than_the_training_crops(tmp_path):
+    from exhubert_jax import runconfig
+    from exhubert_jax.timeline import chunk_seconds_for
+
+    runconfig.write(tmp_path, {"options": {"max_seconds": 1.0}})
+    assert chunk_seconds_for(tmp_path / "best", 3.0) == 1.0 and chunk_seconds_for(tmp_path / "best", 0.5) == 0.5
+    assert chunk_seconds_for(tmp_path / "elsewhere" / "best", 3.0) == 3.0  # no run.json: --chunk-seconds
+
+
 def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
