@@ -366,7 +366,7 @@ def check_options(args, specs: list[str]) -> None:
 def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     """Write each file's timeline; print one line per file (or JSON); exit 1 when any file failed."""
     from exhubert_jax import evaluation as ev
-    from exhubert_jax.timeline import timelines
+    from exhubert_jax.timeline import chunk_seconds_for, timelines
 
     if not model.config.num_labels:
         raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
@@ -374,7 +374,8 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
     ev.check_audio_path(args.audio)
     out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline", "--out")
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
-                        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, predictor=predictor)
+                        batch_size=args.batch_size, chunk_seconds=chunk_seconds_for(checkpoint, args.chunk_seconds),
+                        predictor=predictor)
     failed, caveat = [r for r in results if "error" in r], ev.checkpoint_caveat(checkpoint)
     for r in failed:
         print(f"error: {r['file']}: {r['error']}", file=sys.stderr)

@@ -3,8 +3,9 @@
 A file is decoded and resampled to 16 kHz in blocks (soundfile + soxr's streaming resampler), so memory holds one
 block, one window and one batch, whatever the length. Windows start every `hop` seconds; when the hop leaves a
 tail, one last window ends at the end of the file. Windows quieter than SILENCE_DBFS are marked as silence and
-never classified. The others are normalised and padded to the bucket shapes of `evaluate.py --audio`, so a long
-recording compiles no more shapes than a folder of clips.
+never classified. In the others, pauses (20 ms frames quieter than SILENCE_DBFS) are cut out, and the voiced parts
+are normalised and padded to the bucket shapes of `evaluate.py --audio`, so a long recording compiles no more shapes
+than a folder of clips.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .data.errors import AudioError
 WINDOW_S, HOP_S = 3.0, 1.0
 BLOCK_S = 30.0  # seconds decoded at a time
 SILENCE_DBFS = -60.0  # RMS of a window below this (relative to full scale): silence
+FRAME = 320  # samples of one model frame (20 ms): the grain at which pauses are cut out of a window
 SILENCE = "silence"  # a fixed window below SILENCE_DBFS
 NON_SPEECH = "non-speech"  # a span between the VAD's speech segments
 SEGMENTS = ("fixed", "vad")
@@ -120,6 +122,17 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
+def voiced_parts(samples: np.ndarray) -> list[np.ndarray]:
+    """The runs of 20 ms frames at or above SILENCE_DBFS that are at least MIN_SAMPLES long: what lies between pauses."""
+    starts = np.arange(0, len(samples), FRAME)
+    sizes = np.diff(np.append(starts, len(samples)))
+    power = np.add.reduceat(np.square(samples, dtype=np.float64), starts) / sizes
+    loud = np.concatenate([[0], power >= 10 ** (SILENCE_DBFS / 10), [0]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(loud)) * FRAME  # sample offsets where a voiced run starts, then ends
+    parts = (samples[a:min(b, len(samples))] for a, b in zip(edges[::2], edges[1::2]))
+    return [p for p in parts if len(p) >= MIN_SAMPLES]
+
+
 def check_window(window_s: float, hop_s: float) -> tuple[int, int]:
     """(window, hop) in samples; ValueError naming the flag when either is unusable."""
     window, hop = int(round(window_s * SAMPLE_RATE)), int(round(hop_s * SAMPLE_RATE))
@@ -166,8 +179,9 @@ def vad_spans(path: str | Path) -> Iterator[tuple[float, float, np.ndarray | Non
 def classify(predict, params, spans, class_names: Sequence[str], batch_size: int, buckets: Sequence[int],
              chunk_samples: int, marker: str = SILENCE) -> list[dict]:
     """One row per span: start, end, probabilities and top class (`marker` and None for spans without samples, or
-    with fewer than one frame's).
-    A span is cut into chunks of at most chunk_samples, predicted in batches; its logits are the chunks' mean
+    without one frame's worth between pauses).
+    A span's voiced parts (its pauses cut out: the model was trained on single utterances, never on a pause inside
+    its input) are cut into chunks of at most chunk_samples, predicted in batches; its logits are the chunks' mean
     weighted by length, as evaluate.py --audio does for a file."""
     from .evaluation import _length_batches, chunk_audio, softmax
 
@@ -191,7 +205,8 @@ def classify(predict, params, spans, class_names: Sequence[str], batch_size: int
     for start, end, samples in spans:
         rows.append({"start": start, "end": end, "probabilities": None, "top": marker})
         if samples is not None and len(samples) >= MIN_SAMPLES:  # shorter ones give the model no frame: marked
-            pending.extend((len(rows) - 1, piece) for piece in chunk_audio(samples, chunk_samples))
+            pending.extend((len(rows) - 1, piece) for part in voiced_parts(samples)
+                           for piece in chunk_audio(part, chunk_samples))
         if len(pending) >= batch_size:
             flush()
     flush(final=True)
@@ -200,6 +215,15 @@ def classify(predict, params, spans, class_names: Sequence[str], batch_size: int
         rows[i].update(probabilities={n: float(p) for n, p in zip(class_names, probs)},
                        top=class_names[int(probs.argmax())])
     return rows
+
+
+def chunk_seconds_for(checkpoint: str | Path, chunk_seconds: float) -> float:
+    """The chunk length a timeline feeds: the crop length the checkpoint's run trained on (its run.json's
+    max_seconds) when that is shorter than chunk_seconds, else chunk_seconds."""
+    from .runconfig import read
+
+    trained = read(Path(checkpoint).parent).get("options", {}).get("max_seconds")
+    return min(chunk_seconds, float(trained)) if trained else chunk_seconds
 
 
 def output_stems(files: Sequence[Path], root: Path, out_dir: Path) -> list[Path]:
@@ -216,8 +240,9 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
               predictor=None) -> list[dict]:
     """Write STEM.csv/.json/.png per file under out_dir: a summary per file, or {'file', 'error'} for a bad one (the
     others still run). segments: "fixed" windows of window_s every hop_s, or "vad" speech segments. Chunks are padded
-    to the buckets of `evaluate.py --audio --chunk-seconds chunk_seconds`, so both compile the same shapes."""
-    from .data.batching import default_buckets
+    to the buckets of `evaluate.py --audio --chunk-seconds chunk_seconds`, so both compile the same shapes; with fixed
+    windows, to the one bucket a whole window takes, so the parts between pauses compile no other."""
+    from .data.batching import bucket_length, default_buckets
     from .evaluation import input_files, model_class_names
     from .predict import Predictor
     from .timeline_report import plot_timeline, write_tables
@@ -225,6 +250,8 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
     window, hop = check_window(window_s, hop_s)
     predict, names, root = predictor or Predictor(model), model_class_names(model.config), Path(path_or_dir)
     buckets, marker = default_buckets(chunk_seconds), SILENCE if segments == "fixed" else NON_SPEECH
+    if segments == "fixed":
+        buckets = (bucket_length(min(window, max(buckets)), buckets),)
     results, files = [], input_files(path_or_dir)
     for f, stem in zip(files, output_stems(files, root, Path(out_dir))):
         spans = file_windows(f, window, hop) if segments == "fixed" else vad_spans(f)
