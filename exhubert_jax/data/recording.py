@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import command
+from .audio import SAMPLE_RATE
 from .labels import CLASSES
 from .splits import derive_seed
 from .synthetic import DEMO_CORPORA, _speakers, synthesize
-
-SAMPLE_RATE = 16000
 
 
 def segment(rng: np.random.Generator, cls: str, speaker: dict, seconds: float) -> np.ndarray:
