@@ -182,10 +182,15 @@ class Encoder(nn.Module):
 
         layers = self.param("layers", lambda rng: self._stacked_layer_params(rng, (cfg.num_hidden_layers,)))
         expansion = self.param("expansion", lambda rng: self._init_expansion(rng)) if cfg.expansion_copies else {}
+        keys = None
+        if not deterministic:  # one key per slot, in execution order
+            slots = cfg.expansion_copies + 1
+            keys = jax.random.split(self.make_rng("dropout"), cfg.num_hidden_layers * slots)
+            keys = keys.reshape(cfg.num_hidden_layers, slots, *keys.shape[1:])
         stack = layer_stack(cfg, layers, expansion, self.remat, self.scan_unroll)
         x_in = x
-        x, stacked = stack(cfg, self.dtype, self.attention_implementation, deterministic, output_hidden_states,
-                           name="stack")(x, mask)
+        x, stacked = stack(cfg, self.dtype, self.attention_implementation, output_hidden_states, name="stack")(
+            x, mask, keys)
         hidden = None
         if output_hidden_states:
             stacked = stacked.reshape(-1, *stacked.shape[2:])

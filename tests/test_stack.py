@@ -17,7 +17,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 @pytest.fixture(scope="module")
 def expanded():
-    config = preset("tiny", num_hidden_layers=3, layerdrop=0.0, do_stable_layer_norm=False)
+    config = preset("tiny", num_hidden_layers=3, layerdrop=0.3, do_stable_layer_norm=False)
     params, config, _ = expand(init_params(config, 0), config, copies=2, style="gated")
     # Non-zero Linears, so that every copy changes the state it is given.
     lin = params["hubert"]["encoder"]["expansion"]["zll"]
@@ -41,9 +41,11 @@ def test_sown_states_are_the_hidden_states_in_execution_order(expanded):
     np.testing.assert_array_equal(np.asarray(order), np.asarray(out.hidden_states[1:]))
 
 
-def test_an_interceptor_reaches_every_layer_as_a_bound_submodule(expanded):
+@pytest.mark.parametrize("training", [False, True])
+def test_an_interceptor_reaches_every_layer_as_a_bound_submodule(expanded, training):
     params, config = expanded
     paths = set()
+    mode = dict(deterministic=False, rngs={"dropout": jax.random.PRNGKey(3)}) if training else {}
 
     def no_feed_forward(next_fun, args, kwargs, context):
         """Record the layers' paths and drop their feed-forward branches."""
@@ -54,12 +56,12 @@ def test_an_interceptor_reaches_every_layer_as_a_bound_submodule(expanded):
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(no_feed_forward):
-        got = run(config, params).logits
+        got = run(config, params, **mode).logits
     stack = ("hubert", "encoder", "stack")
     # Flax checks the stored `layers` against their initializer's shapes with a layer of its own, at path ().
     assert paths - {()} == {(*stack, "original", "layer"), (*stack, "copies", "layer")}
     zeroed = jax.tree_util.tree_map_with_path(
         lambda path, leaf: jnp.zeros_like(leaf) if "output_dense" in jax.tree_util.keystr(path) else leaf, params)
-    want = run(config, zeroed).logits
-    assert not np.allclose(np.asarray(want), np.asarray(run(config, params).logits))
+    want = run(config, zeroed, **mode).logits
+    assert not np.allclose(np.asarray(want), np.asarray(run(config, params, **mode).logits))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
