@@ -20,7 +20,7 @@ To change where Linears and skips go, edit LAYOUTS: nothing else restates it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -158,19 +158,11 @@ def initial_linears(n_layers: int, copies: int, style: str, dim: int, dtype: Any
             for path, shapes in linear_shapes(n_layers, copies, style, dim).items()}
 
 
-def run_slot(rule: SlotRule, h: Any, out: Any, linear: dict | None) -> Any:
+def run_slot(rule: SlotRule, h: Any, out: Any, linear: Callable[[Any], Any] | None) -> Any:
     """The state after a slot: the layer output `out` through the slot's Linear, plus `h` if the slot skips."""
     if rule.linear is not None:
-        out = jnp.dot(out, linear["kernel"].astype(out.dtype)) + linear["bias"].astype(out.dtype)
+        out = linear(out)
     return h + out if rule.skip else out
-
-
-def group_slot(original: Any, expansion: dict, p: int) -> tuple[Any, dict | None]:
-    """(layer params, output Linear or None) of slot p of one group's slices: the original (p=0) or copy p-1."""
-    if p == 0:
-        return original, expansion.get(GATE[-1])
-    pick = lambda tree: None if tree is None else jax.tree.map(lambda leaf: leaf[p - 1], tree)
-    return pick(expansion[COPY_LAYERS[-1]]), pick(expansion.get(ZLL[-1]))
 
 
 def subtree(params: dict, path: tuple[str, ...]) -> Any:

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 
 from .config import HubertConfig
 from .data.audio import SAMPLE_RATE
-from .expansion_spec import group_rules, group_slot, initial_linears, run_slot
+from .expansion_spec import initial_linears
 from .layers import (EncoderLayer, activation, at_least_f32, conv_output_lengths, frame_mask, grouped_conv, layer_norm,
                      normal_init, spec_augment_feature_mask, spec_augment_time_mask)
+from .stack import layer_stack
 
 Array = jax.Array
 
@@ -143,19 +144,13 @@ class PositionalConvEmbedding(nn.Module):
         return activation(cfg.feat_extract_activation)(y)
 
 
-def _layer_keep(rng: Array | None, layerdrop: float, deterministic: bool) -> Array | None:
-    """LayerDrop decision for one layer (None means always keep)."""
-    if deterministic or layerdrop <= 0.0 or rng is None:
-        return None
-    return jax.random.uniform(rng) >= layerdrop
-
-
 class Encoder(nn.Module):
-    """Positional conv + a stack of transformer layers run by one lax.scan (compiled once whatever the depth).
+    """Positional conv + the stack of transformer layers, run as bound submodules in one loop (exhubert_jax.stack),
+    compiled once whatever the depth.
 
     Parameters follow exhubert_jax.expansion_spec: `layers` holds the original layers stacked on a leading axis
     (L, ...); an expanded model adds `expansion/layers` (L, copies, ...) and the Linears its layout places after
-    the layers. Each scan step runs one group (an original, then its copies) by the layout's slot rules.
+    the layers. Each loop step runs one group (an original, then its copies) by the layout's slot rules.
     """
 
     config: HubertConfig
@@ -178,7 +173,6 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, deterministic: bool, output_hidden_states: bool):
         cfg = self.config
-        n_layers, copies = cfg.num_hidden_layers, cfg.expansion_copies
         if mask is not None:
             x = jnp.where(mask[..., None], x, 0.0).astype(x.dtype)
         x = x + PositionalConvEmbedding(cfg, self.dtype, name="pos_conv_embed")(x)
@@ -187,39 +181,17 @@ class Encoder(nn.Module):
             x = final_norm(x)
         x = nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
 
-        layers = self.param("layers", lambda rng: self._stacked_layer_params(rng, (n_layers,)))
-        expansion = self.param("expansion", lambda rng: self._init_expansion(rng)) if copies else {}
-        rules = group_rules(copies, cfg.expansion_style)
-        rngs = None
-        if not deterministic:
-            keys = jax.random.split(self.make_rng("dropout"), n_layers * len(rules))
-            rngs = keys.reshape(n_layers, len(rules), *keys.shape[1:])
-        layer = EncoderLayer(cfg, self.dtype, self.attention_implementation)
-
-        def run_layer(params, h, key):
-            """One transformer layer with its dropout key and LayerDrop decision."""
-            if key is None:
-                return layer.apply({"params": params}, h, mask, True), None
-            k_drop, k_layer = jax.random.split(key)
-            out = layer.apply({"params": params}, h, mask, False, rngs={"dropout": k_drop})
-            return out, _layer_keep(k_layer, cfg.layerdrop, deterministic)
-
-        def group(h, xs):
-            """An original layer followed by its expansion copies, each slot by its rule."""
-            layer_p, exp_p, rng = xs
-            outs = []
-            for p, rule in enumerate(rules):
-                params, linear = group_slot(layer_p, exp_p, p)
-                out, keep = run_layer(params, h, None if rng is None else rng[p])
-                out = run_slot(rule, h, out, linear)
-                h = out if keep is None else jnp.where(keep, out, h)
-                outs.append(h)
-            return h, (jnp.stack(outs) if output_hidden_states else None)
-
-        if self.remat:
-            group = jax.checkpoint(group, prevent_cse=False)
+        layers = self.param("layers", lambda rng: self._stacked_layer_params(rng, (cfg.num_hidden_layers,)))
+        expansion = self.param("expansion", lambda rng: self._init_expansion(rng)) if cfg.expansion_copies else {}
+        keys = None
+        if not deterministic:  # one key per slot, in execution order
+            slots = cfg.expansion_copies + 1
+            keys = jax.random.split(self.make_rng("dropout"), cfg.num_hidden_layers * slots)
+            keys = keys.reshape(cfg.num_hidden_layers, slots, *keys.shape[1:])
+        stack = layer_stack(cfg, layers, expansion, self.remat, self.scan_unroll)
         x_in = x
-        x, stacked = jax.lax.scan(group, x, (layers, expansion, rngs), unroll=self.scan_unroll)
+        x, stacked = stack(cfg, self.dtype, self.attention_implementation, output_hidden_states, name="stack")(
+            x, mask, keys)
         hidden = None
         if output_hidden_states:
             stacked = stacked.reshape(-1, *stacked.shape[2:])
