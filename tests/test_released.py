@@ -4,6 +4,7 @@ the authors' methods, transfer, and the paper's Table 2 counts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -180,9 +181,8 @@ def test_table2_counts_are_the_papers():
                       "ExHuBERT XLarge": 664_182_662, "ExHuBERT Non-Frozen": 664_182_662}
 
 
-def test_transfer_from_the_converted_release_trains_copies_gates_and_head(released, tmp_path, capsys):
-    """train.py --stage transfer --init <converted ExHuBERT>: CNN, originals and their gates frozen; the count
-    printed is what the paper's ExHuBERT Large row counts at full size."""
+def transfer_from_release(released, tmp_path) -> Path:
+    """train.py --stage transfer --init <converted ExHuBERT> for 2 steps on a small demo-b; the demo data folder."""
     import train as cli
     from exhubert_jax.data.synthetic import prepare_demo
 
@@ -192,7 +192,14 @@ def test_transfer_from_the_converted_release_trains_copies_gates_and_head(releas
             str(root / "jax"), "--workdir", str(tmp_path / "tr"), "--steps", "2", "--batch-size", "4",
             "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
     assert cli.main(argv) == 0
-    model, params = from_pretrained(root / "jax")
+    return tmp_path / "data"
+
+
+def test_transfer_from_the_converted_release_trains_copies_gates_and_head(released, tmp_path, capsys):
+    """CNN, originals and their gates frozen; the count printed is what the paper's ExHuBERT Large row counts at
+    full size."""
+    transfer_from_release(released, tmp_path)
+    model, params = from_pretrained(released[1] / "jax")
     frozen = ("hubert/feature_extractor/", "hubert/encoder/layers/", "hubert/encoder/expansion/gate/")
     flat = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
             for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
@@ -205,12 +212,17 @@ def test_transfer_from_the_converted_release_trains_copies_gates_and_head(releas
                           enc_after["layers"]["attention"]["q_proj"]["kernel"])
     assert not np.array_equal(enc["expansion"]["zll"]["kernel"], enc_after["expansion"]["zll"]["kernel"])
     assert trained.config.expansion_style == "gated"
+
+
+@pytest.mark.slow
+def test_the_release_and_its_transfer_evaluate(released, tmp_path):
+    """evaluate.py on the converted release (the model card's 3 s input) and on its transferred workdir."""
     import evaluate
 
-    for checkpoint, extra in ((root / "jax", ["--input", "card"]), (tmp_path / "tr", [])):
-        assert evaluate.main(["--corpus", "demo-b", "--checkpoint", str(checkpoint), "--data-dir",
-                              str(tmp_path / "data"), "--bootstrap", "0", "--out", str(tmp_path / "eval"),
-                              *extra]) == 0
+    data = transfer_from_release(released, tmp_path)
+    for checkpoint, extra in ((released[1] / "jax", ["--input", "card"]), (tmp_path / "tr", [])):
+        assert evaluate.main(["--corpus", "demo-b", "--checkpoint", str(checkpoint), "--data-dir", str(data),
+                              "--bootstrap", "0", "--out", str(tmp_path / "eval"), *extra]) == 0
 
 
 def test_bbe_then_lora_on_the_gated_layout_keeps_gates_frozen_and_exports(tmp_path):
