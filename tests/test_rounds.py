@@ -108,6 +108,7 @@ def test_logged_learning_rate_follows_the_schedule(tmp_path):
     assert lrs == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])
 
 
+@pytest.mark.slow  # end to end through three train() runs; test_options checks the same refusal on run.json itself
 def test_run_json_records_the_run_and_guards_resume(tmp_path):
     model, params, labels = tiny(**NO_DROPOUT)
     tr, va = sources()
