@@ -1,0 +1,56 @@
+"""The paper's step against a hand-made reference: one round averages the corpora's gradients into one update, and
+a round of one corpus is the per-corpus step."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+
+from exhubert_jax.optim import make_optimizer, merge_params, split_params
+from exhubert_jax.placement import to_device
+from exhubert_jax.train_step import RoundStep, create_state, make_train_step, weighted_cross_entropy
+from toys import NO_DROPOUT, tiny
+
+
+def toy_batch(width: int, seed: int, rows: int = 2) -> dict:
+    """A device batch of noise with random targets."""
+    rng = np.random.default_rng(seed)
+    return to_device(dict(input_values=rng.standard_normal((rows, width)).astype(np.float32),
+                          attention_mask=np.ones((rows, width), np.int32),
+                          targets=rng.integers(0, 6, rows).astype(np.int32), weights=np.ones(rows, np.float32)), None)
+
+
+def test_round_is_one_update_with_gradients_averaged_over_corpora():
+    model, params, labels = tiny(**NO_DROPOUT, mask_time_prob=0.0, mask_feature_prob=0.0)  # deterministic training
+    tx = make_optimizer(labels, 1e-3)
+    batches = [toy_batch(1600, 0), toy_batch(2400, 1, rows=3)]  # corpora weigh the same whatever their shapes
+    state, _, metrics = RoundStep(model, tx, labels)(create_state(params, tx, 0), batches)
+
+    def loss(trainable, batch):
+        out = model.apply({"params": merge_params(trainable, frozen)}, batch["input_values"], batch["attention_mask"])
+        return weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
+
+    trainable, frozen = split_params(params, labels)
+    grads = [jax.jit(jax.grad(loss))(trainable, b) for b in batches]
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, *grads)
+    ref_state = create_state(params, tx, 0)
+    updates, _ = tx.update(merge_params(mean, jax.tree.map(np.zeros_like, frozen)), ref_state.opt_state,
+                           ref_state.params)
+    expected = optax.apply_updates(ref_state.params, updates)
+    assert int(state.step) == 1 and bool(metrics["ok"])
+    assert len(metrics["losses"]) == 2
+    np.testing.assert_allclose(float(metrics["loss"]), np.mean([float(x) for x in metrics["losses"]]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_round_of_one_corpus_equals_the_per_corpus_step():
+    model, params, labels = tiny(**NO_DROPOUT, mask_time_prob=0.0, mask_feature_prob=0.0)
+    tx = make_optimizer(labels, 1e-3)
+    batch = toy_batch(1600, 0)
+    step, _ = make_train_step(model, tx, labels)
+    per, _ = step(create_state(params, tx, 0), batch)
+    rnd, _, _ = RoundStep(model, tx, labels)(create_state(params, tx, 0), [batch])
+    for a, b in zip(jax.tree.leaves(per.params), jax.tree.leaves(rnd.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
