@@ -50,7 +50,7 @@ def specs_for(specs: tuple[str, ...], bottleneck: int) -> list[str]:
 def adapt(params, config, specs: list[str]):
     """(params, config, labels) for a method; no specs means full fine-tuning (CNN frozen)."""
     from exhubert_jax import adapters
-    from exhubert_jax.optim import param_labels
+    from exhubert_jax.model.param_labels import param_labels
 
     if not specs:
         return params, config, param_labels(params, config)
@@ -72,11 +72,11 @@ def device_peak_mb() -> float | None:
 
 def run(model, params, labels, corpora: dict, steps: int, eval_every: int, opts: dict) -> dict:
     """Train `steps` round-robin steps over `corpora`'s train splits; validation UAR every `eval_every` steps."""
-    from exhubert_jax.data.batching import RoundRobin
-    from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.predict import Predictor, validation_uar
-    from exhubert_jax.train_step import create_state, make_train_step
-    from exhubert_jax.placement import batch_arrays, to_device
+    from exhubert_jax.data.loading.batching import RoundRobin
+    from exhubert_jax.data.loading.devices import batch_arrays, to_device
+    from exhubert_jax.evaluation.predict import Predictor, validation_uar
+    from exhubert_jax.training.optimizer import make_optimizer
+    from exhubert_jax.training.step import create_state, make_train_step
 
     tx = make_optimizer(labels, opts["lr"])
     step, compiles = make_train_step(model, tx, labels)
@@ -104,8 +104,8 @@ def run(model, params, labels, corpora: dict, steps: int, eval_every: int, opts:
 def demo_model(seed: int):
     """The demo's tiny model (train.py's settings: no dropout or masking, group-norm CNN), randomly initialised."""
     from exhubert_jax import HubertForSequenceClassification, init_params, preset
-    from exhubert_jax.config import EMOTION_CLASSES
-    from exhubert_jax.stages import DEMO, DEMO_OVERRIDES
+    from exhubert_jax.model.config import EMOTION_CLASSES
+    from exhubert_jax.training.stages import DEMO, DEMO_OVERRIDES
 
     config = preset(DEMO["preset"], label_names=EMOTION_CLASSES, **DEMO_OVERRIDES)
     return HubertForSequenceClassification(config), init_params(config, seed)
@@ -114,8 +114,8 @@ def demo_model(seed: int):
 def train_backbone(data_dir: Path, out: Path, steps: int, opts: dict) -> dict:
     """Full fine-tuning of the demo model on the backbone corpora; saved to `out`."""
     from exhubert_jax import save_pretrained
-    from exhubert_jax.optim import param_labels
-    from exhubert_jax.stages import ensure_demo, open_corpora
+    from exhubert_jax.model.param_labels import param_labels
+    from exhubert_jax.training.stages import ensure_demo, open_corpora
 
     ensure_demo(data_dir)
     model, params = demo_model(opts["seed"])
@@ -128,13 +128,14 @@ def train_backbone(data_dir: Path, out: Path, steps: int, opts: dict) -> dict:
 def run_method(name: str, backbone: Path, data_dir: Path, steps: int, eval_every: int, opts: dict) -> dict:
     """One method on the target corpus, from the saved backbone; the JSON row of the table."""
     from exhubert_jax import from_pretrained
-    from exhubert_jax.optim import TRAINABLE, count
-    from exhubert_jax.stages import open_corpora
+    from exhubert_jax.adapters import with_config
+    from exhubert_jax.model.param_labels import TRAINABLE, count
+    from exhubert_jax.training.stages import open_corpora
 
     specs = specs_for(dict(METHODS)[name], 8)
     model, params = from_pretrained(backbone)
     params, config, labels = adapt(params, model.config, specs)
-    result = run(model.clone(config=config), params, labels, open_corpora([TARGET_CORPUS], data_dir), steps,
+    result = run(with_config(model, config), params, labels, open_corpora([TARGET_CORPUS], data_dir), steps,
                  eval_every, opts)
     best = max(result["history"], key=lambda h: h["uar"])
     device = device_peak_mb()
@@ -148,9 +149,10 @@ def run_method(name: str, backbone: Path, data_dir: Path, steps: int, eval_every
 def large_rows() -> list[dict]:
     """Parameters and optimiser bytes for HuBERT Large, from shapes alone."""
     from exhubert_jax.adapters.__main__ import abstract_apply
-    from exhubert_jax.config import preset
-    from exhubert_jax.model import param_shapes
-    from exhubert_jax.optim import TRAINABLE, count, make_optimizer, param_labels
+    from exhubert_jax.model.config import preset
+    from exhubert_jax.model.hubert import param_shapes
+    from exhubert_jax.model.param_labels import TRAINABLE, count, param_labels
+    from exhubert_jax.training.optimizer import make_optimizer
 
     rows = []
     for name, specs in METHODS:

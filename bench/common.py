@@ -56,7 +56,7 @@ def machine() -> dict:
     import jax
     import torch
 
-    from exhubert_jax.runtime import hugepage_malloc_active
+    from exhubert_jax.runtime.huge_pages import hugepage_malloc_active
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "jax": jax.__version__,
             "torch": torch.__version__, "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads(),
             "hugepage_malloc": hugepage_malloc_active(), "load_avg": [round(v, 2) for v in os.getloadavg()]}
@@ -69,7 +69,7 @@ def hf_and_flax(preset_name: str = "large", seed: int = 0, **overrides):
     from transformers import HubertForSequenceClassification
 
     from converters.torch_to_flax import convert
-    from exhubert_jax.config import from_hf_config, preset, to_hf_config
+    from exhubert_jax.model.config import from_hf_config, preset, to_hf_config
 
     cfg = preset(preset_name, **overrides)
     hf_cfg = to_hf_config(cfg)

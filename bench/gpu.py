@@ -61,18 +61,18 @@ def padded_batch(batch: int, seconds: float, seed: int = 0) -> dict[str, np.ndar
 
 def expanded_model(preset_name: str):
     """(params, config, labels) of a randomly initialised ExHuBERT: HuBERT + BBE with one ZLL copy per layer."""
-    from exhubert_jax.config import preset
-    from exhubert_jax.expansion import expand
-    from exhubert_jax.model import init_params
+    from exhubert_jax.model.config import preset
+    from exhubert_jax.model.expansion import expand
+    from exhubert_jax.model.hubert import init_params
     config = preset(preset_name, layerdrop=0.0, attention_dropout=0.0)
     return expand(init_params(config, 0), config, copies=1, style="zll")
 
 
 def train_step(config, labels, dtype, attention, unroll: int = 1):
     """Our jitted, donated train step for this model and attention backend."""
-    from exhubert_jax.model import HubertForSequenceClassification
-    from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.train_step import make_train_step
+    from exhubert_jax.model.hubert import HubertForSequenceClassification
+    from exhubert_jax.training.optimizer import make_optimizer
+    from exhubert_jax.training.step import make_train_step
     model = HubertForSequenceClassification(config, dtype=dtype, attention_implementation=attention,
                                             scan_unroll=unroll)
     tx = make_optimizer(labels, LR)
@@ -89,9 +89,9 @@ def step_flops(config, batch: dict, dtype) -> float:
     """
     import jax
 
-    from exhubert_jax.model import param_shapes
-    from exhubert_jax.optim import param_labels
-    from exhubert_jax.train_step import create_state
+    from exhubert_jax.model.hubert import param_shapes
+    from exhubert_jax.model.param_labels import param_labels
+    from exhubert_jax.training.step import create_state
 
     @functools.cache
     def cost(cfg, unroll):
@@ -113,7 +113,7 @@ def job_ours(args, spec: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from exhubert_jax.train_step import create_state
+    from exhubert_jax.training.step import create_state
     params, config, labels = expanded_model(args.preset)
     step, tx = train_step(config, labels, jnp.bfloat16, spec["attention"])
     batch = jax.device_put(padded_batch(spec["batch"], args.seconds))
@@ -200,7 +200,7 @@ def job_flops(args, spec: dict) -> dict:
     """Model FLOPs per train step at this batch size."""
     import jax
     import jax.numpy as jnp
-    from exhubert_jax.config import preset
+    from exhubert_jax.model.config import preset
     config = preset(args.preset, layerdrop=0.0, attention_dropout=0.0, expansion_copies=1, expansion_style="zll")
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in padded_batch(spec["batch"], args.seconds).items()}
     return {"flops_per_step": step_flops(config, batch, jnp.bfloat16)}
@@ -211,7 +211,7 @@ def job_parity(args, spec: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from exhubert_jax.model import HubertForSequenceClassification
+    from exhubert_jax.model.hubert import HubertForSequenceClassification
     params, config, _ = expanded_model(args.preset)
     params = jax.device_put(params)
     arrays = padded_batch(spec["batch"], args.seconds)

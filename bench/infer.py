@@ -50,8 +50,8 @@ def _arguments(argv) -> argparse.Namespace:
 def time_ours(model, params, clips: Path, batch: int) -> tuple[list, float, float, list]:
     """`evaluate.py --audio`'s path over the folder twice: (predictions, cold seconds, warm seconds, compiled
     shapes)."""
-    from exhubert_jax.evaluation import predict_audio
-    from exhubert_jax.predict import Predictor
+    from exhubert_jax.evaluation.predict import Predictor
+    from exhubert_jax.evaluation.scoring import predict_audio
 
     predictor = Predictor(model)
     start = time.perf_counter()
@@ -95,8 +95,8 @@ def main(argv=None) -> dict:
     from bench.common import hf_and_flax, machine
     from converters.flax_to_torch import export
     from exhubert_jax import HubertForSequenceClassification
-    from exhubert_jax.config import EMOTION_CLASSES
     from exhubert_jax.data.audio import load_audio
+    from exhubert_jax.model.config import EMOTION_CLASSES
 
     torch_model, config, params = hf_and_flax(args.preset)
     config = config.replace(label_names=EMOTION_CLASSES)

@@ -17,8 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import stats, time_calls  # noqa: E402
-from exhubert_jax import bootstrap as bs  # noqa: E402
-from exhubert_jax import metrics, paired  # noqa: E402
+from exhubert_jax.evaluation import bootstrap as bs, metrics, paired_tests as paired  # noqa: E402
 
 K = 6
 

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import peak_rss_mb  # noqa: E402
 from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
-from exhubert_jax.data.batching import eval_batches, train_batches  # noqa: E402
-from exhubert_jax.data.dataset import open_prepared  # noqa: E402
-from exhubert_jax.data.prefetch import Prefetch  # noqa: E402
-from exhubert_jax.data.prepare import prepare_corpus  # noqa: E402
+from exhubert_jax.data.loading.batching import eval_batches, train_batches  # noqa: E402
+from exhubert_jax.data.loading.dataset import open_prepared  # noqa: E402
+from exhubert_jax.data.loading.prefetch import Prefetch  # noqa: E402
+from exhubert_jax.data.prepare.corpus import prepare_corpus  # noqa: E402
 
 # ------------------------------------------------------------------ the earlier format, frozen for comparison
 _MAGIC, _HEAD = b"EXR1", struct.Struct("<4sI")

@@ -32,7 +32,7 @@ def rss_mib() -> tuple[float, float]:
 
 def expanded_config(preset_name: str):
     """ExHuBERT config with LayerDrop off (a skipped layer would lower the peak at random)."""
-    from exhubert_jax.config import preset
+    from exhubert_jax.model.config import preset
     return preset(preset_name, layerdrop=0.0, expansion_copies=1, expansion_style="zll")
 
 
@@ -42,10 +42,10 @@ def run_ours(args, remat: bool) -> None:
 
     from bench.common import audio_batch
     from exhubert_jax.data.audio import SAMPLE_RATE
-    from exhubert_jax.expansion import expand
-    from exhubert_jax.model import HubertForSequenceClassification, init_params
-    from exhubert_jax.optim import make_optimizer
-    from exhubert_jax.train_step import create_state, make_train_step
+    from exhubert_jax.model.expansion import expand
+    from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
+    from exhubert_jax.training.optimizer import make_optimizer
+    from exhubert_jax.training.step import create_state, make_train_step
     plain = expanded_config(args.preset).replace(expansion_copies=0, expansion_style=None)
     params, config, labels = expand(init_params(plain, 0), plain, copies=1, style="zll")
     tx = make_optimizer(labels, 1e-5)
@@ -67,8 +67,8 @@ def run_pytorch(args) -> None:
 
     from bench.common import audio_batch, torch_expanded
     from bench.train_step import trainable_torch_names
-    from exhubert_jax.model import param_shapes
-    from exhubert_jax.optim import param_labels
+    from exhubert_jax.model.hubert import param_shapes
+    from exhubert_jax.model.param_labels import param_labels
     config = expanded_config(args.preset)
     shapes = param_shapes(config)
     names = trainable_torch_names(config, shapes, param_labels(shapes, config))
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     if args.side:
         child(args)
         return {}
-    from exhubert_jax.runtime import hugepage_env
+    from exhubert_jax.runtime.huge_pages import hugepage_env
     env = hugepage_env(dict(os.environ)) or dict(os.environ)
     results = []
     for side in args.sides.split(","):

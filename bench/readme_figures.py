@@ -6,7 +6,7 @@
 First the training (train.py --stage finetune --workdir W: best and final validation UAR; a finished run is
 resumed and ends at once), then the parts, each the README's own command: masked and card (evaluate.py --corpus
 demo, --input card), paired (a second run with --seed 1 and the comparison against W), calibrate (--calibrate, on
-a copy of W so that W's own evaluations stay uncalibrated), probe (exhubert_jax.embed --probe logreg on demo-a) and
+a copy of W so that W's own evaluations stay uncalibrated), probe (exhubert_jax.inference.embedding_files --probe logreg on demo-a) and
 protocol (the 2-fold protocol of demo-a and leave-one-corpus-out, in W-protocol/ with data of its own; most of the
 time). Finished runs are reused, so a second call takes seconds. The figures go to stdout, the commands' own
 progress to stderr.
@@ -91,8 +91,8 @@ def evaluation(args, checkpoint: str, *extra: str) -> tuple[dict, str]:
 
 
 def probe(args, workdir: Path) -> str:
-    """The probe line of exhubert_jax.embed --probe logreg on demo-a."""
-    from exhubert_jax import embed
+    """The probe line of exhubert_jax.inference.embedding_files --probe logreg on demo-a."""
+    from exhubert_jax.inference import embedding_files as embed
 
     with tempfile.TemporaryDirectory() as out:
         argv = ["--checkpoint", str(workdir), "--corpus", "demo-a", "--probe", "logreg", "--out", out]
@@ -115,8 +115,9 @@ def calibrated(args, workdir: Path) -> str:
 
 def protocols(args, workdir: Path) -> str:
     """The README's demo protocol commands: the table of demo-a's 2 folds, then the leave-one-corpus-out table."""
-    from exhubert_jax import protocol
-    from exhubert_jax.data import prepare, synthetic
+    from exhubert_jax.data.demo import synthetic
+    from exhubert_jax.data.prepare import corpus as prepare
+    from exhubert_jax.protocols import runner as protocol
 
     root = workdir.with_name(f"{workdir.name}-protocol")  # its own data: preparing W's corpora again stops W resuming
     data, sources = root / "data" / "prepared", root / "data" / "demo_sources"

@@ -16,12 +16,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.common import audio_batch, machine, stats, time_calls  # noqa: E402
-from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
 from exhubert_jax import HubertForSequenceClassification, init_params, preset  # noqa: E402
-from exhubert_jax.optim import make_optimizer, param_labels  # noqa: E402
-from exhubert_jax.stages import DEMO_OVERRIDES  # noqa: E402
-from exhubert_jax.train_step import RoundStep, create_state, make_train_step  # noqa: E402
-from exhubert_jax.placement import to_device  # noqa: E402
+from exhubert_jax.data.audio import SAMPLE_RATE  # noqa: E402
+from exhubert_jax.data.loading.devices import to_device  # noqa: E402
+from exhubert_jax.model.param_labels import param_labels  # noqa: E402
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.stages import DEMO_OVERRIDES  # noqa: E402
+from exhubert_jax.training.step import RoundStep, create_state, make_train_step  # noqa: E402
 
 
 def main(argv=None) -> dict:

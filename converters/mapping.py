@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from exhubert_jax import expansion_spec as spec
-from exhubert_jax.adapter_spec import owner
-from exhubert_jax.config import HubertConfig
+from exhubert_jax.adapters.registry import owner
 from exhubert_jax.errors import ExhubertError
+from exhubert_jax.model import expansion_layout as spec
+from exhubert_jax.model.config import HubertConfig
 
 from .released import canonical_gate_key
 
@@ -304,8 +304,8 @@ def params_to_state_dict(params: dict, config: HubertConfig) -> dict[str, np.nda
     """Our pytree -> a torch-layout state dict in the params' dtype (HubertForSequenceClassification names; layout
     Linears under encoder.zll / encoder.gate); every leaf is checked against the config's layer stack first, and
     one that the adapter-free model lacks (an unmerged adapter's) is refused by name."""
+    from exhubert_jax.adapters import param_shapes
     from exhubert_jax.pretrained import check_tree
-    from exhubert_jax.model import param_shapes
 
     check_tree(params, param_shapes(config), f"export of a {config.total_layers}-layer model (style "
                f"{config.expansion_style or 'plain'}, adapters {list(config.adapters) or 'none'})")

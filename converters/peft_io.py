@@ -16,12 +16,13 @@ import jax
 import numpy as np
 
 from exhubert_jax import adapters
-from exhubert_jax.atomic import atomic_directory
-from exhubert_jax import expansion_spec as spec
-from exhubert_jax.adapter_spec import TARGETS, lookup
-from exhubert_jax.config import HubertConfig
+from exhubert_jax.adapters.registry import TARGETS, lookup, options_of
 from exhubert_jax.errors import ExhubertError
+from exhubert_jax.model import expansion_layout as spec
+from exhubert_jax.model.config import HubertConfig
+from exhubert_jax.runtime.atomic_files import atomic_directory
 
+from .export import export
 from .mapping import fold_heads, split_heads
 from .torch_io import read_weight_file, write_safetensors
 from .zll_export import has_linears
@@ -51,7 +52,7 @@ def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
 
     An IA3 vector on the same projection scales B too, since the adapted Dense computes (x W + b + s x A B) * l.
     """
-    if config.adapter_options("lora") is None:
+    if options_of(config, "lora") is None:
         raise PeftError("the model has no LoRA adapter to export (config adapters: "
                         f"{list(config.adapters) or 'none'})")
     if has_linears(config):
@@ -60,7 +61,7 @@ def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
                         "code)")
     encoder, pairs = params["hubert"]["encoder"], {}
     for tree_path in {slot for slot, _ in layer_slots(config)}:
-        for target in config.adapter_options("lora")["targets"]:
+        for target in options_of(config, "lora")["targets"]:
             module, dense = TARGETS[target]
             node = spec.subtree(encoder, tree_path)[module][dense]
             b = np.asarray(node["lora_b"])
@@ -74,7 +75,7 @@ def split_lora(params: dict, config: HubertConfig) -> tuple[dict, HubertConfig, 
 
 def adapter_config(config: HubertConfig, base_path: str | None) -> dict:
     """peft's LoraConfig fields for our LoRA options."""
-    options = config.adapter_options("lora")
+    options = options_of(config, "lora")
     return {"peft_type": "LORA", "task_type": None, "base_model_name_or_path": base_path, "r": options["r"],
             "lora_alpha": options["alpha"], "lora_dropout": 0.0, "init_lora_weights": True, "inference_mode": True,
             "target_modules": [TARGETS[t][1] for t in options["targets"]],
@@ -85,7 +86,7 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
     """peft's adapter_model keys: per layer lora_A.weight (r, in) and lora_B.weight (out, r), then the head."""
     state = {}
     for j, (tree_path, index) in enumerate(layer_slots(config)):
-        for target in config.adapter_options("lora")["targets"]:
+        for target in options_of(config, "lora")["targets"]:
             module, dense = TARGETS[target]
             a, b = pairs[(tree_path, target)]
             key = f"{PREFIX}hubert.encoder.layers.{j}.{module}.{dense}"
@@ -104,8 +105,6 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: 
                 input_mode: str = "masked") -> Path:
     """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors, the feature extractor
     of `input_mode`) into `out`/base; the folder appears whole or not at all, and `source` is never overwritten."""
-    from .flax_to_torch import export
-
     base, base_config, pairs = split_lora(params, config)
     leftover = [s for s in base_config.adapters if lookup(s.partition(":")[0]).structural]
     if leftover:
@@ -155,7 +154,7 @@ def import_peft(params: dict, config: HubertConfig, directory: str | Path) -> tu
     state = {k.removeprefix(PREFIX): v for k, v in state.items()}
     encoder = params["hubert"]["encoder"]
     for j, (tree_path, index) in enumerate(layer_slots(config)):
-        for target in config.adapter_options("lora")["targets"]:
+        for target in options_of(config, "lora")["targets"]:
             module, dense = TARGETS[target]
             node = spec.subtree(encoder, tree_path)[module][dense]
             for ours, theirs in (("lora_a", "lora_A"), ("lora_b", "lora_B")):

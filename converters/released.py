@@ -13,8 +13,9 @@ import re
 
 import numpy as np
 
-from exhubert_jax.config import EMOTION_CLASSES, HubertConfig, to_hf_config
+from exhubert_jax.adapters import check_plain
 from exhubert_jax.errors import ExhubertError
+from exhubert_jax.model.config import EMOTION_CLASSES, HubertConfig, to_hf_config
 
 STYLE = "gated"
 GATE_KEY = re.compile(r"^(hubert\.)?encoder\.layers\.(\d+)\.gate_bb_linear\.(weight|bias)$")
@@ -102,6 +103,7 @@ def from_ours(state: dict, config: HubertConfig) -> tuple[dict, dict]:
         for ours, theirs in WEIGHT_NORM.items():
             key = key.replace(ours, theirs)
         out[key] = value
+    check_plain(config)
     hf = to_hf_config(config)
     hf.pop("exhubert_expansion")
     hf["architectures"] = [ARCHITECTURE]

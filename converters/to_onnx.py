@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
-    from exhubert_jax.cli import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
+    from exhubert_jax.runtime.commands import run_command
 
     sys.exit(run_command("converters.to_onnx"))
 
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from exhubert_jax.cli import USER_ERROR, command
 from exhubert_jax import adapters
-from exhubert_jax.pretrained import from_pretrained, load_config
-from exhubert_jax.config import HubertConfig
 from exhubert_jax.errors import ExhubertError, one_line
-from exhubert_jax.interrupts import held
-from exhubert_jax.run_checkpoints import resolve_checkpoint_dir
+from exhubert_jax.model.config import HubertConfig
+from exhubert_jax.pretrained import from_pretrained, load_config
+from exhubert_jax.runtime.commands import USER_ERROR, command
+from exhubert_jax.runtime.interrupts import held
+from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
 
-from . import flax_to_torch
+from .export import export
 from .onnx_io import EMBEDDING, INPUTS, LOGITS, jax_outputs, run, session
 
 OPSET = 18
@@ -82,7 +82,7 @@ def load_torch(params: dict, config: HubertConfig):
     hf_logging.disable_progress_bar()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            out = flax_to_torch.export(params, config, tmp)
+            out = export(params, config, tmp)
             model = AutoModelForAudioClassification.from_pretrained(out, trust_remote_code=True)
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from exhubert_jax import expansion_spec as spec
-from exhubert_jax.config import HubertConfig, to_hf_config
+from exhubert_jax.adapters import check_plain
 from exhubert_jax.errors import ExhubertError
+from exhubert_jax.model import expansion_layout as spec
+from exhubert_jax.model.config import HubertConfig, to_hf_config
 
 MODEL_TYPE = "exhubert"
 ARCHITECTURE = "ExHubertForSequenceClassification"
@@ -38,6 +39,7 @@ def has_linears(config: HubertConfig) -> bool:
 def export_config(config: HubertConfig) -> dict:
     """config.json for a model with layout Linears: HuBERT fields nested under `encoder`, the layers followed by a
     Linear listed, auto_map to our code."""
+    check_plain(config)
     encoder = to_hf_config(config)
     expansion = encoder.pop("exhubert_expansion")
     labels = {k: encoder.pop(k) for k in LABEL_KEYS}

@@ -4,10 +4,13 @@ import importlib
 
 # Imported on first use, so that a command (exhubert_jax.cli) starts without JAX and answers Ctrl-C at once.
 _LAZY = {
-    "from_pretrained": "pretrained", "save_pretrained": "pretrained", "HubertConfig": "config",
-    "from_hf_config": "config", "preset": "config", "to_hf_config": "config",
-    "EncoderOutput": "model", "HubertForSequenceClassification": "model", "HubertModel": "model",
-    "HubertOutput": "model", "init_params": "model", "param_shapes": "model",
+    "from_pretrained": "pretrained", "save_pretrained": "pretrained",
+    **dict.fromkeys(("HubertConfig", "from_hf_config", "preset", "to_hf_config"), "model.config"),
+    **dict.fromkeys(("EncoderOutput", "HubertForSequenceClassification", "HubertModel", "HubertOutput"),
+                    "model.hubert"),
+    # an adapted config's leaves come from its adapters, so these two go through adapters.wrapper
+    **dict.fromkeys(("init_params", "param_shapes", "build", "wrap"), "adapters.wrapper"),
+    "expand": "model.expansion",
 }
 
 

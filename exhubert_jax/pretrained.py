@@ -1,4 +1,5 @@
-"""Flax checkpoints on disk: an Orbax parameter checkpoint plus config.json; damage is reported in one line."""
+"""Flax checkpoints on disk: an Orbax parameter checkpoint plus config.json; damage is reported in one line. A
+checkpoint whose config records adapters loads as the wrapped model (exhubert_jax.adapters.wrap)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .atomic import atomic_directory
-from .config import HubertConfig
-from .errors import ExhubertError, one_line, reraise_interrupt
-from .interrupts import held
-from .model import HubertForSequenceClassification, param_shapes
+from exhubert_jax.adapters.wrapper import build, param_shapes
+from exhubert_jax.errors import ExhubertError, one_line, reraise_interrupt
+from exhubert_jax.model.config import HubertConfig
+from exhubert_jax.runtime.atomic_files import atomic_directory
+from exhubert_jax.runtime.interrupts import held
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
@@ -183,7 +184,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False)
             ignore_late_reads()
             raise damaged(path, f"{PARAMS_DIR}/ data unreadable: {one_line(e)}") from e
     kwargs = {} if dtype is None else {"dtype": dtype}
-    return HubertForSequenceClassification(config, remat=remat, **kwargs), params
+    return build(config, remat=remat, **kwargs), params
 
 
 def check_tree(params: dict, shapes: dict, where: str) -> None:

@@ -42,7 +42,7 @@ def patch_open(pattern: str, action: str) -> None:
 
 def sigint_at_step(n: int) -> None:
     """SIGINT this process as the training loop starts step n (steps 1..n-1 are done)."""
-    from exhubert_jax.train_loop import Trainer
+    from exhubert_jax.training.loop import Trainer
 
     original = Trainer._train_step
 

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-import exhubert_jax.stages as stages  # noqa: E402
-import exhubert_jax.train_loop as train_loop  # noqa: E402
+import exhubert_jax.training.stages as stages  # noqa: E402
+import exhubert_jax.training.loop as train_loop  # noqa: E402
 import train  # noqa: E402
 
 

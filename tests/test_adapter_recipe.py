@@ -16,21 +16,22 @@ from converters import flax_to_torch
 from converters.mapping import CheckpointMismatch, params_to_state_dict
 from converters.torch_to_flax import convert
 from exhubert_jax import adapters
-from exhubert_jax.adapter_hooks import after, dense_targets
-from exhubert_jax.adapter_spec import REGISTRY, Option
+from exhubert_jax.adapters import build
 from exhubert_jax.adapters.core import Method, leaf_regex, map_dense, register
-from exhubert_jax.config import ConfigError, from_hf_config
-from exhubert_jax.model import HubertForSequenceClassification
-from exhubert_jax.optim import TRAINABLE, make_optimizer, path_str
-from exhubert_jax.train_step import create_state, make_train_step
+from exhubert_jax.adapters.interceptors import after, dense_targets
+from exhubert_jax.adapters.registry import REGISTRY, Option
+from exhubert_jax.model.config import ConfigError, from_hf_config
+from exhubert_jax.model.param_labels import TRAINABLE, path_str
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.step import create_state, make_train_step
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")
 SPEC = "shift:targets=v+ff2"
 
 
-def init_leaf(name, shape, dtype, key):
-    return jnp.zeros(shape, dtype)                     # identity at initialisation
+def init_leaf(name, shape, dtype, key, base):
+    return jnp.zeros(shape, dtype)                     # identity at initialisation (base: the weights adapted)
 
 
 def on_dense(dense, args, y, options):                 # each targeted projection's output, plus a vector
@@ -68,7 +69,7 @@ def hf_tiny(tmp_path_factory):
 
 def logits(config, params, x, mask):
     """Deterministic logits."""
-    return np.asarray(HubertForSequenceClassification(config).apply({"params": params}, x, mask).logits)
+    return np.asarray(build(config).apply({"params": params}, x, mask).logits)
 
 
 def test_the_method_starts_as_the_identity_and_trains(shift, hf_tiny):
@@ -76,14 +77,14 @@ def test_the_method_starts_as_the_identity_and_trains(shift, hf_tiny):
     x, mask = map(jnp.asarray, padded_batch((1600, 1200)))
     adapted, new_config, labels = adapters.apply_spec(params, config, SPEC)
     assert shift.structural and new_config.adapters == (SPEC,)
-    forward = lambda cfg: jax.jit(lambda p: HubertForSequenceClassification(cfg).apply({"params": p}, x, mask).logits)
+    forward = lambda cfg: jax.jit(lambda p: build(cfg).apply({"params": p}, x, mask).logits)
     before, adapted_forward = np.asarray(forward(config)(params)), forward(new_config)
     np.testing.assert_array_equal(adapted_forward(adapted), before)
     names = {path_str(p): lab for p, lab in jax.tree_util.tree_leaves_with_path(labels)}
     assert {n for n, lab in names.items() if lab == TRAINABLE and not n.startswith(("projector/", "classifier/"))} == {
         "hubert/encoder/layers/attention/v_proj/shift", "hubert/encoder/layers/feed_forward/output_dense/shift"}
     tx = make_optimizer(labels, 1e-2)
-    step, _ = make_train_step(HubertForSequenceClassification(new_config), tx, labels)
+    step, _ = make_train_step(build(new_config), tx, labels)
     state, metrics = step(create_state(adapted, tx, seed=0), {"input_values": x, "attention_mask": mask,
                                                               "targets": jnp.asarray([1, 4]),
                                                               "weights": jnp.ones(2, jnp.float32)})
@@ -115,3 +116,27 @@ def test_the_method_is_refused_unmerged_and_exports_merged(shift, hf_tiny, tmp_p
     assert not any(info.values()), info
     theirs, _ = torch_forward(model.eval(), x, mask)
     assert np.abs(theirs - ours).max() <= 1e-4
+
+
+def test_a_method_initialises_from_the_weights_it_adapts(hf_tiny):
+    """A method's init_leaf sees the base weights (DoRA starts its magnitude at the column norms of W)."""
+    def magnitude(name, shape, dtype, key, base):
+        return jnp.linalg.norm(base[name.replace("/magnitude", "/kernel")], axis=-2).astype(dtype)
+
+    def scale(dense, args, y, options):
+        m = dense.param("magnitude", nn.initializers.ones, (dense.features,), jnp.float32)
+        return y * (m / jnp.linalg.norm(dense.variables["params"]["kernel"], axis=0)).astype(y.dtype)
+
+    method = register(Method("colnorm", leaf_regex(r"/magnitude$"), magnitude, intercept=after(dense_targets, scale),
+                             options={"targets": Option("targets", ("q",))}))
+    try:
+        config, params = hf_tiny
+        adapted, new_config, _ = adapters.apply_spec(params, config, "colnorm")
+        layer = adapted["hubert"]["encoder"]["layers"]["attention"]["q_proj"]
+        np.testing.assert_allclose(layer["magnitude"], np.linalg.norm(np.asarray(layer["kernel"]), axis=-2),
+                                   rtol=1e-6)
+        x, mask = padded_batch()
+        np.testing.assert_allclose(logits(new_config, adapted, x, mask), logits(config, params, x, mask),
+                                   atol=1e-5)  # m = ||W|| makes it the identity, as DoRA starts
+    finally:
+        REGISTRY.pop(method.name)

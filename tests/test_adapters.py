@@ -16,13 +16,14 @@ from converters import flax_to_torch, torch_to_flax
 from converters.peft_io import PeftError, export_peft
 from converters.torch_to_flax import convert
 from exhubert_jax import adapters, from_pretrained, save_pretrained
-from exhubert_jax.adapter_spec import AdapterSpecError, parse_spec
-from exhubert_jax.adapters import __main__ as adapters_cli
+from exhubert_jax.adapters import __main__ as adapters_cli, build
 from exhubert_jax.adapters.core import is_adapter_leaf
-from exhubert_jax.config import ConfigError, HubertConfig, from_hf_config, preset
-from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.optim import FROZEN, TRAINABLE, count, make_optimizer, path_str, state_size
-from exhubert_jax.train_step import create_state, make_train_step
+from exhubert_jax.adapters.registry import AdapterSpecError, parse_spec
+from exhubert_jax.model.config import ConfigError, HubertConfig, from_hf_config, preset
+from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
+from exhubert_jax.model.param_labels import FROZEN, TRAINABLE, count, path_str
+from exhubert_jax.training.optimizer import make_optimizer, state_size
+from exhubert_jax.training.step import create_state, make_train_step
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -53,7 +54,7 @@ def audio(seed: int = 0):
 
 def logits(config, params, x, mask):
     """Deterministic logits."""
-    return np.asarray(HubertForSequenceClassification(config).apply({"params": params}, x, mask).logits)
+    return np.asarray(build(config).apply({"params": params}, x, mask).logits)
 
 
 def perturb(params, config, seed: int = 1):
@@ -158,8 +159,14 @@ def test_spec_and_order_errors():
         adapters.apply_spec(p, c, "bbe")
     with pytest.raises(ConfigError, match="unmerged adapters"):
         flax_to_torch.export(p, c, "unused")
-    with pytest.raises(ConfigError, match="canonical"):
-        config.replace(adapters=("lora:r=8",))
+    loose = config.replace(adapters=("lora:r=8",))  # the config checks a spec's syntax only
+    with pytest.raises(ConfigError, match="canonical"):  # the adapters check its meaning when they wrap the model
+        adapters.build(loose)
+    for bad, match in [("lora r=8", "not a method name"), ("lora:r", "key=value"), ("lora:r=1,r=2", "twice")]:
+        with pytest.raises(ConfigError, match=match):
+            config.replace(adapters=(bad,))
+    with pytest.raises(ConfigError, match="adapters.build"):  # never silently run as plain HuBERT
+        HubertForSequenceClassification(c).init(jax.random.PRNGKey(0), jnp.zeros((1, 400)))
 
 
 def test_config_round_trip(tmp_path):
@@ -181,7 +188,7 @@ def trained(name: str, steps: int = 2) -> dict:
     config = tiny()
     params, config, labels = adapters.apply_spec(cached_init(config, 3), config, SPECS[name])
     tx = make_optimizer(labels, 1e-3)
-    step, _ = make_train_step(HubertForSequenceClassification(config), tx, labels)
+    step, _ = make_train_step(build(config), tx, labels)
     state = create_state(params, tx, seed=0)
     start = jax.device_get(params)
     for i in range(steps):

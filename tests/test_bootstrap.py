@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from exhubert_jax import bootstrap as bs
-from exhubert_jax import metrics
+from exhubert_jax.evaluation import bootstrap as bs, metrics
 
 K = 6
 CLASS_RECALL = np.array([0.4, 0.5, 0.6, 0.65, 0.7, 0.8])  # planted per-class recall; true UAR = its mean

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from exhubert_jax import calibration as cal
+from exhubert_jax.evaluation import calibration as cal
 
 
 def test_ece_and_mce_on_a_hand_built_case():
@@ -81,7 +81,7 @@ def test_temperature_json_round_trip_and_stale_weights(tmp_path):
 
 
 def test_validation_fit_pools_corpora_and_is_stored(tmp_path):
-    from exhubert_jax import analysis
+    from exhubert_jax.evaluation import statistics as analysis
 
     ckpt = tmp_path / "best"
     (ckpt / "params").mkdir(parents=True)

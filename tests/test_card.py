@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from transformers import Wav2Vec2FeatureExtractor
 
-from exhubert_jax.config import preset
-from exhubert_jax.data.batching import CorpusBatches
-from exhubert_jax.data.card import CardProtocol
 from exhubert_jax.data.errors import DataError
-from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.predict import Predictor, predict_split
+from exhubert_jax.data.loading.batching import CorpusBatches
+from exhubert_jax.data.loading.input_protocol import CardProtocol
+from exhubert_jax.evaluation.predict import Predictor, predict_split
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
 
 LENGTHS = (30000, 48000, 70000)  # shorter than, equal to and longer than the card's 3 s
 

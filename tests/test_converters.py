@@ -14,8 +14,8 @@ from converters import flax_to_torch, torch_to_flax
 from converters.mapping import CheckpointMismatch, params_to_state_dict
 from converters.torch_io import SourceError, read_source
 from exhubert_jax import from_pretrained, save_pretrained
+from exhubert_jax.model.hubert import HubertForSequenceClassification
 from exhubert_jax.pretrained import CheckpointError
-from exhubert_jax.model import HubertForSequenceClassification
 from hf_models import WEIGHT_NORM_NEW_TO_OLD, padded_batch, rename_keys, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")

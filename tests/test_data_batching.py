@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from exhubert_jax.data.batching import (Batch, RoundRobin, bucket_length, default_buckets, eval_batches, normalize,
-                                        train_batches)
-from exhubert_jax.data.dataset import open_prepared
+from exhubert_jax.data.demo.synthetic import prepare_demo
 from exhubert_jax.data.errors import DataError
-from exhubert_jax.data.synthetic import prepare_demo
+from exhubert_jax.data.loading.batching import (Batch, RoundRobin, bucket_length, default_buckets, eval_batches,
+                                                normalize, train_batches)
+from exhubert_jax.data.loading.dataset import open_prepared
 
 
 class ListSource:
@@ -176,7 +176,7 @@ def test_prepared_splits_batch_like_generic_sources(demo):
 
 
 def test_prefetch_gives_the_same_batches_and_exact_positions():
-    from exhubert_jax.data.prefetch import Prefetch
+    from exhubert_jax.data.loading.prefetch import Prefetch
 
     sources = {"a": ListSource(lengths(14, 1), "a", 1), "b": ListSource(lengths(5, 2), "b", 2)}
     plain = RoundRobin(sources, 4, 1.0, seed=3)
@@ -197,7 +197,7 @@ def test_prefetch_gives_the_same_batches_and_exact_positions():
 
 
 def test_prefetch_raises_the_streams_error_in_the_consumer():
-    from exhubert_jax.data.prefetch import Prefetch
+    from exhubert_jax.data.loading.prefetch import Prefetch
 
     class Broken:
         def __next__(self):

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from exhubert_jax.data.corpora import ALIASES, CORPORA, NO_SOURCE, get_corpus
-from exhubert_jax.data.dataset import open_prepared
-from exhubert_jax.data.emonet import find_corpora, read_emonet
 from exhubert_jax.data.errors import ManifestError, MissingSourceError, UnknownCorpusError
-from exhubert_jax.data.prepare import main, prepare_corpus
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare.command import main
+from exhubert_jax.data.prepare.corpus import prepare_corpus
+from exhubert_jax.data.sources.corpora import ALIASES, CORPORA, NO_SOURCE, get_corpus
+from exhubert_jax.data.sources.emonet import find_corpora, read_emonet
 from test_data_prepare import wav
 
 # EmoNet's folder names (its multi-task training list, plus IEMOCAP-4cl and EU-EmoVoice) -> registry names

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import UnknownLabelError
-from exhubert_jax.data.folds import prepare_emobox
-from exhubert_jax.data.labels import CLASSES
-from exhubert_jax.data.prepare import main
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare.command import main
+from exhubert_jax.data.prepare.folds import prepare_emobox
+from exhubert_jax.data.sources.labels import CLASSES
 from tests.test_data_prepare import make_corpus, wav
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -132,7 +132,7 @@ def test_kfold_cli_writes_speaker_disjoint_folds_and_refuses_corpora_without_spe
 
 
 def test_a_missing_fold_names_the_command_that_prepares_its_folds(tmp_path):
-    from exhubert_jax.data.resolve import CorpusSpecError, resolve_corpora
+    from exhubert_jax.data.loading.resolve import CorpusSpecError, resolve_corpora
 
     with pytest.raises(CorpusSpecError, match="--corpus emodb --source /path/to/emodb --folds 5"):
         resolve_corpora("emodb-fold2of5", tmp_path)

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from exhubert_jax.data import labels as L
-from exhubert_jax.data.corpora import CORPORA, MANIFEST, corpus_names, get_corpus, user_corpus
 from exhubert_jax.data.errors import DataError, UnknownCorpusError, UnknownLabelError
-from exhubert_jax.data.readers import READERS
+from exhubert_jax.data.sources import labels as L
+from exhubert_jax.data.sources.corpora import CORPORA, MANIFEST, corpus_names, get_corpus, user_corpus
+from exhubert_jax.data.sources.readers import READERS
 
 EMOSET = ("ABC, AD, BES, CASIA, CVE, Crema-D, DES, DEMoS, EA-ACT, EA-BMW, EA-WSJ, EMO-DB, EmoFilm, EmotiW-2014, "
           "EMOVO, eNTERFACE, ESD, EU-EmoSS, EU-EV, FAU Aibo, GEMEP, GVESS, IEMOCAP, MES, MESD, MELD, PPMMK, RAVDESS, "

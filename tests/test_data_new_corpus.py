@@ -4,13 +4,13 @@ and reads back."""
 
 import pytest
 
-from exhubert_jax.data import labels, readers
 from exhubert_jax.data.audio import load_audio, to_pcm16
-from exhubert_jax.data.builders import builder_class
-from exhubert_jax.data.corpora import CORPORA, Corpus, get_corpus
-from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import PreparedDataError
-from exhubert_jax.data.prepare import prepare_corpus
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare.builders import builder_class
+from exhubert_jax.data.prepare.corpus import prepare_corpus
+from exhubert_jax.data.sources import labels, readers
+from exhubert_jax.data.sources.corpora import CORPORA, Corpus, get_corpus
 from tests.test_data_labels import label_disagreements
 from tests.test_data_prepare import wav
 

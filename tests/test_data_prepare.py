@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 
 from exhubert_jax.data.audio import load_audio, to_pcm16
-from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import AudioError, PreparedDataError, UnknownLabelError
-from exhubert_jax.data.prepare import main, prepare_corpus
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare.command import main
+from exhubert_jax.data.prepare.corpus import prepare_corpus
 
 
 def wav(path, seconds=0.3, sr=16000, freq=220.0, channels=1, subtype="PCM_16", data=None):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from exhubert_jax.data import readers as R
 from exhubert_jax.data.errors import LayoutError, ManifestError, MissingSourceError
-from exhubert_jax.data.labels import load_label_table
+from exhubert_jax.data.sources import readers as R
+from exhubert_jax.data.sources.labels import load_label_table
 
 
 def tree(root: Path, *paths: str) -> Path:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from exhubert_jax.data.errors import SplitError
-from exhubert_jax.data.readers import Utterance
-from exhubert_jax.data.splits import (assign_splits, auto_method, derive_seed, kfold_assign, kfold_splits, parse_kfold,
-                                      shared_speakers, stratified_holdout)
+from exhubert_jax.data.prepare.splits import (assign_splits, auto_method, derive_seed, kfold_assign, kfold_splits,
+                                              parse_kfold, shared_speakers, stratified_holdout)
+from exhubert_jax.data.sources.readers import Utterance
 
 
 KFOLD_CASE = (7, [12, 3, 9, 9, 20, 1, 6])  # speakers, utterances per speaker
@@ -51,7 +51,7 @@ def test_splits_are_deterministic_and_seeded():
 
 
 def test_seeds_are_stable_across_processes():
-    code = ("from exhubert_jax.data.splits import derive_seed, kfold_assign; from tests.test_data_splits import "
+    code = ("from exhubert_jax.data.prepare.splits import derive_seed, kfold_assign; from tests.test_data_splits import "
             "KFOLD_CASE, corpus; print(derive_seed(0, 'emodb', 'speakers'), derive_seed(5, 'x', 3)); "
             "print(*kfold_assign(corpus(*KFOLD_CASE), 3, 'x'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from exhubert_jax.data.batching import normalize
-from exhubert_jax.data.corpora import get_corpus
-from exhubert_jax.data.dataset import open_prepared
-from exhubert_jax.data.labels import CLASSES
-from exhubert_jax.data.synthetic import main, make_demo_corpora, prepare_demo
+from exhubert_jax.data.demo.synthetic import main, make_demo_corpora, prepare_demo
+from exhubert_jax.data.loading.batching import normalize
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.sources.corpora import get_corpus
+from exhubert_jax.data.sources.labels import CLASSES
 
 NAMES = ("demo-a", "demo-b", "demo-c")
 

@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exhubert_jax.data import audio, builders, decoding, dimensions, emobox, readers, splits
-from exhubert_jax.data.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus, user_corpus
+from exhubert_jax.data import audio
 from exhubert_jax.data.audio import load_audio, to_pcm16
-from exhubert_jax.data.dataset import open_prepared
 from exhubert_jax.data.errors import PreparedDataError
-from exhubert_jax.data.labels import CLASSES, LabelRule, load_label_table
-from exhubert_jax.data.prepare import main, prepare_corpus
+from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare import builders, decoding, splits
+from exhubert_jax.data.prepare.command import main
+from exhubert_jax.data.prepare.corpus import prepare_corpus
+from exhubert_jax.data.sources import dimensions, emobox, readers
+from exhubert_jax.data.sources.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus, user_corpus
+from exhubert_jax.data.sources.labels import CLASSES, LabelRule, load_label_table
 from tests.test_data_prepare import emodb_tree, make_corpus
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -207,7 +210,7 @@ def test_ctrl_c_is_one_line_and_leaves_no_partial_corpus(tmp_path, monkeypatch, 
 
 
 def test_parse_example_matches_tfds_decoding(tmp_path):
-    from exhubert_jax.data.dataset import _parse_proto, parse_example
+    from exhubert_jax.data.loading.dataset import _parse_proto, parse_example
 
     root = tmp_path / "src"
     make_corpus(root, n_speakers=3, per_speaker=3)

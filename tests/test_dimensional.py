@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exhubert_jax import dimensional as dm
-from exhubert_jax.config import ConfigError, HubertConfig, from_hf_config, preset, to_hf_config
-from exhubert_jax.head import TaskError, heads_for_task, parse_task_weights
-from exhubert_jax.train_step import batch_loss
-from exhubert_jax.placement import batch_arrays
+from exhubert_jax.data.loading.devices import batch_arrays
+from exhubert_jax.evaluation import dimensional as dm
+from exhubert_jax.model.config import ConfigError, HubertConfig, from_hf_config, preset, to_hf_config
+from exhubert_jax.model.heads import TaskError, heads_for_task, parse_task_weights
+from exhubert_jax.training.step import batch_loss
 
 
 def reference_ccc(x, y):

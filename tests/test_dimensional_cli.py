@@ -11,9 +11,9 @@ import pytest
 import evaluate as eval_cli
 import train as cli
 from exhubert_jax import from_pretrained
-from exhubert_jax.data.synthetic import prepare_demo
-from exhubert_jax.dimensional import DIMENSIONS
-from exhubert_jax.stages import UsageError, check_task
+from exhubert_jax.data.demo.synthetic import prepare_demo
+from exhubert_jax.evaluation.dimensional import DIMENSIONS
+from exhubert_jax.training.stages import UsageError, check_task
 
 FAST = ["--steps", "4", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
 
@@ -69,7 +69,7 @@ def test_timeline_and_calibration_are_refused_for_a_dimensional_only_model(tmp_p
     import soundfile as sf
 
     from exhubert_jax import preset, save_pretrained
-    from exhubert_jax.model import param_shapes
+    from exhubert_jax.model.hubert import param_shapes
 
     config = preset("tiny", num_labels=0, label_names=None, dimensions=DIMENSIONS)
     params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), param_shapes(config))

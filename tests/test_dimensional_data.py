@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from exhubert_jax.data import builders, dimensions
-from exhubert_jax.data import readers as R
-from exhubert_jax.data.corpora import get_corpus
 from exhubert_jax.data.errors import ManifestError
-from exhubert_jax.data.labels import CLASSES, load_label_table
+from exhubert_jax.data.prepare import builders
+from exhubert_jax.data.sources import dimensions, readers as R
+from exhubert_jax.data.sources.corpora import get_corpus
+from exhubert_jax.data.sources.labels import CLASSES, load_label_table
 
 
 def iemocap_tree(root, line: str = "[10.0100 - 11.3925]\tSes01F_impro01_M001\tfru\t[2.0000, 3.5000, 3.5000]"):
@@ -92,9 +92,9 @@ def test_version_digest_covers_the_dimension_rules(monkeypatch, name, value):
 
 
 def test_prepared_demo_carries_ratings_and_their_scale(tmp_path):
-    from exhubert_jax.data.batching import eval_batches
-    from exhubert_jax.data.dataset import open_prepared
-    from exhubert_jax.data.synthetic import DIMS_CENTRE, prepare_demo
+    from exhubert_jax.data.demo.synthetic import DIMS_CENTRE, prepare_demo
+    from exhubert_jax.data.loading.batching import eval_batches
+    from exhubert_jax.data.loading.dataset import open_prepared
 
     prepare_demo(tmp_path, n_per_class=1, n_speakers=3, log=lambda m: None)
     corpus = open_prepared("demo-a", tmp_path)

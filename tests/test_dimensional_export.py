@@ -16,12 +16,12 @@ from converters.flax_to_torch import export
 from converters.mapping import state_dict_to_params
 from converters.torch_io import read_source
 from converters.torch_to_flax import config_for
-from exhubert_jax import dimensional as dm
-from exhubert_jax.adapters import apply_spec
+from exhubert_jax.adapters import apply_spec, build
+from exhubert_jax.evaluation import dimensional as dm
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.expansion import expand
+from exhubert_jax.model.hubert import init_params, param_shapes
 from exhubert_jax.pretrained import from_pretrained, save_pretrained
-from exhubert_jax.config import preset
-from exhubert_jax.expansion import expand
-from exhubert_jax.model import HubertForSequenceClassification, init_params, param_shapes
 from hf_models import padded_batch
 
 torch.set_num_threads(2)
@@ -31,7 +31,7 @@ HEADS = {"both": 6, "dimensional": 0}
 @functools.lru_cache(maxsize=None)
 def _forward(config):
     """The jitted forward of a config (compiled once per config and batch shape)."""
-    model = HubertForSequenceClassification(config)
+    model = build(config)
 
     def forward(params, x, mask):
         out = model.apply({"params": params}, x, mask)

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from converters.mapping import params_to_state_dict
-from exhubert_jax.model import HubertForSequenceClassification
-from exhubert_jax.optim import make_optimizer, param_labels
-from exhubert_jax.train_step import RoundStep, create_state
-from exhubert_jax.placement import to_device
+from exhubert_jax.data.loading.devices import to_device
+from exhubert_jax.model.hubert import HubertForSequenceClassification
+from exhubert_jax.model.param_labels import param_labels
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.step import RoundStep, create_state
 from hf_models import padded_batch, save_tiny
 from test_train_parity import BETAS, DETERMINISTIC, EPS, LR, TOL, WEIGHT_DECAY, converted
 

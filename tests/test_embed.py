@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from exhubert_jax import HubertForSequenceClassification, embeddings as emb, init_params, preset, save_pretrained
-from exhubert_jax import embed
-from exhubert_jax.data.batching import normalize
+from exhubert_jax import HubertForSequenceClassification, init_params, preset, save_pretrained
+from exhubert_jax.data.loading.batching import normalize
+from exhubert_jax.inference import embedding_files as embed, embeddings as emb
 
 CHUNK = 1.0  # seconds: the 1.6 s clip below is cut into two chunks of 0.8 s, as long as the second clip
 
@@ -129,7 +129,7 @@ def test_cli_audio_folder_frame_level(run, clips, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_corpus_all_splits_and_probe(run, tmp_path, capsys):
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     prepare_demo(tmp_path / "data", seed=0, n_per_class=1, n_speakers=4, log=lambda msg: None)
     out = tmp_path / "emb"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from exhubert_jax import eval_outputs as eo
+from exhubert_jax.evaluation import output_folders as eo
 
 
 def test_run_names():

@@ -8,18 +8,16 @@ import pytest
 import soundfile as sf
 
 import evaluate
-from exhubert_jax import calibration
-from exhubert_jax import evaluation as ev
-from exhubert_jax import reporting
-from exhubert_jax.predict import Predictor
-from exhubert_jax.data.resolve import CorpusSpecError, resolve_corpora
-from exhubert_jax import HubertForSequenceClassification, init_params, metrics, preset, save_pretrained
-from exhubert_jax.pretrained import from_pretrained
-from exhubert_jax.config import EMOTION_CLASSES
-from exhubert_jax.data import batching
+from exhubert_jax import HubertForSequenceClassification, init_params, preset, save_pretrained
 from exhubert_jax.data.audio import load_audio
-from exhubert_jax.data.dataset import PreparedCorpus, open_prepared
-from exhubert_jax.data.synthetic import prepare_demo
+from exhubert_jax.data.demo.synthetic import prepare_demo
+from exhubert_jax.data.loading import batching
+from exhubert_jax.data.loading.dataset import PreparedCorpus, open_prepared
+from exhubert_jax.data.loading.resolve import CorpusSpecError, resolve_corpora
+from exhubert_jax.evaluation import calibration, metrics, reports as reporting, scoring as ev
+from exhubert_jax.evaluation.predict import Predictor
+from exhubert_jax.model.config import EMOTION_CLASSES
+from exhubert_jax.pretrained import from_pretrained
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEMO = ("demo-a", "demo-b", "demo-c")

@@ -20,7 +20,7 @@ from converters.flax_to_torch import export
 from converters.torch_io import read_source
 from converters.torch_to_flax import config_for, convert
 from converters.zll_export import CODE_FILES, ExportConfigError, hubert_config_dict
-from exhubert_jax.expansion import expand
+from exhubert_jax.model.expansion import expand
 from test_expansion import TRAINED_CASES, assert_trees_equal, batch, cached_init, forward, tiny, trained
 
 torch.set_num_threads(2)
@@ -171,8 +171,8 @@ def test_export_accepts_a_training_workdir_and_writes_readable_files(tmp_path, c
 def test_a_new_layout_is_one_entry_in_expansion_spec(tmp_path, monkeypatch):
     """Following the README literally: a layout added to expansion_spec.LAYOUTS alone (an identity-initialised Linear
     after each copy, no skip; none after the originals) reaches the model, init, freezing, export and transformers."""
-    from exhubert_jax import expansion_spec as spec
-    from exhubert_jax.optim import param_labels
+    from exhubert_jax.model import expansion_layout as spec
+    from exhubert_jax.model.param_labels import param_labels
 
     monkeypatch.setitem(spec.LAYOUTS, "copy_gate", spec.Layout(spec.SlotRule(), spec.SlotRule("identity")))
     params, config = random_zll_model(copies=2, style="copy_gate")

@@ -11,13 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exhubert_jax import expansion
-from exhubert_jax.config import preset
-from exhubert_jax.expansion import ExpansionError, expand
-from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.train_step import create_state, make_train_step
-from exhubert_jax.optim import (FROZEN, TRAINABLE, LabelError, count, labels_from_rules, freezing_rules,
-                                make_optimizer, param_labels, path_str, state_size)
+from exhubert_jax.model import expansion
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.expansion import ExpansionError, expand
+from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
+from exhubert_jax.model.param_labels import (FROZEN, TRAINABLE, LabelError, count, freezing_rules, labels_from_rules,
+                                             param_labels, path_str)
+from exhubert_jax.training.optimizer import make_optimizer, state_size
+from exhubert_jax.training.step import create_state, make_train_step
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -9,12 +9,12 @@ from transformers import AutoFeatureExtractor, pipeline
 
 from converters import flax_to_torch
 from exhubert_jax import init_params, preset, save_pretrained
-from exhubert_jax.data.batching import normalize
-from exhubert_jax.data.card import DEFAULT, feature_extractor_config
+from exhubert_jax.data.loading.batching import normalize
+from exhubert_jax.data.loading.input_protocol import DEFAULT, feature_extractor_config
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.evaluation import softmax
-from exhubert_jax.predict import Predictor
-from exhubert_jax.runconfig import RUN_JSON
+from exhubert_jax.evaluation.predict import Predictor
+from exhubert_jax.evaluation.scoring import softmax
+from exhubert_jax.training.run_record import RUN_JSON
 
 LABELS = ("calm", "tense", "glad", "sad", "bored", "angry")
 
@@ -39,7 +39,7 @@ def run(tmp_path_factory):
 @pytest.mark.parametrize("style", ["plain", pytest.param("zll", marks=pytest.mark.slow)])
 def test_pipeline_scores_are_our_softmax(run, tmp_path, style):
     from exhubert_jax import from_pretrained
-    from exhubert_jax.expansion import expand
+    from exhubert_jax.model.expansion import expand
 
     model, params = from_pretrained(run / "best")
     src = run / "best"

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from exhubert_jax import from_pretrained, init_params, preset, save_pretrained
-from exhubert_jax.pretrained import CheckpointError, CheckpointWriteError
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.run_checkpoints import DAMAGED, ResumeError, RunCheckpoints
+from exhubert_jax.pretrained import CheckpointError, CheckpointWriteError
+from exhubert_jax.training.checkpoints import DAMAGED, ResumeError, RunCheckpoints
 from fault_hooks import failing_open
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def final_params(workdir: Path):
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     """Prepared demo data, an uninterrupted 9-step run (the reference) and a run stopped after step 6."""
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     root = tmp_path_factory.mktemp("faults")
     prepare_demo(root / "data", n_per_class=1, n_speakers=4, log=lambda s: None)

@@ -13,8 +13,9 @@ import pytest
 
 import sigint
 from converters import flax_to_torch
-from exhubert_jax import from_pretrained, init_params, interrupts, preset, save_pretrained
-from exhubert_jax.interrupts import Interrupted, deferred, held
+from exhubert_jax import from_pretrained, init_params, preset, save_pretrained
+from exhubert_jax.runtime import interrupts
+from exhubert_jax.runtime.interrupts import Interrupted, deferred, held
 from sigint import check_answer, interrupt, python
 
 DEMO = ["--batch-size", "4", "--max-seconds", "0.5", "--quiet"]
@@ -23,7 +24,7 @@ DEMO = ["--batch-size", "4", "--max-seconds", "0.5", "--quiet"]
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """Prepared demo corpora (small) and a tiny 6-class checkpoint."""
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     root = tmp_path_factory.mktemp("interrupts")
     prepare_demo(root / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
@@ -98,7 +99,7 @@ def test_an_interrupted_checkpoint_read_is_an_interrupt_not_damage(made, monkeyp
 
 
 def test_training_interrupted_before_its_first_step_claims_no_checkpoint(tmp_path, monkeypatch):
-    from exhubert_jax.train_loop import Trainer, train
+    from exhubert_jax.training.loop import Trainer, train
     from toys import opts, sources, tiny
 
     def first_step(self, step):
@@ -179,7 +180,7 @@ def test_evaluate_sweep(made, tmp_path):
                                             for kind, ext in (("confusion", "png"), ("confusion", "json"),
                                                               ("reliability", "png")))}
     for i, code in enumerate(codes):  # all the files (Ctrl-C during their write waits for it), or no folder at all
-        out = tmp_path / f"e{i}"
+        out = tmp_path / f"e{i}" / "demo-test-masked-emotion"  # each evaluation writes its own folder under --out
         assert (code != 0 or out.exists()) and (not out.exists() or {p.name for p in out.iterdir()} == whole)
     assert codes.count(130) >= TRIES // 2, codes
 
@@ -195,9 +196,8 @@ def test_flax_to_torch_sweep(made, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["exhubert_jax.expansion", "converters.torch_to_flax",
-                                    "converters.to_onnx", "exhubert_jax.embed", "exhubert_jax.data.prepare",
-                                    "exhubert_jax.protocol"])
+@pytest.mark.parametrize("module", ["exhubert_jax.expansion", "converters.torch_to_flax", "converters.to_onnx",
+                                    "exhubert_jax.embed", "exhubert_jax.data.prepare", "exhubert_jax.protocol"])
 def test_every_other_command_answers_ctrl_c_while_starting(module, tmp_path):
     code, _, err, sent = interrupt(python("-m", module, "--help"), delay=0.2)
     if sent and code != 0:

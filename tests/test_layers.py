@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exhubert_jax.config import preset
-from exhubert_jax.layers import _grouped_conv, conv_output_lengths, grouped_conv, spec_augment_time_mask
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.layers import _grouped_conv, conv_output_lengths, grouped_conv, spec_augment_time_mask
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -15,9 +15,10 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from exhubert_jax import HubertForSequenceClassification, init_params, preset
-    from exhubert_jax.optim import make_optimizer, param_labels
-    from exhubert_jax.train_step import TrainError, check_batch_size, create_state, make_train_step
-    from exhubert_jax.placement import make_mesh, to_device
+    from exhubert_jax.data.loading.devices import make_mesh, to_device
+    from exhubert_jax.model.param_labels import param_labels
+    from exhubert_jax.training.optimizer import make_optimizer
+    from exhubert_jax.training.step import TrainError, check_batch_size, create_state, make_train_step
 
     assert len(jax.devices()) == 4, jax.devices()
     config = preset("tiny", hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0,

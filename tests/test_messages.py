@@ -10,7 +10,7 @@ import pytest
 
 from converters.torch_io import SourceError, read_source
 from exhubert_jax.data.errors import ManifestError, UnknownLabelError
-from exhubert_jax.data.readers import read_manifest
+from exhubert_jax.data.sources.readers import read_manifest
 
 
 def test_a_latin1_manifest_is_one_line_naming_the_file_and_the_encoding(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from exhubert_jax import metrics
+from exhubert_jax.evaluation import metrics
 
 C = 6
 

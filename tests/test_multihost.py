@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from exhubert_jax import from_pretrained
-from exhubert_jax.data.batching import RoundRobin, eval_batches
+from exhubert_jax.data.demo.synthetic import prepare_demo
 from exhubert_jax.data.errors import DataError
-from exhubert_jax.data.synthetic import prepare_demo
+from exhubert_jax.data.loading.batching import RoundRobin, eval_batches
 from toys import ToySource
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,9 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from converters import to_onnx
 from converters.onnx_io import EMBEDDING, LOGITS, OnnxInputError, jax_outputs, run, session
 from exhubert_jax import adapters, from_pretrained, save_pretrained
-from exhubert_jax.config import preset
-from exhubert_jax.model import HubertForSequenceClassification, init_params
+from exhubert_jax.adapters import build
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.hubert import init_params
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -75,7 +76,7 @@ def exported(tmp_path_factory):
     save_pretrained(tmp / "ckpt", config, params)
     summary = export_cli([tmp / "ckpt", tmp / "model.onnx", "--embedding"])
     params, config = adapters.merge(params, config)  # the same model (merging is tested against transformers)
-    return tmp / "model.onnx", HubertForSequenceClassification(config), params, summary
+    return tmp / "model.onnx", build(config), params, summary
 
 
 def test_cli_writes_a_checked_file_with_dynamic_axes(exported):

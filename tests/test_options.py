@@ -1,4 +1,4 @@
-"""Each train.py option declared once (exhubert_jax.options, exhubert_jax.stage_flags): the parser, validate(), the
+"""Each train.py option declared once (exhubert_jax.training.options, exhubert_jax.training.stage_flags): the parser, validate(), the
 stage defaults, the stage refusal, run.json's options and the resumable options all come from the declaration."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import dataclasses
 import pytest
 
 import train as cli
-from exhubert_jax import runconfig, stages
-from exhubert_jax.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of, flag_of,
-                                  from_args, option, resumable, run_options, specs, stage_defaults, unused_flag)
-from exhubert_jax.stage_flags import StageFlags
-from exhubert_jax.train_step import TrainError
+from exhubert_jax.training import run_record as runconfig, stages
+from exhubert_jax.training.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of,
+                                           flag_of, from_args, option, resumable, run_options, specs, stage_defaults,
+                                           unused_flag)
+from exhubert_jax.training.stage_flags import StageFlags
+from exhubert_jax.training.step import TrainError
 
 # train.py's flags as they were spelled before they were declared (none may change).
 FLAGS = """--stage --corpora --corpus --data-dir --workdir --init --random-init --preset --steps --update --batch-size
@@ -43,10 +44,10 @@ def test_the_parser_is_the_declared_flags_each_once():
 
 
 def test_choices_come_from_the_library():
-    from exhubert_jax.config import INPUT_MODES, LABEL_SPACES
-    from exhubert_jax.dimensional import LOSSES
-    from exhubert_jax.optim import SCHEDULES
-    from exhubert_jax.update_rules import UPDATES
+    from exhubert_jax.evaluation.dimensional import LOSSES
+    from exhubert_jax.model.config import INPUT_MODES, LABEL_SPACES
+    from exhubert_jax.training.optimizer import SCHEDULES
+    from exhubert_jax.training.update_rules import UPDATES
 
     choices = {a.dest: a.choices for a in cli.build_parser()._actions}
     assert (choices["schedule"], choices["input"], choices["labels"], choices["dim_loss"], choices["update"]) == (
@@ -174,8 +175,8 @@ def test_a_schedule_added_where_the_readme_says_is_a_choice_that_counts_optimise
     """README: a schedule is one entry of optim.SCHEDULES; train.py's choice, validate() and the optimiser follow."""
     import optax
 
-    from exhubert_jax import optim
-    from exhubert_jax.train_loop import default_optimizer, schedule_for
+    from exhubert_jax.training import optimizer as optim
+    from exhubert_jax.training.loop import default_optimizer, schedule_for
 
     monkeypatch.setitem(optim.SCHEDULES, "exponential", lambda lr, n: optax.exponential_decay(lr, n, 0.01))
     args = cli.parse_args(["--schedule", "exponential", "--accumulate", "2", "--steps", "100", "--lr", "0.1"])

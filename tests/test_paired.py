@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from exhubert_jax import paired
+from exhubert_jax.evaluation import paired_tests as paired
 
 K = 6
 
@@ -88,7 +88,7 @@ def _scored(labels, preds, speakers, corpus):
 
 
 def test_compare_to_baseline_corrects_over_corpora_and_averages():
-    from exhubert_jax import analysis
+    from exhubert_jax.evaluation import statistics as analysis
 
     rng = np.random.default_rng(3)
     cells = {"A": {}, "B": {}}

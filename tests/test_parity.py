@@ -7,7 +7,7 @@ import pytest
 
 from converters.torch_io import read_source
 from converters.torch_to_flax import config_for, convert
-from exhubert_jax.model import HubertForSequenceClassification, HubertModel
+from exhubert_jax.model.hubert import HubertForSequenceClassification, HubertModel
 from hf_models import padded_batch, save_tiny, torch_forward
 
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exhubert_jax.config import preset
-from exhubert_jax.expansion import expand
-from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.runtime import TUNABLE, hugepage_env
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.expansion import expand
+from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
+from exhubert_jax.runtime.huge_pages import TUNABLE, hugepage_env
 from hf_models import padded_batch
 
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from exhubert_jax import probe
+from exhubert_jax.inference import probe
 
 
 def _blobs(rng, n, k=3, d=8, spread=1.0, scale=1.0):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exhubert_jax import metrics, protocol
-from exhubert_jax import protocol_summary as ps
-from exhubert_jax.data.folds import prepare_folds
-from exhubert_jax.data.synthetic import prepare_demo
+from exhubert_jax.data.demo.synthetic import prepare_demo
+from exhubert_jax.data.prepare.folds import prepare_folds
+from exhubert_jax.evaluation import metrics
+from exhubert_jax.protocols import runner as protocol, summary as ps
 
 FAST = ["--steps", "4", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
 
@@ -118,7 +118,7 @@ def test_resume_runs_only_what_is_not_done_and_refuses_another_protocol(tmp_path
         calls.append(argv[argv.index("--workdir") + 1])
         return 130 if len(calls) == 2 else 0  # the second run is interrupted once
 
-    monkeypatch.setattr("train.main", fake_train)
+    monkeypatch.setattr("exhubert_jax.cli.train.main", fake_train)
     monkeypatch.setattr(protocol, "evaluate_stage", lambda stage, *a: result([0, 1], [0, 1], ["x", "y"]))
     runs = protocol.fold_runs(["a-fold1of3", "a-fold2of3", "a-fold3of3"], FAST, tmp_path, None)
     with pytest.raises(KeyboardInterrupt):
@@ -144,7 +144,7 @@ def demo_dir(tmp_path_factory):
 
 def interrupt_in(workdir: Path, step: int, monkeypatch):
     """Ctrl-C as training step `step` of the run in workdir starts (once)."""
-    from exhubert_jax.train_loop import Trainer
+    from exhubert_jax.training.loop import Trainer
 
     original, fired = Trainer._train_step, []
 

@@ -12,7 +12,7 @@ import pytest
 import evaluate
 import train
 from exhubert_jax import init_params, preset, save_pretrained
-from exhubert_jax.data.prepare import main as prepare_main
+from exhubert_jax.data.prepare.command import main as prepare_main
 from test_data_prepare import make_corpus
 
 WHY = "Read-only file system"
@@ -42,7 +42,7 @@ def one_error_line(capsys) -> str:
 
 
 def test_train_workdir_in_a_read_only_place(read_only, tmp_path, capsys):
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
     capsys.readouterr()
@@ -53,7 +53,7 @@ def test_train_workdir_in_a_read_only_place(read_only, tmp_path, capsys):
 
 
 def test_evaluate_default_output_inside_a_read_only_checkpoint(read_only, tmp_path, capsys):
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
     capsys.readouterr()
@@ -74,7 +74,7 @@ def test_prepare_out_in_a_read_only_place(read_only, tmp_path, capsys):
 
 
 def test_evaluate_comparison_out_in_a_read_only_place(read_only, tmp_path, capsys):
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
     capsys.readouterr()

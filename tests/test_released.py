@@ -16,10 +16,11 @@ from transformers import AutoModelForAudioClassification
 from converters import flax_to_torch, torch_to_flax
 from converters.released import ReleasedLayoutError
 from exhubert_jax import from_pretrained
-from exhubert_jax.config import EMOTION_CLASSES, preset
-from exhubert_jax.expansion import expand, table2
-from exhubert_jax.model import HubertForSequenceClassification, init_params
-from exhubert_jax.optim import count, param_labels
+from exhubert_jax.adapters import build
+from exhubert_jax.model.config import EMOTION_CLASSES, preset
+from exhubert_jax.model.expansion import expand, table2
+from exhubert_jax.model.hubert import init_params
+from exhubert_jax.model.param_labels import count, param_labels
 from hf_models import WEIGHT_NORM_NEW_TO_OLD, padded_batch, rename_keys
 from released_replica import build_replica, save_released
 
@@ -166,9 +167,9 @@ def test_gated_expansion_is_the_identity_at_init():
         config = preset("tiny", layerdrop=0.0, do_stable_layer_norm=stable)
         params = init_params(config, 0)
         audio, mask = padded_batch((4000, 2500))
-        plain = HubertForSequenceClassification(config).apply({"params": params}, audio, mask.astype(np.int32))
+        plain = build(config).apply({"params": params}, audio, mask.astype(np.int32))
         new_params, new_config, labels = expand(params, config, copies=1, style="gated")
-        grown = HubertForSequenceClassification(new_config).apply({"params": new_params}, audio,
+        grown = build(new_config).apply({"params": new_params}, audio,
                                                                   mask.astype(np.int32))
         assert np.max(np.abs(np.asarray(plain.logits) - np.asarray(grown.logits))) <= 1e-6
         assert labels["hubert"]["encoder"]["expansion"]["gate"]["kernel"] == "frozen"
@@ -184,7 +185,7 @@ def test_table2_counts_are_the_papers():
 def transfer_from_release(released, tmp_path) -> Path:
     """train.py --stage transfer --init <converted ExHuBERT> for 2 steps on a small demo-b; the demo data folder."""
     import train as cli
-    from exhubert_jax.data.synthetic import prepare_demo
+    from exhubert_jax.data.demo.synthetic import prepare_demo
 
     _, root = released
     prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
@@ -239,7 +240,7 @@ def test_bbe_then_lora_on_the_gated_layout_keeps_gates_frozen_and_exports(tmp_pa
     params = jax.tree.map(lambda x: np.asarray(x) + 0.02 * rng.standard_normal(np.shape(x)).astype(np.float32),
                           params)
     audio, mask = padded_batch((4000, 2500))
-    ours = HubertForSequenceClassification(config).apply({"params": params}, audio, mask.astype(np.int32)).logits
+    ours = build(config).apply({"params": params}, audio, mask.astype(np.int32)).logits
     merged, merged_config = adapters.merge(params, config)
     model = AutoModelForAudioClassification.from_pretrained(flax_to_torch.export(merged, merged_config, tmp_path),
                                                             trust_remote_code=True).eval()

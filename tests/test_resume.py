@@ -9,8 +9,8 @@ import json
 import pytest
 
 from exhubert_jax import from_pretrained
-from exhubert_jax.run_checkpoints import ResumeError
-from exhubert_jax.train_loop import train
+from exhubert_jax.training.checkpoints import ResumeError
+from exhubert_jax.training.loop import train
 from toys import leaves_equal, opts, sources, tiny
 
 

@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import optax
 
-from exhubert_jax.optim import make_optimizer, merge_params, split_params
-from exhubert_jax.placement import to_device
-from exhubert_jax.train_step import RoundStep, create_state, make_train_step, weighted_cross_entropy
+from exhubert_jax.data.loading.devices import to_device
+from exhubert_jax.model.param_labels import merge_params, split_params
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.step import RoundStep, create_state, make_train_step, weighted_cross_entropy
 from toys import NO_DROPOUT, tiny
 
 

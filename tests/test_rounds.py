@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from exhubert_jax.optim import make_schedule, LabelError
-from exhubert_jax.runconfig import RunConfigError
-from exhubert_jax.train_loop import TrainOptions, train
-from exhubert_jax.train_step import TrainError
+from exhubert_jax.model.param_labels import LabelError
+from exhubert_jax.training.loop import TrainOptions, train
+from exhubert_jax.training.optimizer import make_schedule
+from exhubert_jax.training.run_record import RunConfigError
+from exhubert_jax.training.step import TrainError
 from toys import NO_DROPOUT, ToySource, opts, sources, tiny
 
 
@@ -112,7 +113,7 @@ def test_card_training_pads_every_batch_to_one_length(tmp_path):
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_the_schedule_counts_optimizer_updates_under_accumulation(kind):
-    from exhubert_jax.train_loop import schedule_for
+    from exhubert_jax.training.loop import schedule_for
 
     schedule = schedule_for(TrainOptions(steps=8, accumulate=2, lr=1e-3, schedule=kind, warmup_steps=2))
     assert float(schedule(0)) == 0.0 and np.isclose(float(schedule(1)), 1e-3)  # 1 warm-up update, then the peak

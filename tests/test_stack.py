@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exhubert_jax.config import preset
-from exhubert_jax.expansion import expand
-from exhubert_jax.layers import EncoderLayer
-from exhubert_jax.model import HubertForSequenceClassification, init_params
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.expansion import expand
+from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
+from exhubert_jax.model.layers import EncoderLayer
 from hf_models import padded_batch
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -65,3 +65,28 @@ def test_an_interceptor_reaches_every_layer_as_a_bound_submodule(expanded, train
     want = run(config, zeroed, **mode).logits
     assert not np.allclose(np.asarray(want), np.asarray(run(config, params, **mode).logits))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+def test_a_stack_slot_draws_dropout_as_the_layer_alone_does():
+    """The Flax internal the stack relies on (model.stack.restart_dropout_streams) still behaves: a layer run
+    through the lifted transform inside nn.scan, as the stack runs it, draws at every step exactly what an apply
+    of the layer alone with rngs={"dropout": that step's key} draws. A Flax upgrade that changes it fails here."""
+    from exhubert_jax.model.stack import KeyedLayer
+
+    config = preset("tiny", hidden_dropout=0.3, attention_dropout=0.3, activation_dropout=0.3)
+
+    class Step(nn.Module):
+        @nn.compact
+        def __call__(self, x, key):
+            return x, KeyedLayer(config, name="layer")(key, x, None, False)
+
+    steps = nn.scan(Step, variable_broadcast="params", split_rngs={"params": False, "dropout": True}, length=3)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, config.hidden_size))
+    keys = jax.random.split(jax.random.PRNGKey(5), 3)
+    layer = EncoderLayer(config)
+    params = layer.init({"params": jax.random.PRNGKey(1), "dropout": keys[0]}, x, None, True)["params"]
+    _, lifted = steps().apply({"params": {"layer": params}}, x, keys, rngs={"dropout": jax.random.PRNGKey(9)})
+    for i, key in enumerate(keys):
+        alone = layer.apply({"params": params}, x, None, False, rngs={"dropout": key})
+        assert not np.allclose(alone, layer.apply({"params": params}, x, None, True))  # dropout is really drawn
+        np.testing.assert_allclose(np.asarray(lifted[i]), np.asarray(alone), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")

@@ -12,12 +12,12 @@ import soundfile as sf
 
 import evaluate
 from exhubert_jax import save_pretrained
-from exhubert_jax.config import preset
 from exhubert_jax.data.audio import load_audio
-from exhubert_jax.data.batching import default_buckets
-from exhubert_jax.model import init_params
-from exhubert_jax.predict import Predictor
-from exhubert_jax.timeline import SILENCE, stream_audio, timelines, windows
+from exhubert_jax.data.loading.batching import default_buckets
+from exhubert_jax.evaluation.predict import Predictor
+from exhubert_jax.inference.timeline import SILENCE, stream_audio, timelines, windows
+from exhubert_jax.model.config import preset
+from exhubert_jax.model.hubert import init_params
 
 SR = 16000
 
@@ -86,8 +86,8 @@ def test_timeline_rows_silence_and_one_compiled_shape(tmp_path, checkpoint):
 
 def test_vad_marks_the_pauses_between_segments(tmp_path, checkpoint):
     from exhubert_jax import from_pretrained
-    from exhubert_jax.data.recording import recording
-    from exhubert_jax.timeline import NON_SPEECH
+    from exhubert_jax.data.demo.recording import recording
+    from exhubert_jax.inference.timeline import NON_SPEECH
 
     audio, segments = recording(40.0, seed=1)  # two segments, 2.6 s of near silence between them, 3.9 s before
     (tmp_path / "in").mkdir()
@@ -107,8 +107,8 @@ def test_vad_marks_the_pauses_between_segments(tmp_path, checkpoint):
 
 def test_pauses_are_cut_out_and_the_parts_averaged_by_length(checkpoint):
     from exhubert_jax import from_pretrained
-    from exhubert_jax.evaluation import softmax
-    from exhubert_jax.timeline import classify, voiced_parts
+    from exhubert_jax.evaluation.scoring import softmax
+    from exhubert_jax.inference.timeline import classify, voiced_parts
 
     first, second = voice(1.2), voice(0.7, seed=3)
     quiet = 1e-4 * np.random.default_rng(1).standard_normal(SR // 5).astype(np.float32)  # 0.2 s at -80 dBFS
@@ -120,7 +120,7 @@ def test_pauses_are_cut_out_and_the_parts_averaged_by_length(checkpoint):
     predictor, names, buckets = Predictor(model), ["a", "b", "c", "d", "e", "f"], (SR // 2, SR)
     [row] = classify(predictor, params, [(0.0, 2.4, window)], names, 4, buckets, SR)
     pieces = [parts[0][:len(parts[0]) // 2], parts[0][len(parts[0]) // 2:], parts[1]]  # at most SR each
-    from exhubert_jax.evaluation import _length_batches
+    from exhubert_jax.evaluation.scoring import _length_batches
     logits = {}
     for owners, x, mask in _length_batches(list(enumerate(pieces)), 4, buckets):
         logits.update(zip(owners, predictor(params, x, mask)))
@@ -129,8 +129,8 @@ def test_pauses_are_cut_out_and_the_parts_averaged_by_length(checkpoint):
 
 
 def test_timeline_chunks_are_no_longer_than_the_training_crops(tmp_path):
-    from exhubert_jax import runconfig
-    from exhubert_jax.timeline import chunk_seconds_for
+    from exhubert_jax.inference.timeline import chunk_seconds_for
+    from exhubert_jax.training import run_record as runconfig
 
     runconfig.write(tmp_path, {"options": {"max_seconds": 1.0}})
     assert chunk_seconds_for(tmp_path / "best", 3.0) == 1.0 and chunk_seconds_for(tmp_path / "best", 0.5) == 0.5
@@ -161,7 +161,7 @@ def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, caps
     assert "truncated" in errors[str(folder / "cut.flac")]
     assert "good.wav: 2 windows (0 silence)" in out
     assert sorted(p.name for p in (tmp_path / "out" / "timeline").iterdir()) == ["good.csv", "good.json", "good.png"]
-    from exhubert_jax.timeline import output_stems
+    from exhubert_jax.inference.timeline import output_stems
     stems = output_stems([folder / "a.wav", folder / "a.flac", folder / "s" / "b.wav"], folder, tmp_path)
     assert stems == [tmp_path / "a_wav", tmp_path / "a_flac", tmp_path / "s" / "b"]
     assert evaluate.main(["--audio", str(folder), "--timeline", "--hop", "0", "--checkpoint", str(checkpoint)]) == 2
@@ -185,8 +185,8 @@ def planted_agreement(windows, segments, marker):
 @pytest.mark.slow
 def test_ten_minute_recording_follows_the_planted_segments(tmp_path, monkeypatch, capsys):
     import train
-    from exhubert_jax.data.recording import recording
-    from exhubert_jax.timeline import NON_SPEECH
+    from exhubert_jax.data.demo.recording import recording
+    from exhubert_jax.inference.timeline import NON_SPEECH
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EXHUBERT_DATA", raising=False)

@@ -10,8 +10,8 @@ import pytest
 
 import train as cli
 from exhubert_jax import from_pretrained
-from exhubert_jax.data.dataset import open_prepared
-from exhubert_jax.data.synthetic import prepare_demo
+from exhubert_jax.data.demo.synthetic import prepare_demo
+from exhubert_jax.data.loading.dataset import open_prepared
 
 FAST = ["--steps", "6", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "3", "--quiet"]
 
@@ -198,7 +198,7 @@ def test_a_flag_the_stage_does_not_use_is_refused(argv, message, capsys):
 
 
 def test_conflicting_adapter_option_aliases_are_refused():
-    from exhubert_jax.adapter_spec import AdapterSpecError, normalise, parse_spec
+    from exhubert_jax.adapters.registry import AdapterSpecError, normalise, parse_spec
 
     with pytest.raises(AdapterSpecError, match="rank and r name the same option"):
         normalise(*parse_spec("lora:r=8,rank=4"))

@@ -23,16 +23,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from converters.modeling_exhubert import ExHubertForSequenceClassification
 from converters.flax_to_torch import export
 from converters.mapping import params_to_state_dict
+from converters.modeling_exhubert import ExHubertForSequenceClassification
 from converters.torch_io import read_source
 from converters.torch_to_flax import config_for, convert
-from exhubert_jax.expansion import expand
-from exhubert_jax.model import HubertForSequenceClassification
-from exhubert_jax.optim import make_optimizer, param_labels
-from exhubert_jax.train_step import RoundStep, create_state, make_train_step
-from exhubert_jax.placement import to_device
+from exhubert_jax.data.loading.devices import to_device
+from exhubert_jax.model.expansion import expand
+from exhubert_jax.model.hubert import HubertForSequenceClassification
+from exhubert_jax.model.param_labels import param_labels
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.step import RoundStep, create_state, make_train_step
 from hf_models import padded_batch, save_tiny
 
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from exhubert_jax import HubertForSequenceClassification, init_params, preset
-from exhubert_jax.optim import make_optimizer, param_labels
-from exhubert_jax.head import with_head
-from exhubert_jax.reporting import uar_table
-from exhubert_jax.train_loop import train
-from exhubert_jax.train_step import TrainError, create_state, make_train_step
-from exhubert_jax.placement import batch_arrays, pad_rows, to_device
+from exhubert_jax.data.loading.devices import batch_arrays, pad_rows, to_device
+from exhubert_jax.evaluation.reports import uar_table
+from exhubert_jax.model.heads import with_head
+from exhubert_jax.model.param_labels import param_labels
+from exhubert_jax.training.loop import train
+from exhubert_jax.training.optimizer import make_optimizer
+from exhubert_jax.training.step import TrainError, create_state, make_train_step
 from toys import NO_DROPOUT, leaves_equal, opts, sources, tiny
 
 
@@ -113,7 +114,7 @@ def test_pad_rows_and_table():
 def test_the_optimizer_is_passed_in_and_its_schedule_is_logged(tmp_path):
     import optax
 
-    from exhubert_jax.optim import FROZEN, TRAINABLE
+    from exhubert_jax.model.param_labels import FROZEN, TRAINABLE
 
     model, params, labels = tiny(**NO_DROPOUT)
     tr, va = sources()

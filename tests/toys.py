@@ -6,8 +6,8 @@ import jax
 import numpy as np
 
 from exhubert_jax import HubertForSequenceClassification, init_params, preset
-from exhubert_jax.optim import param_labels
-from exhubert_jax.train_loop import TrainOptions
+from exhubert_jax.model.param_labels import param_labels
+from exhubert_jax.training.loop import TrainOptions
 
 NO_DROPOUT = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
 

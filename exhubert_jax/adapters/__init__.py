@@ -1,13 +1,14 @@
 """Functional adapters over parameter pytrees: bbe, lora, ia3, bitfit, bottleneck; composable and mergeable.
 
-Every module of this package but `core` is a method that registers itself (adapter_spec.register) on import.
+Every module of adapters.methods is a method that registers itself (adapters.registry.register) on import. The
+model never imports this package: `wrap` / `build` run a plain model with the config's adapters installed.
 
     params, config, labels = adapters.add(params, config, "lora", r=8, alpha=16, targets=("q", "v"))
     params, config, labels = adapters.apply_spec(params, config, "bbe:copies=1,style=zll")  # same, from a string
     plain_params, plain_config = adapters.merge(params, config)                             # lora, ia3, bitfit
     plain_params, plain_config, folded = adapters.merge_all(params, config)   # the same; refuses bottleneck
 
-`labels` goes to exhubert_jax.optim.make_optimizer; the model's apply needs no other change.
+`labels` goes to exhubert_jax.training.optimizer.make_optimizer; the model's apply needs no other change.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import importlib
 import pkgutil
 from typing import Any, Sequence
 
-from ..adapter_spec import REGISTRY, TARGETS, AdapterSpecError, canonical, format_spec, lookup, parse_spec
-from ..config import HubertConfig
-from ..expansion import expand
-from . import core
-from .core import AdapterError, labels, merge, merge_all, unmergeable
+from exhubert_jax.adapters import core, methods
+from exhubert_jax.adapters.core import AdapterError, check_plain, labels, merge, merge_all, unmergeable
+from exhubert_jax.adapters.registry import (REGISTRY, TARGETS, AdapterSpecError, canonical, format_spec, lookup,
+                                            options_of, parse_spec)
+from exhubert_jax.adapters.wrapper import Adapted, build, init_params, param_shapes, unwrap, with_config, wrap
+from exhubert_jax.model.config import HubertConfig
+from exhubert_jax.model.expansion import expand
 
-BUILTIN = tuple(importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
-                if not m.name.startswith("_") and m.name != "core")
+# Every module of adapters.methods registers its method on import.
+BUILTIN = tuple(importlib.import_module(f"{methods.__name__}.{m.name}") for m in pkgutil.iter_modules(methods.__path__)
+                if not m.name.startswith("_"))
 
 
 def add(params: Any, config: HubertConfig, method: str, **options: Any) -> tuple[dict, HubertConfig, dict]:
@@ -47,5 +51,6 @@ def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
     return params, config, out_labels
 
 
-__all__ = ["AdapterError", "AdapterSpecError", "REGISTRY", "TARGETS", "add", "apply_spec", "canonical",
-           "expand", "format_spec", "labels", "merge", "merge_all", "parse_spec", "unmergeable"]
+__all__ = ["Adapted", "AdapterError", "AdapterSpecError", "REGISTRY", "TARGETS", "add", "apply_spec", "build",
+           "canonical", "check_plain", "expand", "format_spec", "init_params", "labels", "merge", "merge_all",
+           "options_of", "param_shapes", "parse_spec", "unmergeable", "unwrap", "with_config", "wrap"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.cli)
-    from exhubert_jax.cli import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
+    from exhubert_jax.runtime.commands import run_command
 
     sys.exit(run_command("exhubert_jax.adapters.__main__"))
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import jax
 
-from ..cli import USER_ERROR, command
-from ..config import HubertConfig, preset
-from ..model import param_shapes
-from ..optim import TRAINABLE, count, path_str
-from . import REGISTRY, apply_spec
-from .core import is_adapter_leaf
+from exhubert_jax.adapters import REGISTRY, apply_spec
+from exhubert_jax.adapters.core import is_adapter_leaf
+from exhubert_jax.model.config import HubertConfig, preset
+from exhubert_jax.model.hubert import param_shapes
+from exhubert_jax.model.param_labels import TRAINABLE, count, path_str
+from exhubert_jax.runtime.commands import USER_ERROR, command
 
 GROUPS = (("adapters", None), ("CNN feature encoder", "hubert/feature_extractor/"),
           ("feature projection", "hubert/feature_projection/"), ("positional conv", "hubert/encoder/pos_conv_embed/"),

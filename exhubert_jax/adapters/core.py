@@ -19,11 +19,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..adapter_spec import REGISTRY, AdapterSpecError, format_spec, lookup, normalise, owner
-from ..adapter_spec import Method, register  # noqa: F401 - re-exported for the method modules
-from ..config import HubertConfig
-from ..model import param_shapes
-from ..optim import FROZEN, TRAINABLE, param_labels, path_str
+from exhubert_jax.adapters.registry import REGISTRY, AdapterSpecError, format_spec, lookup, normalise, owner, parse_spec
+from exhubert_jax.adapters.registry import Method, register  # noqa: F401 - re-exported for the method modules
+from exhubert_jax.adapters.wrapper import param_shapes
+from exhubert_jax.model.config import ConfigError, HubertConfig
+from exhubert_jax.model.param_labels import FROZEN, TRAINABLE, param_labels, path_str
 
 HEAD = re.compile(r"^(projector|classifier|regressor)/|^layer_weights$")
 CNN = "hubert/feature_extractor/"
@@ -74,7 +74,7 @@ def add(params: Any, config: HubertConfig, method: str, *, seed: int = 0,
             return old[name]
         if spec.init_leaf is None or not spec.owns(name):
             raise AdapterError(f"adapter {method!r} cannot initialise parameter {name}")
-        return spec.init_leaf(name, tuple(shape.shape), shape.dtype, _leaf_key(seed, name))
+        return spec.init_leaf(name, tuple(shape.shape), shape.dtype, _leaf_key(seed, name), old)
 
     new_params = jax.tree_util.tree_map_with_path(leaf, shapes)
     return new_params, new_config, labels(new_params, new_config)
@@ -82,7 +82,6 @@ def add(params: Any, config: HubertConfig, method: str, *, seed: int = 0,
 
 def applied(config: HubertConfig) -> list[tuple[str, dict]]:
     """(method, options) of every adapter recorded in the config, in order."""
-    from ..adapter_spec import parse_spec
     return [parse_spec(s) for s in config.adapters]
 
 
@@ -166,3 +165,13 @@ def merge_all(params: Any, config: HubertConfig) -> tuple[dict, HubertConfig, li
                            "hold (lora, ia3 and bitfit merge)")
     merged, merged_config = merge(params, config)
     return merged, merged_config, [s for s in config.adapters if s not in merged_config.adapters]
+
+
+def check_plain(config: HubertConfig) -> None:
+    """Refuse a config holding adapters that change the computation (registry.Method.structural): plain HuBERT, as
+    exported, lacks them until they are merged."""
+    unmerged = [s for s in config.adapters if lookup(s.partition(":")[0]).structural]
+    if unmerged:
+        raise ConfigError(f"the model has unmerged adapters ({', '.join(unmerged)}) that plain HuBERT lacks: fold "
+                          "them in with `python -m converters.flax_to_torch SRC OUT --merge` (exhubert_jax.adapters."
+                          "merge in Python), or export LoRA for peft with --peft")

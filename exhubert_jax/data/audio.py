@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError
+from exhubert_jax.data.errors import AudioError
 
 SAMPLE_RATE = 16000
 MIN_SAMPLES = 400  # one HuBERT CNN frame (25 ms at 16 kHz)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from ..errors import ExhubertError
+from exhubert_jax.errors import ExhubertError
 
 
 class DataError(ExhubertError):

@@ -1,0 +1,65 @@
+"""Export an exhubert-jax model to a PyTorch Hugging Face directory: transformers' HuBERT layout, our self-contained
+ExHuBERT code for layouts with Linears after layers, or the released ExHuBERT's keys; with the feature extractor of
+the input protocol the model was trained with. The command line is converters.flax_to_torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from exhubert_jax.adapters import check_plain
+from exhubert_jax.data.loading.input_protocol import feature_extractor_config
+from exhubert_jax.model.config import HubertConfig, to_hf_config
+from exhubert_jax.runtime.atomic_files import atomic_directory
+from exhubert_jax.runtime.run_folders import read_run
+
+from . import released
+from .mapping import params_to_state_dict
+from .torch_io import write_safetensors
+from .zll_export import copy_code, export_config, has_linears
+
+
+LAYOUTS = ("ours", "released")
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+
+
+def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "ours", *,
+           source: str | Path | None = None, input_mode: str = "masked") -> Path:
+    """Write config.json + model.safetensors + preprocessor_config.json (the feature extractor of `input_mode`)
+    (+ the PyTorch code for models with layout Linears); returns the directory. layout="released" writes the
+    released ExHuBERT's keys and stock config instead. The folder appears whole or not at all (an older one stays
+    until the new one is complete); `source`, the checkpoint read, is never overwritten."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_plain(config)  # from the config alone, before any weight is read
+    state = params_to_state_dict(jax.tree.map(np.asarray, params), config)
+    if config.mask_time_prob == 0 and config.mask_feature_prob == 0:
+        state.pop("hubert.masked_spec_embed", None)
+    state, hf, code = _layout_files(state, config, layout)
+    extractor = feature_extractor_config(input_mode)
+    with atomic_directory(out, *([source] if source else [])) as tmp:
+        if code:
+            copy_code(tmp)
+        write_safetensors(state, tmp / "model.safetensors")
+        with open(tmp / "config.json", "w") as f:
+            json.dump(hf, f, indent=2)
+        with open(tmp / PREPROCESSOR_CONFIG, "w") as f:
+            json.dump(extractor, f, indent=2)
+    return Path(out)
+
+
+def trained_input_mode(checkpoint: str | Path) -> str | None:
+    """The input protocol the run that wrote `checkpoint` trained with (its run.json), None when unrecorded."""
+    return read_run(Path(checkpoint).parent).get("options", {}).get("input_mode")
+
+
+def _layout_files(state: dict, config: HubertConfig, layout: str) -> tuple[dict, dict, bool]:
+    """(state dict, config.json, whether our PyTorch code goes along) for an export layout."""
+    if layout == "released":
+        return (*released.from_ours(state, config), False)
+    if has_linears(config):
+        return state, export_config(config), True
+    return state, {**to_hf_config(config), "architectures": ["HubertForSequenceClassification"]}, False

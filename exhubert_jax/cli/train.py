@@ -1,0 +1,69 @@
+"""Train ExHuBERT: `--stage finetune` (round-robin over corpora), `--stage expand` (BBE), `--stage transfer`.
+
+A step is one round: one batch from every corpus, gradients averaged over the corpora, one AdamW update (paper,
+section 4.1); `--update per-corpus` makes one update per corpus batch instead.
+
+With no --corpora and nothing but the synthetic demo corpora prepared, `python train.py --stage finetune` trains a tiny
+model on the demo corpora (prepared on the fly) with demo settings, so a fresh clone runs end to end. Real corpora
+need --init (a converted HuBERT Large), or --random-init on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from exhubert_jax.runtime.commands import USER_ERROR, command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (no abbreviations: --step is not --steps): the flags declared by StageFlags and
+    TrainOptions (exhubert_jax.training.stage_flags, exhubert_jax.training.options)."""
+    from exhubert_jax.training.options import TrainOptions, add_flags
+    from exhubert_jax.training.stage_flags import StageFlags
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
+    add_flags(ap, StageFlags)
+    add_flags(ap.add_argument_group("training options"), TrainOptions)
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed flags; a flag the chosen stage does not use is an error naming it and the stages that use it."""
+    from exhubert_jax.training.options import TrainOptions, unused_flag
+    from exhubert_jax.training.stage_flags import StageFlags
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    refusal = unused_flag(ap, args, TrainOptions, StageFlags)
+    if refusal:
+        ap.error(refusal)
+    return args
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """Join the run's processes (gloo collectives when they run on CPU); only process 0 prints."""
+    import os
+
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    if jax.process_index() != 0:
+        sys.stdout = open(os.devnull, "w")
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code (2 for user errors, printed as one line without a traceback)."""
+    args = parse_args(argv)
+    from exhubert_jax.training.stages import STAGES
+
+    if args.distributed:
+        start_distributed(args)
+    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        print("error: --coordinator, --num-processes and --process-id need --distributed", file=sys.stderr)
+        return USER_ERROR
+    return STAGES[args.stage](args)

@@ -1,0 +1,1 @@
+"""SYNTHETIC demo data: the procedurally generated demo corpora and a long recording with known emotion segments."""

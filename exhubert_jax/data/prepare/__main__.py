@@ -1,0 +1,8 @@
+"""`python -m exhubert_jax.data.prepare`: prepare one corpus, or many (exhubert_jax.data.prepare.command)."""
+
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
+    from exhubert_jax.runtime.commands import run_command
+
+    sys.exit(run_command("exhubert_jax.data.prepare.command"))

@@ -1,0 +1,138 @@
+"""Write per-file embeddings of a checkpoint for a prepared corpus or an audio folder (.npy + index.csv), and
+optionally fit a linear probe on them.
+
+    python -m exhubert_jax.embed --checkpoint runs/finetune --corpus demo-a --split all --out emb/ --layer last
+    python -m exhubert_jax.embed --checkpoint runs/finetune --audio clips/ --level frame --layer 3 --out emb/
+    python -m exhubert_jax.embed --checkpoint runs/finetune --corpus demo-a --probe logreg --out emb/
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
+    from exhubert_jax.runtime.commands import run_command
+
+    sys.exit(run_command("exhubert_jax.inference.embedding_files"))
+
+import argparse
+import json
+from pathlib import Path
+
+from exhubert_jax.runtime.commands import command
+
+SPLITS = ("train", "validation", "test")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options (no abbreviations)."""
+    p = argparse.ArgumentParser(prog="python -m exhubert_jax.embed", description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--corpus", help="one prepared corpus")
+    what.add_argument("--audio", help="an audio file or a directory of them (any format/sample rate)")
+    p.add_argument("--checkpoint", default="runs/finetune", help="save_pretrained directory or training workdir")
+    p.add_argument("--split", default="test", choices=(*SPLITS, "all"), help="--corpus: which split(s)")
+    p.add_argument("--data-dir", default=None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
+    p.add_argument("--level", default="utterance", choices=("utterance", "frame"),
+                   help="utterance: the mean over an utterance's frames; frame: every frame")
+    p.add_argument("--layer", default="last",
+                   help="N (hidden state N, 0 = the transformer's input), last, all, weighted (the learnt layer "
+                        "weights), or projector (the projector's output; at utterance level the classifier's input)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--chunk-seconds", type=float, default=3.0, help="longest chunk fed to the model")
+    p.add_argument("--probe", choices=("logreg",), default=None,
+                   help="--corpus: fit a standardised logistic regression on the train embeddings, pick C on "
+                        "validation, report test UAR with its bootstrap interval")
+    p.add_argument("--bootstrap", type=int, default=1000, help="--probe: resamples of the test UAR interval")
+    p.add_argument("--seed", type=int, default=0, help="--probe: seed of the bootstrap")
+    return p.parse_args(argv)
+
+
+def check(args, model) -> None:
+    """EmbeddingError for option combinations that cannot run, before any audio is read."""
+    from exhubert_jax.inference.embeddings import EmbeddingError, check_layer
+
+    args.layer = check_layer(args.layer, model.config)
+    if args.batch_size < 1:
+        raise EmbeddingError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.probe and (args.corpus is None or args.level != "utterance" or args.layer == "all"):
+        raise EmbeddingError("--probe needs --corpus, --level utterance and one layer (not --layer all)")
+
+
+def embed_corpus(args, embedder, params) -> dict[str, tuple[list, list]]:
+    """split -> (embeddings, index rows) of the chosen splits (all three for --probe)."""
+    from exhubert_jax.data.loading.dataset import open_prepared
+    from exhubert_jax.inference.embeddings import EmbeddingError, embed_split
+
+    corpus = open_prepared(args.corpus, args.data_dir)
+    wanted = SPLITS if args.probe or args.split == "all" else (args.split,)
+    missing = [s for s in wanted if s not in corpus.splits]
+    if missing and (args.probe or args.split != "all"):
+        raise EmbeddingError(f"{corpus.name} has no {' or '.join(missing)} split (splits: {', '.join(corpus.splits)})")
+    out = {}
+    for s in (s for s in wanted if s in corpus.splits):
+        print(f"embedding {corpus.name} ({s})...", file=sys.stderr)
+        out[s] = embed_split(embedder, params, corpus.split(s), args.level, args.chunk_seconds, args.batch_size)
+    return out
+
+
+def run_probe(args, parts: dict) -> dict:
+    """Fit the probe on train, pick C on validation, score test: {C, validation_uar, test uar, interval}."""
+    import numpy as np
+
+    from exhubert_jax.evaluation import bootstrap, metrics
+    from exhubert_jax.inference import probe
+    from exhubert_jax.model.config import EMOTION_CLASSES
+
+    def xy(split):
+        """(embeddings, class indices, index rows) of one split."""
+        arrays, rows = parts[split]
+        return np.stack(arrays), np.asarray([EMOTION_CLASSES.index(r["label"]) for r in rows]), rows
+
+    (xt, yt, _), (xv, yv, _), (xs, ys, rows) = xy("train"), xy("validation"), xy("test")
+    k = len(EMOTION_CLASSES)
+    model, c, scores = probe.fit_probe(xt, yt, xv, yv, k)
+    pred = model.predict(xs)
+    doc = {"probe": "logreg", "C": c, "validation_uar": scores, "test_uar": metrics.uar(ys, pred, k),
+           "n": {"train": len(yt), "validation": len(yv), "test": len(ys)}}
+    if args.bootstrap > 0:
+        doc["test_interval"], _ = bootstrap.intervals(ys, pred, k, [r["speaker"] or None for r in rows],
+                                                      args.bootstrap, args.seed, name=args.corpus)
+    return doc
+
+
+@command
+def main(argv=None) -> int:
+    """Entry point; 2 for user errors (one line, no traceback)."""
+    args = parse_args(argv)
+    from exhubert_jax.evaluation.scoring import check_audio_path, resolve_checkpoint
+    from exhubert_jax.inference import embeddings as emb
+    from exhubert_jax.pretrained import from_pretrained
+
+    model, params = from_pretrained(resolve_checkpoint(args.checkpoint))
+    check(args, model)
+    embedder = emb.Embedder(model, args.layer)
+    if args.corpus is not None:
+        parts = embed_corpus(args, embedder, params)
+    else:
+        files = check_audio_path(args.audio)
+        parts = {"files": emb.embed_files(embedder, params, files, args.level, args.chunk_seconds,
+                                          args.batch_size)}
+    arrays = [x for split_arrays, _ in parts.values() for x in split_arrays]
+    rows = [r for _, split_rows in parts.values() for r in split_rows]
+    written = emb.write_embeddings(args.out, arrays, rows, args.level)
+    summary = {"out": args.out, "files": len(rows), "level": args.level, "layer": args.layer,
+               "shape": list(arrays[0].shape) if arrays else None, "compiled_shapes": embedder.compiled_shapes}
+    if args.probe:
+        summary["probe"] = p = run_probe(args, parts)
+        (Path(args.out) / "probe.json").write_text(json.dumps(p, indent=2))
+        ci = p.get("test_interval")
+        interval = f" [{100 * ci['uar'][0]:.1f}, {100 * ci['uar'][1]:.1f}], {ci['method']}" if ci else ""
+        print(f"probe: logistic regression, C = {p['C']:g} (validation UAR "
+              f"{100 * p['validation_uar'][p['C']]:.1f}%), test UAR {100 * p['test_uar']:.1f}%{interval}",
+              file=sys.stderr)
+    print(json.dumps(summary))
+    print(f"wrote {written[0]} and {len(written) - 1} .npy file(s)", file=sys.stderr)
+    return 0

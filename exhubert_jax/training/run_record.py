@@ -1,0 +1,99 @@
+"""run.json: every resolved option of a run, its model config, corpora fingerprints, package versions and commit;
+resuming with an option that changes the result is refused, naming the option."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from exhubert_jax.errors import ExhubertError
+from exhubert_jax.runtime.run_folders import RUN_JSON
+from exhubert_jax.training.options import TrainOptions, flags, resumable
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "transformers", "torch")
+# Options that may differ on resume without changing the parameters trained (how often to look, not what to learn):
+# those declared resumable (exhubert_jax.training.options).
+RESUMABLE = resumable(TrainOptions)
+FLAGS = flags(TrainOptions)  # how a refusal names each option
+
+
+class RunConfigError(ExhubertError):
+    """A resumed run whose options differ from the ones it was started with."""
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that decide the numerics."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with '+dirty' for uncommitted changes), or None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def build(options: Mapping[str, Any], model_config: Mapping[str, Any], corpora: Mapping[str, str | None],
+          **extra: Any) -> dict:
+    """The run.json document."""
+    return {"options": dict(options), "model": dict(model_config), "corpora": dict(corpora),
+            "packages": package_versions(), "commit": git_commit(), **extra}
+
+
+def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Options, model settings and corpora that differ between two run.json documents and change the result."""
+    diffs = []
+    current = json.loads(json.dumps(current, default=str))  # as it will be read back (tuples as lists)
+    saved_opts, cur_opts = saved.get("options", {}), current.get("options", {})
+    steps_matter = cur_opts.get("schedule", "constant") != "constant"  # a decaying schedule is shaped by --steps
+    for key in sorted(set(saved_opts) | set(cur_opts)):
+        if key in RESUMABLE or (key == "steps" and not steps_matter):
+            continue
+        if saved_opts.get(key) != cur_opts.get(key):
+            flag = FLAGS.get(key, f"--{key.replace('_', '-')}")
+            diffs.append(f"{flag} (was {saved_opts.get(key)!r}, now {cur_opts.get(key)!r})")
+    for key in sorted(set(saved.get("model", {})) | set(current.get("model", {}))):
+        if saved.get("model", {}).get(key) != current.get("model", {}).get(key):
+            diffs.append(f"model {key} (was {saved['model'].get(key)!r}, now {current['model'].get(key)!r})")
+    if saved.get("corpora") != current.get("corpora"):
+        diffs.append(f"corpora or their prepared data (was {sorted(saved.get('corpora', {}))}, now "
+                     f"{sorted(current.get('corpora', {}))}, or a corpus was prepared again)")
+    return diffs
+
+
+def write_or_check(workdir: str | Path, document: dict, resuming: bool) -> Path:
+    """Write run.json for a new run; on resume, refuse result-changing differences and keep the original file."""
+    path = Path(workdir) / RUN_JSON
+    if resuming and path.is_file():
+        saved = json.loads(path.read_text())
+        diffs = differences(saved, document)
+        if diffs:
+            raise RunConfigError(f"{path.parent} was started with other settings: {diffs[0]}"
+                                 + (f" and {len(diffs) - 1} more" if len(diffs) > 1 else "")
+                                 + "; use the original settings to resume, or another --workdir")
+        return path
+    return write(path.parent, document)
+
+
+def write(workdir: str | Path, document: Mapping[str, Any]) -> Path:
+    """Write {workdir}/run.json atomically (a reader never sees half a file)."""
+    path = Path(workdir) / RUN_JSON
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(document), indent=2, default=str))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,206 @@
+"""Train state and the jitted steps: trainable-only gradients, NaN guard, data parallelism over a mesh.
+
+Two update rules share the same loss and update code:
+- a *round* (the paper, section 4.1: "passing each dataset forward and backward through the model with one batch in
+  each step"): gradients of one batch per corpus, averaged with equal weights, then one AdamW update;
+- *per-corpus*: one AdamW update per corpus batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from exhubert_jax.data.loading.devices import replicated
+from exhubert_jax.errors import ExhubertError
+from exhubert_jax.evaluation.dimensional import dimensional_loss
+from exhubert_jax.model.layers import at_least_f32
+from exhubert_jax.model.param_labels import merge_params, split_params
+from exhubert_jax.training.optimizer import full_gradients
+
+
+class TrainError(ExhubertError, RuntimeError):
+    """A training run that cannot go on (bad options, too many non-finite steps)."""
+
+
+# ----------------------------------------------------------------------------------------------------- state & mesh
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training: step (updates made), params, optimizer state, rng, skipped count."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    skipped: jax.Array
+
+    def as_dict(self) -> dict:
+        """Plain dict (what is checkpointed)."""
+        return dict(step=self.step, params=self.params, opt_state=self.opt_state, rng=self.rng, skipped=self.skipped)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TrainState":
+        """Inverse of as_dict."""
+        return cls(**{k: d[k] for k in ("step", "params", "opt_state", "rng", "skipped")})
+
+
+def create_state(params: Any, tx: optax.GradientTransformation, seed: int, mesh: Mesh | None = None) -> TrainState:
+    """A fresh TrainState (params copied as float32, or float64 when given so; replicated over the mesh if given)."""
+    params = jax.tree.map(lambda p: jnp.array(p, dtype=jnp.promote_types(p.dtype, jnp.float32)), params)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                       rng=jax.random.PRNGKey(seed), skipped=jnp.zeros((), jnp.int32))
+    return jax.device_put(state, replicated(mesh)) if mesh is not None else state
+
+
+def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
+    """The global batch must split evenly over the data axis."""
+    n = mesh.size if mesh is not None else 1
+    if batch_size % n:
+        raise TrainError(f"--batch-size {batch_size} is not divisible by the {n} devices of the data mesh; "
+                         f"use a multiple of {n}")
+
+
+# ------------------------------------------------------------------------------------------------------- the steps
+
+
+class CompileCounter:
+    """Counts traces of a jitted function (one per compilation) and the input shapes that caused them."""
+
+    def __init__(self, name: str):
+        self.name, self.count, self.shapes = name, 0, []
+
+    def hit(self, shape: tuple) -> None:
+        """Called from inside the traced function."""
+        self.count += 1
+        self.shapes.append(tuple(shape))
+
+
+def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+    """Softmax cross-entropy in float32 (or wider), averaged with per-row weights (0 = padding row)."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(at_least_f32(logits.dtype)), targets)
+    return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def batch_loss(out: Any, batch: dict, config: Any, dim_loss: str = "ccc") -> jax.Array:
+    """task_weights[0] x cross-entropy (models with classes) + task_weights[1] x the dimensional loss (models with
+    dimensions; rows and dimensions without a target are masked out). The weights are arrays, so any mix of tasks
+    runs in the one compiled step."""
+    weights = batch["task_weights"][0] if "task_weights" in batch else jnp.ones(2, jnp.float32)  # rows are equal
+    loss = jnp.zeros((), at_least_f32(out.logits.dtype))
+    if config.num_labels:
+        loss = loss + weights[0] * weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
+    if config.dimensions:
+        mask = batch["dims_mask"] * batch["weights"][:, None]
+        loss = loss + weights[1] * dimensional_loss(out.values, batch["dims"], mask, dim_loss)
+    return loss
+
+
+def _loss_and_grads(model: Any, labels: Any, params: Any, batch: dict, key: jax.Array, dim_loss: str = "ccc"):
+    """(loss, gradients of the trainable leaves) of one batch; frozen leaves get no weight gradient."""
+    trainable, frozen = split_params(params, labels)
+
+    def loss_fn(trainable):
+        out = model.apply({"params": merge_params(trainable, frozen)}, batch["input_values"],
+                          batch["attention_mask"], deterministic=False, rngs={"dropout": key})
+        return batch_loss(out, batch, model.config, dim_loss)
+
+    return jax.value_and_grad(loss_fn)(trainable)
+
+
+def _guarded_update(tx: optax.GradientTransformation, labels: Any, state: TrainState, loss: jax.Array,
+                    grads: Any) -> tuple[TrainState, dict]:
+    """One optimizer update from trainable gradients; a non-finite loss or gradient leaves params and moments as they
+    were and counts a skipped step."""
+    grad_norm = optax.global_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def update(operands):
+        """The AdamW step on trainable leaves."""
+        params, opt_state = operands
+        trainable, frozen = split_params(params, labels)
+        updates, opt_state = tx.update(full_gradients(grads, frozen), opt_state, params)
+        trainable_new = optax.apply_updates(trainable, split_params(updates, labels)[0])
+        return merge_params(trainable_new, frozen), opt_state
+
+    # lax.cond, not a tree-wide select: a skipped step costs no extra pass over the parameters
+    params, opt_state = jax.lax.cond(ok, update, lambda operands: operands, (state.params, state.opt_state))
+    new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                        skipped=state.skipped + jnp.where(ok, 0, 1).astype(jnp.int32))
+    return new, dict(loss=loss, grad_norm=grad_norm, ok=ok)
+
+
+def _jit_kwargs(mesh: Mesh | None) -> dict:
+    """Outputs replicated over the mesh (params, moments, gradients and metrics are never sharded)."""
+    return dict(out_shardings=replicated(mesh)) if mesh is not None else {}
+
+
+def make_train_step(model: Any, tx: optax.GradientTransformation, labels: Any, *,
+                    mesh: Mesh | None = None, dim_loss: str = "ccc") -> tuple[Callable, CompileCounter]:
+    """Per-corpus update: (step(state, batch) -> (state, metrics), compile counter); state is donated."""
+    counter = CompileCounter("train_step")
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        counter.hit(batch["input_values"].shape)  # Python side effect: runs once per compilation
+        key = jax.random.fold_in(state.rng, state.step)
+        loss, grads = _loss_and_grads(model, labels, state.params, batch, key, dim_loss)
+        return _guarded_update(tx, labels, state, loss, grads)
+
+    return jax.jit(step, donate_argnums=0, **_jit_kwargs(mesh)), counter
+
+
+@flax.struct.dataclass
+class RoundSums:
+    """Gradients and losses summed over the corpus batches of the current round."""
+
+    grads: Any
+    loss: jax.Array
+
+
+class RoundStep:
+    """One update per round: `add` (jitted once per batch shape) sums one corpus batch's loss and gradients into
+    RoundSums; `update` (jitted once) averages them over the round's corpora, each corpus weighing the same, makes
+    one AdamW update and returns zeroed sums. Both donate what they replace, so a round holds one gradient tree."""
+
+    def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, *, mesh: Mesh | None = None,
+                 dim_loss: str = "ccc"):
+        self.model, self.tx, self.labels, self.dim_loss = model, tx, labels, dim_loss
+        self.counter = CompileCounter("round_add")
+        kw = _jit_kwargs(mesh)
+        self.add = jax.jit(self._add, donate_argnums=0, **kw)
+        self.update = jax.jit(self._update, donate_argnums=(0, 1), **kw)
+        self.zeros = jax.jit(self._zeros, **kw)
+
+    def _zeros(self, params: Any) -> RoundSums:
+        trainable, _ = split_params(params, self.labels)
+        loss_dtype = at_least_f32(jax.tree.leaves(trainable)[0].dtype)
+        return RoundSums(grads=jax.tree.map(jnp.zeros_like, trainable), loss=jnp.zeros((), loss_dtype))
+
+    def _add(self, sums: RoundSums, state: TrainState, index: jax.Array, batch: dict) -> tuple[RoundSums, jax.Array]:
+        self.counter.hit(batch["input_values"].shape)
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), index)
+        loss, grads = _loss_and_grads(self.model, self.labels, state.params, batch, key, self.dim_loss)
+        return RoundSums(grads=jax.tree.map(jnp.add, sums.grads, grads), loss=sums.loss + loss), loss
+
+    def _update(self, state: TrainState, sums: RoundSums, n: jax.Array) -> tuple[TrainState, RoundSums, dict]:
+        grads = jax.tree.map(lambda g: g / n, sums.grads)
+        state, metrics = _guarded_update(self.tx, self.labels, state, sums.loss / n, grads)
+        return state, jax.tree.map(jnp.zeros_like, sums), metrics
+
+    def __call__(self, state: TrainState, batches: list[dict],
+                 sums: RoundSums | None = None) -> tuple[TrainState, RoundSums, dict]:
+        """One round over device batches (one per corpus): (state, zeroed sums for the next round, metrics with
+        'losses', the per-corpus losses in batch order)."""
+        sums = self.zeros(state.params) if sums is None else sums
+        losses = []
+        for i, batch in enumerate(batches):
+            sums, loss = self.add(sums, state, jnp.int32(i), batch)
+            losses.append(loss)
+        state, sums, metrics = self.update(state, sums, jnp.float32(len(batches)))
+        return state, sums, dict(metrics, losses=losses)
