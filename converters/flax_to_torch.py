@@ -24,37 +24,74 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("converters.flax_to_torch"))
 
 import argparse
+import dataclasses
 import json
 
 from exhubert_jax import adapters
 from exhubert_jax.data.loading.input_protocol import INPUT_MODES
 from exhubert_jax.pretrained import from_pretrained
 from exhubert_jax.runtime.commands import USER_ERROR, command
+from exhubert_jax.runtime.options import (add_flags, add_positionals, command_parser, option, parse,
+                                          require_positionals)
 from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
 
 from .export import LAYOUTS, export, trained_input_mode
 from .peft_io import export_peft
 
 
+@dataclasses.dataclass
+class ExportOptions:
+    """The command's flags (a --config file's keys are these names, and those of AdapterChoice and Paths)."""
+
+    layout: str = option("ours", choices=LAYOUTS,
+                         help="ours: transformers HuBERT, or our self-contained ExHuBERT code; released: the released "
+                              "ExHuBERT's key layout and config (gated models with 1 copy only)")
+    input: str | None = option(None, choices=INPUT_MODES,
+                               help="input protocol of preprocessor_config.json (default: the one the model was trained "
+                                    "with, from run.json beside the checkpoint; else masked)")
+
+
+@dataclasses.dataclass
+class AdapterChoice:
+    """What becomes of adapters: at most one of these (a mutually exclusive group)."""
+
+    peft: bool = option(False, action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
+                                                         "adapter_model.safetensors), the base in OUT/base")
+    merge: bool = option(False, action="store_true",
+                         help="fold LoRA, IA3 and BitFit adapters into the weights, then export the plain model")
+
+
+@dataclasses.dataclass
+class Paths:
+    """The positional arguments, which a --config file may give instead."""
+
+    src: str | None = option(None, help="exhubert-jax checkpoint directory (params/ + config.json), or a training "
+                                        "workdir (uses best/, else final/)")
+    out: str | None = option(None, help="output HF directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """SRC OUT, --config FILE and the declared flags; --peft and --merge exclude each other."""
+    ap = command_parser(__doc__.splitlines()[0], ExportOptions)
+    add_positionals(ap, Paths)
+    add_flags(ap.add_mutually_exclusive_group(), AdapterChoice)
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line over --config's values (flags win); SRC and OUT are required from either."""
+    ap = build_parser()
+    args = parse(ap, argv, ExportOptions, AdapterChoice, Paths)
+    if args.peft and args.merge:  # one or both from the file (argparse refuses both flags itself)
+        ap.error("argument --merge: not allowed with argument --peft")
+    require_positionals(ap, args, Paths)
+    return args
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("src", help="exhubert-jax checkpoint directory (params/ + config.json), or a training workdir "
-                                "(uses best/, else final/)")
-    ap.add_argument("out", help="output HF directory")
-    ap.add_argument("--layout", choices=LAYOUTS, default="ours",
-                    help="ours: transformers HuBERT, or our self-contained ExHuBERT code; released: the released "
-                         "ExHuBERT's key layout and config (gated models with 1 copy only)")
-    adapter = ap.add_mutually_exclusive_group()
-    adapter.add_argument("--peft", action="store_true", help="LoRA models: a peft adapter in OUT (adapter_config.json, "
-                                                             "adapter_model.safetensors), the base in OUT/base")
-    adapter.add_argument("--merge", action="store_true",
-                         help="fold LoRA, IA3 and BitFit adapters into the weights, then export the plain model")
-    ap.add_argument("--input", choices=INPUT_MODES, default=None,
-                    help="input protocol of preprocessor_config.json (default: the one the model was trained with, "
-                         "from run.json beside the checkpoint; else masked)")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     try:
         src, which = resolve_checkpoint_dir(args.src)
         if which:

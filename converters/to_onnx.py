@@ -17,6 +17,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -32,6 +33,8 @@ from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.pretrained import from_pretrained, load_config
 from exhubert_jax.runtime.commands import USER_ERROR, command
 from exhubert_jax.runtime.interrupts import held
+from exhubert_jax.runtime.options import (add_flags, add_positionals, command_parser, option, parse,
+                                          require_positionals)
 from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
 
 from .export import export
@@ -210,18 +213,46 @@ def export_onnx(params: dict, config: HubertConfig, out: str | Path, *, embeddin
             "merged_adapters": folded}
 
 
+@dataclasses.dataclass
+class OnnxOptions:
+    """The command's flags (a --config file's keys are these names, and those of Paths)."""
+
+    embedding: bool = option(False, action="store_true", help="also output the pooled embedding the classifier reads")
+    no_mask: bool = option(False, action="store_true", help="no attention_mask input (fixed-length, unpadded clips as "
+                                                            "the model card feeds them)")
+    opset: int = option(OPSET, type=int, help=f"ONNX opset (default {OPSET})")
+    no_verify: bool = option(False, action="store_true", help="skip the onnxruntime-vs-JAX check on a fresh shape")
+
+
+@dataclasses.dataclass
+class Paths:
+    """The positional arguments, which a --config file may give instead."""
+
+    src: str | None = option(None, help="exhubert-jax checkpoint directory, or a training workdir (uses best/, else "
+                                        "final/)")
+    out: str | None = option(None, help="the .onnx file to write (weights go to OUT.data beside it past 2 GB)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """SRC OUT, --config FILE and the declared flags."""
+    ap = command_parser(__doc__.splitlines()[0])
+    add_positionals(ap, Paths)
+    add_flags(ap, OnnxOptions)
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line over --config's values (flags win); SRC and OUT are required from either."""
+    ap = build_parser()
+    args = parse(ap, argv, OnnxOptions, Paths)
+    require_positionals(ap, args, Paths)
+    return args
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("src", help="exhubert-jax checkpoint directory, or a training workdir (uses best/, else final/)")
-    ap.add_argument("out", help="the .onnx file to write (weights go to OUT.data beside it past 2 GB)")
-    ap.add_argument("--embedding", action="store_true", help="also output the pooled embedding the classifier reads")
-    ap.add_argument("--no-mask", action="store_true", help="no attention_mask input (fixed-length, unpadded clips "
-                                                           "as the model card feeds them)")
-    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
-    ap.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-JAX check on a fresh shape")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     try:
         src, which = resolve_checkpoint_dir(args.src)
         if which:

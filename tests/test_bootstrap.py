@@ -31,11 +31,15 @@ def test_metrics_on_stacks_equal_the_scalar_metrics():
     cms[::3, 2, :] = 0  # a class absent from the test set
     cms[::5, :, 4] = 0
     cms[::5, 4, :] = 0  # a class neither true nor predicted
-    for i, cm in enumerate(cms):
-        assert bs.uar_many(cms)[i] == pytest.approx(metrics._uar_from_cm(cm))
-        assert bs.macro_f1_many(cms)[i] == pytest.approx(metrics._macro_f1_from_cm(cm))
+    stacked = bs.of_every_metric(cms)
+    assert list(stacked) == list(metrics.METRICS)
+    for i, cm in enumerate(cms):  # the stack of each registered metric equals its value matrix by matrix
+        for name, m in metrics.METRICS.items():
+            assert stacked[name][i] == pytest.approx(m.value(cm))
         assert bs.wa_many(cms)[i] == pytest.approx(np.trace(cm) / cm.sum())
-    assert np.isnan(bs.uar_many(np.zeros((2, K, K)))).all()
+        assert bs.uar_many(cms)[i] == pytest.approx(np.nanmean(metrics.per_class_recall(cm)))
+    assert bs.of_every_metric(cms.reshape(5, 10, K, K))["macro_f1"].shape == (5, 10)  # any leading axes
+    assert all(np.isnan(v).all() for v in bs.of_every_metric(np.zeros((2, K, K))).values())
 
 
 def test_units_reproduce_the_confusion_matrix():
@@ -84,6 +88,9 @@ def test_intervals_are_deterministic_per_seed_and_name():
     assert a["method"] == "cluster bootstrap over 10 speakers" and a["resamples"] == 300
     point = metrics.uar(y, pred, K)
     assert a["uar"][0] < point < a["uar"][1] and a["wa"][0] < a["wa"][1] and a["macro_f1"][0] < a["macro_f1"][1]
+    assert a["kappa"][0] < metrics.kappa(y, pred, K) < a["kappa"][1]
+    info, samples = bs.resampled(y, pred, K, spk, 300, seed=0, name="emodb")
+    assert info == a and np.array_equal(samples["uar"], sa) and set(samples) == set(metrics.METRICS)
 
 
 def _coverage(n_sets, make, speakers_known, seed=0):

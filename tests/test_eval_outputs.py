@@ -45,8 +45,18 @@ def test_index_replaces_the_same_folder_and_drops_removed_ones(tmp_path):
     md = (tmp_path / "index.md").read_text().splitlines()
     assert md[4].startswith("| ") and "b-test-masked-emotion/results.md" in md[4] and "| – |" in md[4]
     assert "75.0" in md[5] and json.loads((tmp_path / "index.json").read_text())["runs"][0]["time"].endswith("Z")
+    # every registered metric has a column; entries written with only mean_uar show '–' for the others
+    assert md[2].startswith("| time (UTC) | corpora | split | input | labels | mean UAR (%) | mean WA (%) | "
+                            "mean Macro-F1 (%) | mean Kappa |")
+    assert "| 75.0 | – | – | – | `c` |" in md[5]
+    (tmp_path / "c-test-masked-emotion").mkdir()
+    eo.record(tmp_path, {**entry("c-test-masked-emotion", 0.5), "means": {"uar": 0.5, "wa": 0.25, "kappa": -0.125}})
+    md = (tmp_path / "index.md").read_text().splitlines()
+    assert "| 50.0 | 25.0 | – | -0.125 | `c` |" in md[4]
 
 
 def test_mean_uar_skips_undefined_corpora():
     assert eo.mean_uar([{"uar": 0.5}, {"uar": float("nan")}, {"uar": 1.0}]) == 0.75
     assert eo.mean_uar([{"uar": float("nan")}]) is None
+    means = eo.means([{"uar": 0.5, "kappa": float("nan")}, {"uar": 1.0, "kappa": 0.5}])  # results lack wa, macro_f1
+    assert means == {"uar": 0.75, "wa": None, "macro_f1": None, "kappa": 0.5, **{k: None for k in list(means)[4:]}}

@@ -162,19 +162,27 @@ def test_markdown_table_shape():
     b = {"corpus": "y", **metrics.summarize([5, 5], [5, 4], 6, names)}
     table = reporting.markdown_table([a, b])
     lines = table.splitlines()
-    assert lines[0] == "| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |"
-    assert lines[2] == "| x | 4 | 75.0 | 75.0 | 66.7 |"
-    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 |"
-    assert lines[4] == "| **Average over all datasets** | 6 | 62.5 | 62.5 | 50.0 |"
+    assert lines[0] == "| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) | Kappa |"
+    assert lines[2] == "| x | 4 | 75.0 | 75.0 | 66.7 | 0.667 |"  # kappa (4 * 3 - 4) / (16 - 4)
+    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 | 0.000 |"
+    assert lines[4] == "| **Average over all datasets** | 6 | 62.5 | 62.5 | 50.0 | 0.333 |"
     assert "| Recall (%) | " + " | ".join(names) + " |" in lines
     assert "| y | – | – | – | – | – | 50.0 |" in lines
     a["intervals"] = {"uar": [0.5, 1.0], "wa": [0.25, 1.0], "macro_f1": [0.4, 0.9], "short": "speakers (7)",
                       "resamples": 100, "seed": 0}
     lines = reporting.markdown_table([a, b], average_interval=[0.4, 0.8]).splitlines()
     assert lines[0].endswith("| Resampled unit |")
-    assert lines[2] == "| x | 4 | 75.0 [50.0, 100.0] | 75.0 [25.0, 100.0] | 66.7 [40.0, 90.0] | speakers (7) |"
-    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 | – |"
-    assert lines[4].startswith("| **Average over all datasets** | 6 | 62.5 [40.0, 80.0] | 62.5 | 50.0 |")
+    assert lines[2] == ("| x | 4 | 75.0 [50.0, 100.0] | 75.0 [25.0, 100.0] | 66.7 [40.0, 90.0] | 0.667 | "
+                        "speakers (7) |")  # no kappa interval in these (older) intervals: the value alone
+    assert lines[3] == "| y | 2 | 50.0 | 50.0 | 33.3 | 0.000 | – |"
+    assert lines[4].startswith("| **Average over all datasets** | 6 | 62.5 [40.0, 80.0] | 62.5 | 50.0 | 0.333 |")
+    a["intervals"]["kappa"] = [0.5, 0.75]
+    lines = reporting.markdown_table([a, b], average_intervals={"uar": [0.4, 0.8], "kappa": [0.1, 0.5]}).splitlines()
+    assert "| 66.7 [40.0, 90.0] | 0.667 [0.500, 0.750] | speakers (7) |" in lines[2]
+    assert lines[4].startswith("| **Average over all datasets** | 6 | 62.5 [40.0, 80.0] | 62.5 | 50.0 | "
+                               "0.333 [0.100, 0.500] |")
+    old = {k: v for k, v in b.items() if k != "kappa"}  # a result written before kappa was registered
+    assert reporting.markdown_table([old]).splitlines()[2] == "| y | 2 | 50.0 | 50.0 | 33.3 | – |"
 
 
 def test_resolve_corpora(data_dir):
@@ -259,8 +267,11 @@ def test_cli_intervals_in_json_and_table(workdir, data_dir, tmp_path, capsys):
         assert ci["method"].startswith("utterance bootstrap (only 1 speaker")
         for k in ("uar", "wa", "macro_f1"):
             assert ci[k][0] <= r[k] <= ci[k][1]
+        assert set(metrics.METRICS) <= set(r) and set(metrics.METRICS) <= set(ci)  # every registered metric
     lo, hi = doc["average_uar_interval"]
     assert lo <= np.mean([r["uar"] for r in doc["results"]]) <= hi
+    assert doc["average_intervals"]["uar"] == doc["average_uar_interval"]
+    assert set(doc["average_intervals"]) == set(metrics.METRICS)
     table = doc["table"]
     assert "Resampled unit" in table and "utterances (1 speaker)" in table and "200 bootstrap resamples" in table
     assert evaluate.main(argv[:-4] + ["--bootstrap", "0", "--json"]) == 0
@@ -296,6 +307,9 @@ def test_cli_paired_comparison_against_a_baseline(workdir, other_runs, data_dir,
         assert 1 / 201 <= r["p"] <= r["p_holm"] <= 1 and r["interval"][0] <= r["diff"] <= r["interval"][1]
     assert rows["average"]["diff"] == pytest.approx((rows["demo-a"]["diff"] + rows["demo-b"]["diff"]) / 2)
     assert all(len(v) == 2 for v in doc["average_uar_intervals"].values())
+    assert all(set(r["metrics"]) == set(metrics.METRICS) for r in rows.values())
+    assert all(set(metrics.METRICS) <= set(c) for c in doc["cells"])
+    assert "| **Average Kappa over all datasets** |" in doc["table"] and "ΔKappa vs" in doc["table"]
     assert "p (Holm)" in doc["table"] and "after Holm's correction over the 2 corpora" in doc["table"]
 
 
@@ -392,6 +406,7 @@ def test_cli_each_evaluation_has_its_own_folder_and_the_index_lists_them(workdir
         assert sorted(p.name for p in folder.iterdir()) == e["files"]
         assert {"results.md", "confusion_demo-a.png", "reliability_demo-a.png"} <= set(e["files"])
         assert e["mean_uar"] == pytest.approx(stored["results"][0]["uar"])
+        assert list(e["means"]) == list(metrics.METRICS) and e["means"]["uar"] == e["mean_uar"]
     assert docs["demo-a-test-card-emotion"]["results"][0]["input"] == "card"
     md = (root / "index.md").read_text()
     assert all(f"[{name}/results.md]({name}/results.md)" in md for name in runs)

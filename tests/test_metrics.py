@@ -39,6 +39,8 @@ def test_metrics_match_sklearn(case):
         skm.accuracy_score(y_true, y_pred, sample_weight=w), abs=1e-12)
     assert metrics.macro_f1(y_true, y_pred, C, weights=w) == pytest.approx(
         skm.f1_score(y_true, y_pred, average="macro", sample_weight=w, zero_division=0), abs=1e-12)
+    assert metrics.kappa(y_true, y_pred, C, weights=w) == pytest.approx(
+        skm.cohen_kappa_score(y_true, y_pred, sample_weight=w), abs=1e-12)
     np.testing.assert_allclose(metrics.confusion_matrix(y_true, y_pred, C, weights=w),
                                skm.confusion_matrix(y_true, y_pred, labels=range(C), sample_weight=w))
     recall = metrics.per_class_recall(metrics.confusion_matrix(y_true, y_pred, C, weights=w))
@@ -69,7 +71,21 @@ def test_summarize_is_complete_and_json_ready():
     assert s["wa"] == pytest.approx(3 / 5)
     assert s["per_class_recall"] == {"a": 0.5, "b": 1.0, "c": None, "d": 0.0, "e": None, "f": None}
     assert s["support"]["b"] == 2 and s["confusion_matrix"][3][5] == 1
+    assert s["kappa"] == pytest.approx(skm.cohen_kappa_score(y_true, y_pred))
+    assert [k for k in s if k in metrics.METRICS] == list(metrics.METRICS)  # every registered metric, in order
     json.dumps(s, allow_nan=False)
+
+
+def test_registry_holds_the_metrics_in_order_each_a_function_of_confusion_matrices():
+    assert list(metrics.METRICS)[:4] == ["uar", "wa", "macro_f1", "kappa"]
+    y_true, y_pred, w = _random_case(seed=5, weighted=True)
+    cm = metrics.confusion_matrix(y_true, y_pred, C, weights=w)
+    scalar = {"uar": metrics.uar, "macro_f1": metrics.macro_f1, "kappa": metrics.kappa}
+    for name, m in metrics.METRICS.items():
+        assert np.ndim(m.of_confusions(cm)) == 0 and m.value(cm) == metrics.all_of(cm)[name]
+        if name in scalar:
+            assert m.value(cm) == scalar[name](y_true, y_pred, C, weights=w)
+    assert metrics.METRICS["wa"].value(cm) == metrics.weighted_accuracy(y_true, y_pred, weights=w)
 
 
 def test_bad_inputs_raise():

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 import pytest
 
+import options_snapshot
 import train as cli
 from exhubert_jax.training import run_record as runconfig, stages
 from exhubert_jax.training.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of,
@@ -16,28 +18,24 @@ from exhubert_jax.training.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, 
 from exhubert_jax.training.stage_flags import StageFlags
 from exhubert_jax.training.step import TrainError
 
-# train.py's flags as they were spelled before they were declared (none may change).
-FLAGS = """--stage --corpora --corpus --data-dir --workdir --init --random-init --preset --steps --update --batch-size
---max-seconds --input --lr --schedule --warmup-steps --weight-decay --eval-every --patience --keep --seed --dtype
---remat --clip-norm --accumulate --max-bad-steps --labels --task --task-weights --dim-loss --adapter --copies --style --freeze
---distributed --coordinator --num-processes --process-id --quiet""".split()
-# run.json's option keys of runs started before (an old run folder must still resume).
-RUN_KEYS = """steps batch_size max_seconds lr schedule warmup_steps weight_decay clip_norm accumulate update eval_every
-checkpoint_every keep seed label_space input_mode task_weights dim_loss patience max_bad_steps log_every quiet
-curve_png stop_after""".split()
-
-
 def parser_flags(parser: argparse.ArgumentParser) -> list[str]:
     """Every option string of the parser but --help."""
     return [s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help")]
 
 
+def test_the_options_are_the_snapshot():
+    """Flags, their defaults and choices, and run.json's keys, as tests/options_snapshot.json records them; after a
+    change on purpose, `python tests/options_snapshot.py` rewrites it."""
+    assert options_snapshot.current() == json.loads(options_snapshot.SNAPSHOT.read_text()), (
+        "the declared options differ from tests/options_snapshot.json: if on purpose, run "
+        "`python tests/options_snapshot.py` and review its diff")
+
+
 def test_the_parser_is_the_declared_flags_each_once():
     declared = [flag_of(f) for cls in (StageFlags, TrainOptions) for f, _ in specs(cls) if flag_of(f)]
     got = parser_flags(cli.build_parser())
-    assert sorted(got) == sorted(declared) == sorted(FLAGS) and len(set(got)) == len(got)
+    assert sorted(got) == sorted(declared + ["--config"]) and len(set(got)) == len(got)
     assert {f.name for f, _ in specs(TrainOptions)} == {f.name for f in dataclasses.fields(TrainOptions)}
-    assert flag_of(dataclasses.fields(TrainOptions)[0]) == "--steps"
     named = {f.name: (flag_of(f), dest_of(f)) for f in dataclasses.fields(TrainOptions)}
     assert named["label_space"] == ("--labels", "labels") and named["input_mode"] == ("--input", "input")
     assert named["log_every"] == (None, None)  # an API-only option has no flag
@@ -122,10 +120,9 @@ def test_the_stage_table_is_the_former_hand_table():
     assert table == former
 
 
-def test_resumable_options_and_run_json_keys_are_as_before():
+def test_resumable_options_are_as_before():
     assert runconfig.RESUMABLE == {"eval_every", "checkpoint_every", "keep", "quiet", "log_every", "stop_after",
                                    "max_bad_steps", "curve_png"}
-    assert sorted(run_options(TrainOptions())) == sorted(RUN_KEYS)
 
 
 def document(opts: TrainOptions) -> dict:
@@ -188,3 +185,62 @@ def test_a_schedule_added_where_the_readme_says_is_a_choice_that_counts_optimise
     default_optimizer({"w": "trainable"}, opts)  # the optimiser is built on it
     with pytest.raises(SystemExit):
         cli.parse_args(["--schedule", "stepwise"])
+
+
+def test_a_run_json_written_before_an_option_existed_resumes(tmp_path):
+    """A key an older run.json lacks is an option added since: the run had its default, so it resumes; a value
+    other than the default is a change and is refused, naming the flag and the default it was."""
+    old = document(TrainOptions())
+    del old["options"]["dim_loss"]
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    runconfig.write_or_check(tmp_path, document(TrainOptions()), resuming=True)  # no refusal
+    assert runconfig.differences(old, document(TrainOptions(dim_loss="mse"))) == ["--dim-loss (was 'ccc', now 'mse')"]
+
+
+def test_a_config_file_sets_options_and_flags_win(tmp_path):
+    (tmp_path / "c.yaml").write_text("stage: transfer\ncorpus: demo-b\nlr: 0.01\nsteps: 7\nadapter: lora\n")
+    (tmp_path / "c.json").write_text(json.dumps({"stage": "transfer", "corpus": "demo-b", "batch-size": 4}))
+    args = cli.parse_args(["--config", str(tmp_path / "c.yaml"), "--steps", "9"])
+    opts = stages.train_options(args, demo=True)
+    assert (args.stage, args.corpus, args.adapter, opts.lr, opts.steps) == ("transfer", "demo-b", ["lora"], 0.01, 9)
+    assert stages.train_options(cli.parse_args(["--config", str(tmp_path / "c.json")]), demo=True).batch_size == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stage: finetune\nbatchsize: 4\n", "unknown key 'batchsize'; did you mean batch_size"),
+    ("stpes: 3\n", "unknown key 'stpes'; did you mean steps"),
+    ("update: sometimes\n", "--update must be one of round, per-corpus, got 'sometimes'"),
+    ("steps: many\n", "steps must be int, got 'many'"),
+    ("- steps\n", "holds a list, not a mapping"),
+    ("steps: [3\n", "not valid YAML"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, text, message):
+    from exhubert_jax.runtime.options import OptionsError
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(OptionsError) as error:
+        cli.parse_args(["--config", str(tmp_path / "c.yaml")])
+    assert str(error.value).startswith(f"--config {tmp_path / 'c.yaml'}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_config_key_the_stage_does_not_use_is_refused_like_its_flag(tmp_path, capsys):
+    (tmp_path / "c.json").write_text(json.dumps({"stage": "expand", "lr": 0.1}))
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--config", str(tmp_path / "c.json")])
+    assert "--lr does nothing with --stage expand" in capsys.readouterr().err
+
+
+def test_a_run_json_is_a_config_that_runs_the_run_again(tmp_path):
+    doc = dict(document(TrainOptions(steps=20, lr=0.5, task_weights=(1.0, 0.5), label_space="native")),
+               stage="transfer", init="runs/expand/final", freeze="none", dtype="float32", remat=False, task="both",
+               adapters=["lora:r=2,alpha=16,targets=q+v"], corpora={"aesi": "fp"})
+    config = runconfig.as_config(doc)
+    assert (config["stage"], config["corpus"], config["adapter"]) == ("transfer", "aesi", doc["adapters"])
+    assert (config["task"], config["freeze"], config["label_space"]) == ("both", "none", "native")
+    assert "log_every" not in config and "curve_png" not in config  # the library's own, no flag
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    args = cli.parse_args(["--config", str(tmp_path / "run.json")])
+    opts = stages.train_options(args, demo=False)
+    assert (args.stage, args.corpus, args.init, args.task) == ("transfer", "aesi", "runs/expand/final", "both")
+    assert (opts.steps, opts.lr, opts.task_weights, opts.label_space) == (20, 0.5, (1.0, 0.5), "native")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from exhubert_jax.evaluation import paired_tests as paired
+from exhubert_jax.evaluation import metrics, paired_tests as paired
 
 K = 6
 
@@ -42,6 +42,19 @@ def test_planted_difference_is_found_with_its_interval():
     lo, hi = result["interval"]
     assert 0 < lo < result["diff"] < hi and 0.15 - 0.1 < result["diff"] < 0.15 + 0.1
     assert boot.shape == (999,)
+
+
+def test_every_metric_is_compared_on_the_same_resamples():
+    rng = np.random.default_rng(4)
+    y, preds, spk = _pair(rng, n=300, recall_a=0.5, recall_b=0.7, n_speakers=12)
+    row, boots = paired.compare_metrics(y, preds, K, spk, 300, seed=0)
+    assert set(row["metrics"]) == set(boots) == set(metrics.METRICS)
+    for name, m in metrics.METRICS.items():
+        point = [m.value(metrics.confusion_matrix(y, p, K)) for p in preds]
+        assert row["metrics"][name]["diff"] == pytest.approx(point[1] - point[0]) and boots[name].shape == (300,)
+    legacy, boot = paired.compare(y, preds, K, spk, 300, seed=0)
+    assert legacy == row and np.array_equal(boot, boots["uar"])
+    assert (row["diff"], row["interval"], row["p"]) == tuple(row["metrics"]["uar"][k] for k in ("diff", "interval", "p"))
 
 
 def test_identical_runs_have_no_difference():
@@ -101,6 +114,13 @@ def test_compare_to_baseline_corrects_over_corpora_and_averages():
     assert rows["big-gain"]["p_holm"] == pytest.approx(min(1.0, 2 * rows["big-gain"]["p"]))
     assert rows["average"]["diff"] == pytest.approx((rows["big-gain"]["diff"] + rows["no-gain"]["diff"]) / 2)
     assert "p" not in rows["average"] and rows["average"]["interval"][0] < rows["average"]["diff"]
+    for r in rows.values():  # every registered metric, UAR's figures also at the top level
+        assert set(r["metrics"]) == set(metrics.METRICS) and r["metrics"]["uar"]["diff"] == r["diff"]
+    for name in metrics.METRICS:  # Holm over the corpora, each metric on its own
+        big, none = rows["big-gain"]["metrics"][name], rows["no-gain"]["metrics"][name]
+        assert [big["p_holm"], none["p_holm"]] == pytest.approx(paired.holm([big["p"], none["p"]]))
+        assert rows["average"]["metrics"][name]["diff"] == pytest.approx((big["diff"] + none["diff"]) / 2)
+    assert rows["big-gain"]["metrics"]["kappa"]["significant"] and rows["big-gain"]["metrics"]["kappa"]["diff"] > 0
     cells["B"]["no-gain"]["utterances"][5]["file"] = "elsewhere.wav"
     with pytest.raises(paired.TestSetMismatch, match="no-gain: B and the baseline A"):
         analysis.compare_to_baseline(cells, "A", 50, seed=0)

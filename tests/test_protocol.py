@@ -12,7 +12,7 @@ import pytest
 from exhubert_jax.data.demo.synthetic import prepare_demo
 from exhubert_jax.data.prepare.folds import prepare_folds
 from exhubert_jax.evaluation import metrics
-from exhubert_jax.protocols import runner as protocol, summary as ps
+from exhubert_jax.protocols import runner as protocol, runs as protocol_runs, summary as ps
 
 FAST = ["--steps", "4", "--batch-size", "4", "--max-seconds", "0.5", "--eval-every", "2", "--quiet"]
 
@@ -119,7 +119,7 @@ def test_resume_runs_only_what_is_not_done_and_refuses_another_protocol(tmp_path
         return 130 if len(calls) == 2 else 0  # the second run is interrupted once
 
     monkeypatch.setattr("exhubert_jax.cli.train.main", fake_train)
-    monkeypatch.setattr(protocol, "evaluate_stage", lambda stage, *a: result([0, 1], [0, 1], ["x", "y"]))
+    monkeypatch.setattr(protocol_runs, "evaluate_stage", lambda stage, *a: result([0, 1], [0, 1], ["x", "y"]))
     runs = protocol.fold_runs(["a-fold1of3", "a-fold2of3", "a-fold3of3"], FAST, tmp_path, None)
     with pytest.raises(KeyboardInterrupt):
         protocol.run_protocol("folds", runs, tmp_path, say=lambda m: None)

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from exhubert_jax.evaluation.metrics import METRICS
+
 import train as cli
 from exhubert_jax import from_pretrained
 from exhubert_jax.data.demo.synthetic import prepare_demo
@@ -100,7 +102,9 @@ def test_evaluate_compares_runs_like_table_2(runs, data_dir, capsys):
     assert cells[str(root / "cmp")]["checkpoint"].startswith(str(root / "cmp" / "transfer-demo-b"))
     ft_run = json.loads((root / "ft" / "run.json").read_text())
     assert doc["trainable_parameters"][str(root / "ft")] == ft_run["trainable_params"]
-    lines = doc["table"].splitlines()
+    blocks = doc["table"].split("\n\n")  # one Table 2 per registered metric, each under its heading
+    assert blocks[0] == "UAR (%)" and [b for b in blocks[::2]][:len(METRICS)] == [m.heading for m in METRICS.values()]
+    lines = blocks[1].splitlines()
     assert lines[0] == f"| Dataset | {root / 'ft'} | {root / 'cmp'} |" and lines[2].startswith("| demo-b | ")
     assert lines[-2].startswith("| **Average UAR over all datasets** |")
     assert lines[-1].startswith("| Number of trainable parameters |") and lines[-1].endswith(" M |")

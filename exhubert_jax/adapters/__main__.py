@@ -13,6 +13,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("exhubert_jax.adapters.__main__"))
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -23,7 +24,8 @@ from exhubert_jax.adapters.core import is_adapter_leaf
 from exhubert_jax.model.config import HubertConfig, preset
 from exhubert_jax.model.hubert import param_shapes
 from exhubert_jax.model.param_labels import TRAINABLE, count, path_str
-from exhubert_jax.runtime.commands import USER_ERROR, command
+from exhubert_jax.runtime.commands import USER_ERROR, command, prog
+from exhubert_jax.runtime.options import command_parser, dest_of, known_keys, option, parse
 
 GROUPS = (("adapters", None), ("CNN feature encoder", "hubert/feature_extractor/"),
           ("feature projection", "hubert/feature_projection/"), ("positional conv", "hubert/encoder/pos_conv_embed/"),
@@ -56,14 +58,39 @@ def table(shapes: Any, labels: Any) -> list[tuple[str, int, int]]:
     return [(name, total, trainable) for name, (total, trainable) in rows.items() if total]
 
 
+@dataclasses.dataclass
+class TableOptions:
+    """The model and the adapters whose parameter table is printed."""
+
+    preset: str = option("large", help="tiny, base, large or xlarge")
+    adapter: list[str] | None = option(None, action="append",
+                                       help=f"method:key=value,... ({', '.join(REGISTRY)}); repeat to compose, in "
+                                            "order")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (no abbreviations) over --config's values; --adapter is required unless the file sets it
+    (a list there; --adapter on the command line adds to it)."""
+    parser = command_parser(__doc__.splitlines()[0], TableOptions, prog=prog(__name__))
+    parser.formatter_class = argparse.HelpFormatter  # the one-line description, wrapped
+    for action in parser._actions:
+        action.required = action.dest == "adapter"
+
+    def relax(data: dict) -> dict:
+        """--adapter need not be on the command line when the file sets it."""
+        keys = known_keys(TableOptions)
+        if any(str(k) in keys and dest_of(keys[str(k)]) == "adapter" and v for k, v in data.items()):
+            for action in parser._actions:
+                action.required = False
+        return data
+
+    return parse(parser, argv, TableOptions, translate=relax)
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="large", help="tiny, base, large or xlarge")
-    ap.add_argument("--adapter", action="append", required=True,
-                    help=f"method:key=value,... ({', '.join(REGISTRY)}); repeat to compose, in order")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     try:
         shapes, config, labels = abstract_apply(preset(args.preset), args.adapter)
     except ValueError as e:

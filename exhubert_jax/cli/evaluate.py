@@ -14,56 +14,75 @@ checkpoints with paired tests against a baseline, or emotion probabilities for a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from exhubert_jax.runtime.commands import command
+from exhubert_jax.runtime.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, command_parser, option, parse
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """evaluate.py's options, each declared once (runtime.options.option); --corpus or --audio says what to score."""
+
+    corpus: str | None = option(None, help="prepared corpus name(s), comma-separated; or demo, unseen, emoset, all")
+    audio: str | None = option(None, help="an audio file or a directory of them (any format/sample rate)")
+    checkpoint: str = option("runs/finetune",
+                             help="save_pretrained directory or training workdir (uses best/, else final/); several, "
+                                  "comma-separated, give one Table-2 column each (a workdir's transfer-CORPUS/ runs "
+                                  "are used for CORPUS when present)")
+    split: str = option("test", choices=("test", "validation", "train"))
+    data_dir: str | None = option(None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
+    labels: str = option("auto", choices=("auto", "emotion", "native"),
+                         help="score the 6 emotion classes or the corpus's native labels; auto: whichever the head "
+                              "has")
+    input: str = option("masked", choices=("masked", "card"),
+                        help="masked: whole utterances with a padding mask; card: as the model card's "
+                             "feature-extractor call feeds them (zero-padded to 3 s, never cropped, no mask)")
+    card_config: str | None = option(None, metavar="PREPROCESSOR_CONFIG",
+                                     help="--input card: the card extractor's preprocessor_config.json (default: "
+                                          "do_normalize=true, return_attention_mask=false assumed)")
+    out: str | None = option(None, help="where evaluations go (default CHECKPOINT/eval): each into its own folder "
+                                        "<corpora>-<split>-<input>-<labels>/, all listed in index.md and index.json")
+    batch_size: int = option(8, type=int, check=AT_LEAST_1)
+    chunk_seconds: float = option(3.0, type=float, check=POSITIVE, help="--audio: longest chunk fed to the model")
+    json: bool = option(False, action="store_true",
+                        help="print one JSON document (logits included) and nothing else")
+    bootstrap: int = option(1000, type=int, metavar="N", check=NON_NEGATIVE,
+                            help="bootstrap resamples for the 95%% intervals of UAR, WA and macro-F1 (over speakers "
+                                 "where the split knows them, else over utterances) and for --baseline's paired test; "
+                                 "0: no intervals")
+    seed: int = option(0, type=int, help="seed of the bootstrap and randomisation draws")
+    calibrate: bool = option(False, action="store_true",
+                             help="fit one temperature on the corpora's validation split (minimum NLL), store it as "
+                                  "CHECKPOINT/temperature.json (later evaluations and --audio apply it) and show "
+                                  "calibration before and after on --split")
+    baseline: str | None = option(None, metavar="RUN",
+                                  help="with several --checkpoint runs: test each against this one on the same test "
+                                       "utterances (UAR difference, paired-bootstrap interval, randomisation "
+                                       "p-value, Holm over corpora)")
+    timeline: bool = option(False, action="store_true",
+                            help="--audio: class probabilities over time per file, in sliding windows "
+                                 "(OUT/timeline/FILE.csv, .json, .png)")
+    window: float = option(3.0, type=float, help="--timeline: window length in seconds")
+    hop: float = option(1.0, type=float, help="--timeline: seconds from one window's start to the next")
+    segments: str = option("fixed", choices=("fixed", "vad"),
+                           help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero "
+                                "VAD); silence / non-speech spans are marked, never classified")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: --config and the flags EvaluateOptions declares (no abbreviations)."""
+    return command_parser(__doc__, EvaluateOptions)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options (no abbreviations)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--corpus", help="prepared corpus name(s), comma-separated; or demo, unseen, emoset, all")
-    what.add_argument("--audio", help="an audio file or a directory of them (any format/sample rate)")
-    p.add_argument("--checkpoint", default="runs/finetune",
-                   help="save_pretrained directory or training workdir (uses best/, else final/); several, "
-                        "comma-separated, give one Table-2 column each (a workdir's transfer-CORPUS/ runs are used "
-                        "for CORPUS when present)")
-    p.add_argument("--split", default="test", choices=("test", "validation", "train"))
-    p.add_argument("--data-dir", default=None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
-    p.add_argument("--labels", default="auto", choices=("auto", "emotion", "native"),
-                   help="score the 6 emotion classes or the corpus's native labels; auto: whichever the head has")
-    p.add_argument("--input", default="masked", choices=("masked", "card"),
-                   help="masked: whole utterances with a padding mask; card: as the model card's feature-extractor "
-                        "call feeds them (zero-padded to 3 s, never cropped, no mask)")
-    p.add_argument("--card-config", default=None, metavar="PREPROCESSOR_CONFIG",
-                   help="--input card: the card extractor's preprocessor_config.json (default: do_normalize=true, "
-                        "return_attention_mask=false assumed)")
-    p.add_argument("--out", default=None,
-                   help="where evaluations go (default CHECKPOINT/eval): each into its own folder "
-                        "<corpora>-<split>-<input>-<labels>/, all listed in index.md and index.json")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--chunk-seconds", type=float, default=3.0, help="--audio: longest chunk fed to the model")
-    p.add_argument("--json", action="store_true", help="print one JSON document (logits included) and nothing else")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the 95%% intervals of UAR, WA and macro-F1 (over speakers where the "
-                        "split knows them, else over utterances) and for --baseline's paired test; 0: no intervals")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and randomisation draws")
-    p.add_argument("--calibrate", action="store_true",
-                   help="fit one temperature on the corpora's validation split (minimum NLL), store it as "
-                        "CHECKPOINT/temperature.json (later evaluations and --audio apply it) and show calibration "
-                        "before and after on --split")
-    p.add_argument("--baseline", default=None, metavar="RUN",
-                   help="with several --checkpoint runs: test each against this one on the same test utterances "
-                        "(UAR difference, paired-bootstrap interval, randomisation p-value, Holm over corpora)")
-    p.add_argument("--timeline", action="store_true", help="--audio: class probabilities over time per file, in "
-                                                            "sliding windows (OUT/timeline/FILE.csv, .json, .png)")
-    p.add_argument("--window", type=float, default=3.0, help="--timeline: window length in seconds")
-    p.add_argument("--hop", type=float, default=1.0, help="--timeline: seconds from one window's start to the next")
-    p.add_argument("--segments", default="fixed", choices=("fixed", "vad"),
-                   help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero VAD); "
-                        "silence / non-speech spans are marked, never classified")
-    return p.parse_args(argv)
+    """Command-line options over --config's values; exactly one of --corpus and --audio."""
+    parser = build_parser()
+    args = parse(parser, argv, EvaluateOptions)
+    if (args.corpus is None) == (args.audio is None):
+        parser.error("give exactly one of --corpus and --audio" if args.corpus is None
+                     else "argument --audio: not allowed with argument --corpus")
+    return args
 
 
 @command

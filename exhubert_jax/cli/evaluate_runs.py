@@ -55,17 +55,17 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
     with eval_outputs.run_folder(root, name) as tmp:
         for corpus in names:
             r = evaluate(corpus, args.split)
-            samples.append(analysis.add_intervals(r, args.bootstrap, args.seed))
+            samples.append(analysis.add_metric_intervals(r, args.bootstrap, args.seed))
             analysis.add_dimensional_intervals(r, args.bootstrap, args.seed)
             reliability = analysis.add_calibration(r, temperature["temperature"] if temperature else 1.0,
                                                    show_before=args.calibrate) if classes else None
             write_corpus_files(args, checkpoint, tmp, r, reliability)
             results.append(r)
-        average = analysis.average_interval(samples)
+        averages = analysis.average_intervals(samples)
         doc = {"checkpoint": str(checkpoint), "corpora": names, "split": args.split, "input": args.input,
                "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
-               "average_uar_interval": average, "temperature": temperature, "mean_ccc": analysis.mean_ccc(results),
-               "results": results}
+               "average_uar_interval": averages and averages["uar"], "average_intervals": averages,
+               "temperature": temperature, "mean_ccc": analysis.mean_ccc(results), "results": results}
         text = results_text(args, checkpoint, doc, classes)
         (tmp / "results.json").write_text(json.dumps(doc))
         (tmp / "results.md").write_text(text)
@@ -74,7 +74,8 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
         index = eval_outputs.record(root, {
             "corpora": names, "split": args.split, "input": args.input, "labels": doc["label_space"],
             "checkpoint": str(checkpoint), "temperature": temperature and temperature["temperature"],
-            "mean_uar": eval_outputs.mean_uar(results), "path": name, "main": "results.md", "files": files})
+            "mean_uar": eval_outputs.mean_uar(results), "means": eval_outputs.means(results), "path": name,
+            "main": "results.md", "files": files})
     out = root / name
     if args.json:
         print(json.dumps({**doc, "table": text, "out": str(out), "index": str(index)}))
@@ -107,7 +108,8 @@ def label_spaces(args, model, checkpoint: Path, names: list[str]) -> dict[str, s
 
 
 def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
-    """results.md: the dimensional table, the UAR table with its intervals, calibration, and the demo caveat."""
+    """results.md: the dimensional table, the table of every registered metric with its intervals, calibration,
+    and the demo caveat."""
     from exhubert_jax.evaluation import reports as reporting, scoring as ev
 
     results, temperature = doc["results"], doc["temperature"]
@@ -117,7 +119,8 @@ def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
                    if classes else "")
     return (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
             + (f"{dims}\n" if dims else "")
-            + f"{reporting.markdown_table(results, doc['average_uar_interval'])}{mapped}{calibration}"
+            + reporting.markdown_table(results, doc["average_uar_interval"], doc.get("average_intervals"))
+            + f"{mapped}{calibration}"
             + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
 
 
@@ -170,33 +173,58 @@ def write_corpus_files(args, checkpoint: Path, out: Path, r: dict, reliability: 
 
 
 def run_comparison(args, specs: list[str], predictor_for) -> int:
-    """Table 2: one column per checkpoint, one row per corpus, average UAR and trainable parameters; intervals, and
-    with --baseline the paired test of every column against it."""
-    from exhubert_jax.evaluation import reports as reporting, statistics as analysis
-
+    """Table 2: one column per checkpoint, one row per corpus, the average over corpora and trainable parameters,
+    for every registered metric (UAR first); intervals, and with --baseline the paired test of every column
+    against it, per metric."""
     if args.out:
         check_writable(args.out, "--out")  # before any work
     full, samples, trainable, cells = comparison_cells(args, specs, predictor_for)
-    uars = {spec: {name: r["uar"] for name, r in full[spec].items()} for spec in specs}
-    intervals = {spec: {name: r.get("intervals", {}).get("uar") for name, r in full[spec].items()} for spec in specs}
-    for spec in specs:
-        intervals[spec]["average"] = analysis.average_interval(samples[spec])
-    rows = analysis.compare_to_baseline(full, args.baseline, args.bootstrap, args.seed) if args.baseline else []
-    marks = {r["column"]: {} for r in rows}
-    for r in rows:
-        if r.get("significant"):
-            marks[r["column"]][r["corpus"]] = " *"
-    table = reporting.comparison_table(uars, trainable, intervals, marks)
-    if args.baseline:
-        table += (f"\n\\* differs from the baseline {args.baseline} at p < 0.05 after Holm's correction over the "
-                  f"{len(uars[args.baseline])} corpora.\n\n" + reporting.paired_table(rows, args.baseline))
+    report = comparison_report(full, samples, trainable, args.baseline, args.bootstrap, args.seed)
+    table = report.pop("table")
     doc = {"split": args.split, "input": args.input, "columns": specs, "cells": cells, "baseline": args.baseline,
-           "average_uar_intervals": {s: intervals[s]["average"] for s in specs}, "paired": rows,
-           "trainable_parameters": trainable, "table": table}
+           **report, "trainable_parameters": trainable, "table": table}
     if args.out:
         write_comparison(args, doc, table)
-    print(json.dumps(doc) if args.json else f"Performance on the {args.split} split in [% UAR]\n\n{table}")
+    print(json.dumps(doc) if args.json else f"Performance on the {args.split} split\n\n{table}")
     return 0
+
+
+def comparison_report(full: dict, samples: dict, trainable: dict, baseline: str | None, n_resamples: int,
+                      seed: int) -> dict:
+    """{average_uar_intervals, average_intervals, paired, table} of evaluated cells (comparison_cells's `full`,
+    `samples`, `trainable`): a Table-2 block per registered metric, its cells with their intervals and, with a
+    baseline, marked where the paired test (Holm-corrected, per metric) finds a difference; then the paired
+    tables. `average_intervals` maps column -> metric -> interval of the average over corpora."""
+    from exhubert_jax.evaluation import reports as reporting, statistics as analysis
+    from exhubert_jax.evaluation.metrics import METRICS
+
+    specs = list(full)
+    averages = {spec: analysis.average_intervals(samples[spec]) or {} for spec in specs}
+    values = {k: {spec: {name: r.get(k) for name, r in full[spec].items()} for spec in specs} for k in METRICS}
+    intervals = {k: {spec: {**{name: (r.get("intervals") or {}).get(k) for name, r in full[spec].items()},
+                            "average": averages[spec].get(k)} for spec in specs} for k in METRICS}
+    rows = analysis.compare_to_baseline(full, baseline, n_resamples, seed) if baseline else []
+    marks = {k: {r["column"]: {} for r in rows} for k in METRICS}
+    for r in rows:
+        for k, e in r.get("metrics", {}).items():
+            if e.get("significant") and k in marks:
+                marks[k][r["column"]][r["corpus"]] = " *"
+    table = reporting.comparison_tables(values, trainable, intervals, marks)
+    if baseline:
+        table += (f"\n\\* differs from the baseline {baseline} at p < 0.05 after Holm's correction over the "
+                  f"{len(full[baseline])} corpora (each metric on its own).\n\n"
+                  + reporting.paired_table(rows, baseline))
+    return {"average_uar_intervals": {s: averages[s].get("uar") for s in specs},
+            "average_intervals": {s: averages[s] or None for s in specs}, "paired": rows, "table": table}
+
+
+def comparison_cell(checkpoint, column: str, corpus: str, label_space: str, r: dict) -> dict:
+    """One JSON cell of the comparison: checkpoint, column, corpus, label space, every registered metric (None
+    where the result has none), n and the intervals."""
+    from exhubert_jax.evaluation.metrics import METRICS
+
+    return {"checkpoint": str(checkpoint), "column": column, "corpus": corpus, "label_space": label_space,
+            **{k: r.get(k) for k in METRICS}, "n": r["n"], "intervals": r.get("intervals")}
 
 
 def write_comparison(args, doc: dict, table: str) -> None:
@@ -211,14 +239,15 @@ def write_comparison(args, doc: dict, table: str) -> None:
         (tmp / "comparison.md").write_text(table)
     eval_outputs.record(args.out, {
         "corpora": corpora, "split": args.split, "input": args.input, "labels": eval_outputs.labels_tag(labels),
-        "checkpoint": ", ".join(doc["columns"]), "temperature": None, "mean_uar": None, "path": name,
+        "checkpoint": ", ".join(doc["columns"]), "temperature": None, "mean_uar": None, "means": None,
+        "path": name,
         "main": "comparison.md", "files": ["comparison.json", "comparison.md"]})
     print(f"wrote {Path(args.out) / name}/: comparison.md, comparison.json", file=sys.stderr)
 
 
 def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict, dict, list]:
-    """(column -> corpus -> evaluate_corpus result with intervals, column -> its corpora's resampled UARs,
-    column -> trainable parameters, JSON cells)."""
+    """(column -> corpus -> evaluate_corpus result with intervals, column -> its corpora's resampled values
+    ({metric: (B,)} or None each), column -> trainable parameters, JSON cells with every registered metric)."""
     from exhubert_jax.data.loading.dataset import open_prepared
     from exhubert_jax.data.loading.resolve import resolve_corpora
     from exhubert_jax.evaluation import scoring as ev, statistics as analysis
@@ -235,11 +264,10 @@ def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict,
             print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
             r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
                                    predictor, input_mode=args.input, card=card_protocol(args))
-            samples[spec].append(analysis.add_intervals(r, args.bootstrap, args.seed))
+            samples[spec].append(analysis.add_metric_intervals(r, args.bootstrap, args.seed))
             full[spec][name] = r
             trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
-            cells.append({"checkpoint": str(checkpoint), "column": spec, "corpus": name, "label_space": space,
-                          "uar": r["uar"], "n": r["n"], "intervals": r.get("intervals")})
+            cells.append(comparison_cell(checkpoint, spec, name, space, r))
     return full, samples, trainable, cells
 
 

@@ -19,23 +19,26 @@ from exhubert_jax.runtime.commands import USER_ERROR, command
 def build_parser() -> argparse.ArgumentParser:
     """The command line (no abbreviations: --step is not --steps): the flags declared by StageFlags and
     TrainOptions (exhubert_jax.training.stage_flags, exhubert_jax.training.options)."""
-    from exhubert_jax.training.options import TrainOptions, add_flags
+    from exhubert_jax.runtime.options import command_parser
+    from exhubert_jax.training.options import TrainOptions
     from exhubert_jax.training.stage_flags import StageFlags
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 allow_abbrev=False)
-    add_flags(ap, StageFlags)
-    add_flags(ap.add_argument_group("training options"), TrainOptions)
-    return ap
+    parser = command_parser(__doc__, StageFlags, groups={"training options": TrainOptions})
+    config = next(a for a in parser._actions if a.dest == "config")
+    config.help += "; a run's run.json runs that run again"
+    return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parsed flags; a flag the chosen stage does not use is an error naming it and the stages that use it."""
+    """Parsed flags over --config's values (a run.json re-runs that run); a flag or key the chosen stage does not
+    use is an error naming it and the stages that use it."""
+    from exhubert_jax.runtime.options import parse
     from exhubert_jax.training.options import TrainOptions, unused_flag
+    from exhubert_jax.training.run_record import as_config
     from exhubert_jax.training.stage_flags import StageFlags
 
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = parse(ap, argv, StageFlags, TrainOptions, translate=as_config)
     refusal = unused_flag(ap, args, TrainOptions, StageFlags)
     if refusal:
         ap.error(refusal)

@@ -1,4 +1,5 @@
-"""Bootstrap intervals and paired tests for UAR, WA and macro-F1, vectorised over resamples on confusion matrices.
+"""Bootstrap intervals and paired tests for every registered metric (metrics.METRICS: UAR, WA, macro-F1, kappa, ...),
+vectorised over resamples on confusion matrices.
 
 A test set is reduced to *units*, each with a per-run confusion matrix and a count:
 
@@ -10,7 +11,8 @@ A test set is reduced to *units*, each with a per-run confusion matrix and a cou
   probabilities count / n, so no per-utterance work is done.
 
 A resample is then a multinomial draw of unit multiplicities W (B, U), and its confusion matrices are W @ unit
-matrices: a few matrix products for any test-set size.
+matrices: a few matrix products for any test-set size. Every registered metric is then a function of those
+(B, ..., k, k) matrices (Metric.of_confusions), so one draw gives the intervals of all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import zlib
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from exhubert_jax.evaluation import metrics
+from exhubert_jax.evaluation.metrics import METRICS  # the registry: every interval iterates it
 
 MIN_CLUSTERS = 5  # below this a cluster bootstrap has too few distinct resamples (35 for 4 speakers) for an interval
 LEVEL = 0.95
@@ -96,46 +101,28 @@ def swap(units: Units, n_rounds: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Metrics over stacks of confusion matrices (the same definitions as metrics.py, tested against it)
+# Metrics over stacks of confusion matrices: the registry's own functions (metrics.METRICS), which take (..., k, k)
 # ------------------------------------------------------------------------------------------------------------------
 
-
-def uar_many(cms: np.ndarray) -> np.ndarray:
-    """UAR of each (..., k, k) matrix: mean recall over the classes with support (NaN when none has)."""
-    support = cms.sum(axis=-1)
-    diag = np.diagonal(cms, axis1=-2, axis2=-1)
-    present = support > 0
-    recall = np.where(present, diag / np.where(present, support, 1.0), 0.0)
-    n = present.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, recall.sum(axis=-1) / n, np.nan)
+uar_many = metrics.uar_of_confusions
+wa_many = metrics.wa_of_confusions
+macro_f1_many = metrics.macro_f1_of_confusions
+kappa_many = metrics.kappa_of_confusions
 
 
-def wa_many(cms: np.ndarray) -> np.ndarray:
-    """Accuracy (WA) of each (..., k, k) matrix."""
-    total = cms.sum(axis=(-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, np.trace(cms, axis1=-2, axis2=-1) / total, np.nan)
+def of_every_metric(cms: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: the metric of each (..., k, k) matrix} for every registered metric, in registry order."""
+    return {name: np.asarray(m.of_confusions(cms), np.float64) for name, m in METRICS.items()}
 
 
-def macro_f1_many(cms: np.ndarray) -> np.ndarray:
-    """Macro-F1 of each (..., k, k) matrix over the classes that are true or predicted at least once."""
-    tp = np.diagonal(cms, axis1=-2, axis2=-1)
-    denom = cms.sum(axis=-1) + cms.sum(axis=-2)
-    used = denom > 0
-    f1 = np.where(used, 2 * tp / np.where(used, denom, 1.0), 0.0)
-    n = used.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, f1.sum(axis=-1) / n, np.nan)
-
-
-METRICS = {"uar": uar_many, "wa": wa_many, "macro_f1": macro_f1_many}
-
-
-def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> list[float]:
-    """[low, high] percentile interval of the defined samples."""
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """[low, high] percentile interval of the defined samples; None when no sample is defined (a metric undefined in
+    every resample, e.g. kappa on a test set of one class predicted as that class)."""
+    samples = np.asarray(samples, np.float64)
+    if not np.isfinite(samples).any():
+        return None
     tail = 100 * (1 - level) / 2
-    lo, hi = np.nanpercentile(np.asarray(samples, np.float64), [tail, 100 - tail])
+    lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
     return [float(lo), float(hi)]
 
 
@@ -161,23 +148,31 @@ def short_label(units_method: str, n_clusters: int | None) -> str:
     return f"utterances ({n_clusters} speaker{'s' * (n_clusters > 1)})" if n_clusters else "utterances"
 
 
-def intervals(y_true, y_pred, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
-              name: str = "", level: float = LEVEL) -> tuple[dict, np.ndarray]:
-    """({method, resamples, seed, level, uar, wa, macro_f1: [low, high]}, the (B,) resampled UARs) for one test set;
-    the generator is seeded by seed and name, so the result is deterministic."""
+def resampled(y_true, y_pred, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
+              name: str = "", level: float = LEVEL) -> tuple[dict, dict[str, np.ndarray]]:
+    """({method, unit, n_speakers, short, resamples, seed, level, and per registered metric (uar, wa, macro_f1,
+    kappa, ...) its [low, high] or None}, {metric: its (B,) resampled values}) for one test set; the generator is
+    seeded by seed and name, so the result is deterministic (and the same resamples serve every metric)."""
     units = make_units(y_true, y_pred, num_classes, speakers)
-    cms = resample(units, n_resamples, rng_for(seed, name))[:, 0]
-    uars = uar_many(cms)
+    samples = of_every_metric(resample(units, n_resamples, rng_for(seed, name))[:, 0])
     out = {"method": method_label(units), "unit": units.method, "n_speakers": units.n_clusters,
            "short": short_label(units.method, units.n_clusters), "resamples": int(n_resamples),
            "seed": int(seed), "level": level}
-    out.update({k: percentile_interval(f(cms) if k != "uar" else uars, level) for k, f in METRICS.items()})
-    return out, uars
+    out.update({k: percentile_interval(v, level) for k, v in samples.items()})
+    return out, samples
 
 
-def mean_interval(samples: Sequence[np.ndarray], level: float = LEVEL) -> list[float]:
+def intervals(y_true, y_pred, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
+              name: str = "", level: float = LEVEL) -> tuple[dict, np.ndarray]:
+    """(resampled's dict of intervals, the (B,) resampled UARs) for one test set."""
+    out, samples = resampled(y_true, y_pred, num_classes, speakers, n_resamples, seed, name, level)
+    return out, samples["uar"]
+
+
+def mean_interval(samples: Sequence[np.ndarray], level: float = LEVEL) -> list[float] | None:
     """Interval of the unweighted mean over corpora, each corpus resampled independently: the b-th resample of the
-    mean is the mean of the corpora's b-th resamples (corpora undefined in a resample are left out)."""
+    mean is the mean of the corpora's b-th resamples (corpora undefined in a resample are left out); None when no
+    resample has a defined mean."""
     stacked = np.vstack([np.asarray(s, np.float64) for s in samples])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: that resample's mean is NaN

@@ -3,7 +3,11 @@ space (written whole, so it never mixes two runs), and an index of every evaluat
 
     eval/demo-test-masked-emotion/   results.md, results.json, confusion_<corpus>.png/.json, reliability_<corpus>.png
     eval/demo-test-card-emotion/     ...
-    eval/index.json, eval/index.md   one entry per folder: time, corpora, split, input, labels, checkpoint, files
+    eval/index.json, eval/index.md   one entry per folder: time, corpora, split, input, labels, the mean over corpora
+                                     of every registered metric (metrics.METRICS), checkpoint, files
+
+An entry's means are under "means" (metric -> mean, None when undefined); "mean_uar" stays beside them for the
+readers of older indexes, and entries without "means" show their mean_uar and '–' for the other metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from exhubert_jax.evaluation.metrics import METRICS
 from exhubert_jax.runtime.atomic_files import atomic_directory, write_text
 
 INDEX_JSON, INDEX_MD, INDEX_LOCK = "index.json", "index.md", ".index.lock"
@@ -44,10 +49,22 @@ def run_name(spec: str, split: str, input_mode: str, label_spaces: Iterable[str]
     return "-".join((corpora_tag(spec), split, input_mode, labels_tag(label_spaces)))
 
 
+def mean_of(results: Sequence[dict], name: str) -> float | None:
+    """The unweighted mean of metric `name` over the results where it is defined (None when it is nowhere), as the
+    tables' average."""
+    values = [r.get(name) for r in results]
+    defined = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else None
+
+
 def mean_uar(results: Sequence[dict]) -> float | None:
     """The unweighted mean UAR of the results whose UAR is defined (None when none is), as the tables' average."""
-    defined = [r["uar"] for r in results if not math.isnan(r["uar"])]
-    return sum(defined) / len(defined) if defined else None
+    return mean_of(results, "uar")
+
+
+def means(results: Sequence[dict]) -> dict[str, float | None]:
+    """{metric: mean_of} for every registered metric, in registry order: an index entry's "means"."""
+    return {k: mean_of(results, k) for k in METRICS}
 
 
 @contextlib.contextmanager
@@ -97,14 +114,28 @@ def record(root: str | os.PathLike, entry: dict[str, Any]) -> Path:
         return write_text(root / INDEX_MD, index_markdown(runs))
 
 
+def _entry_mean(e: dict, name: str) -> float | None:
+    """An index entry's mean of a metric: from its "means", or its "mean_uar" (entries written before "means")."""
+    m = e.get("means") or {}
+    return m[name] if name in m else (e.get("mean_uar") if name == "uar" else None)
+
+
 def index_markdown(runs: Sequence[dict]) -> str:
-    """index.md: one row per evaluation, newest first, linking its results."""
-    lines = ["# Evaluations", "", "| time (UTC) | corpora | split | input | labels | mean UAR (%) | checkpoint | "
-             "results |", "|---|---|---|---|---|---:|---|---|"]
+    """index.md: one row per evaluation, newest first, with the mean of every registered metric, linking its
+    results."""
+    heads = " | ".join(f"mean {m.heading}" for m in METRICS.values())
+    lines = ["# Evaluations", "", f"| time (UTC) | corpora | split | input | labels | {heads} | checkpoint | results |",
+             "|---|---|---|---|---|" + "---:|" * len(METRICS) + "---|---|"]
     for e in reversed(runs):
-        uar = e.get("mean_uar")
-        shown = "–" if uar is None else f"{100 * uar:.1f}"
+        shown = " | ".join(_shown(_entry_mean(e, k), m.percent) for k, m in METRICS.items())
         main = e.get("main", "")
         lines.append(f"| {e['time']} | {', '.join(e['corpora'])} | {e['split']} | {e['input']} | {e['labels']} | "
                      f"{shown} | `{e['checkpoint']}` | [{e['path']}/{main}]({e['path']}/{main}) |")
     return "\n".join(lines) + "\n"
+
+
+def _shown(v: float | None, percent: bool) -> str:
+    """A mean in % with one decimal (or with 3 decimals for a metric not in %); '–' when undefined."""
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{100 * v:.1f}" if percent else f"{v:.3f}"

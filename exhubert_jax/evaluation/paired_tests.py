@@ -1,5 +1,9 @@
-"""Paired comparison of two runs on the same test utterances: UAR difference with a paired-bootstrap interval, an
-approximate-randomisation p-value (Noreen 1989; Riezler & Maxwell 2005), and Holm's correction over corpora."""
+"""Paired comparison of two runs on the same test utterances, for every registered metric (metrics.METRICS): the
+difference with a paired-bootstrap interval, an approximate-randomisation p-value (Noreen 1989; Riezler & Maxwell
+2005), and Holm's correction over corpora (each metric corrected on its own).
+
+A row keeps UAR's figures at its top level (diff, interval, p, p_holm, significant: what earlier rows held) and every
+metric's, UAR's included, under row["metrics"][name]."""
 
 from __future__ import annotations
 
@@ -45,21 +49,40 @@ def aligned(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, list]:
     return y, preds, [u.get("speaker") for u in ua]
 
 
-def compare(y_true, preds, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
-            name: str = "", level: float = bs.LEVEL) -> tuple[dict, np.ndarray]:
-    """({diff, interval, p, method, resamples}, the (B,) bootstrap differences) of UAR(run 1) - UAR(run 0).
+def compare_metrics(y_true, preds, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
+                    name: str = "", level: float = bs.LEVEL) -> tuple[dict, dict[str, np.ndarray]]:
+    """({diff, interval, p (UAR's), method, resamples, seed, metrics: {metric: {diff, interval, p}}}, {metric: the
+    (B,) bootstrap differences}) of metric(run 1) - metric(run 0) for every registered metric.
 
     The interval is the percentile interval of the paired bootstrap (both runs on the same resample); the p-value is
     two-sided, from n_resamples exchanges of the two runs' predictions, (1 + #{|d*| >= |d|}) / (1 + B), so that it
-    is never 0 and is uniform under the null that the two runs are exchangeable."""
+    is never 0 and is uniform under the null that the two runs are exchangeable. One set of resamples and of
+    exchanges serves every metric. A metric undefined on the test set has diff NaN, no interval and p NaN."""
     units = bs.make_units(y_true, preds, num_classes, speakers)
-    diff = float(np.diff(bs.uar_many(bs.observed(units)))[0])
-    boot = np.diff(bs.uar_many(bs.resample(units, n_resamples, bs.rng_for(seed, name, "paired"))), axis=1)[:, 0]
-    null = np.diff(bs.uar_many(bs.swap(units, n_resamples, bs.rng_for(seed, name, "swap"))), axis=1)[:, 0]
-    extreme = np.sum(np.abs(null) >= abs(diff) - 1e-12)
-    p = float((1 + extreme) / (1 + n_resamples))
-    return {"diff": diff, "interval": bs.percentile_interval(boot, level), "p": p, "method": bs.method_label(units),
-            "resamples": int(n_resamples), "seed": int(seed)}, boot
+    point = bs.of_every_metric(bs.observed(units))
+    boots = {k: np.diff(v, axis=1)[:, 0] for k, v in
+             bs.of_every_metric(bs.resample(units, n_resamples, bs.rng_for(seed, name, "paired"))).items()}
+    nulls = bs.of_every_metric(bs.swap(units, n_resamples, bs.rng_for(seed, name, "swap")))
+    per_metric = {}
+    for k in bs.METRICS:
+        diff = float(np.diff(point[k])[0])
+        null = np.diff(nulls[k], axis=1)[:, 0]
+        if np.isnan(diff):
+            p = float("nan")
+        else:  # an exchange where the metric is undefined is not as extreme
+            extreme = np.sum(np.abs(null) >= abs(diff) - 1e-12)
+            p = float((1 + extreme) / (1 + n_resamples))
+        per_metric[k] = {"diff": diff, "interval": bs.percentile_interval(boots[k], level), "p": p}
+    row = {**per_metric["uar"], "method": bs.method_label(units), "resamples": int(n_resamples), "seed": int(seed),
+           "metrics": per_metric}
+    return row, boots
+
+
+def compare(y_true, preds, num_classes: int, speakers: Sequence | None, n_resamples: int, seed: int,
+            name: str = "", level: float = bs.LEVEL) -> tuple[dict, np.ndarray]:
+    """(compare_metrics's row, the (B,) bootstrap differences of UAR(run 1) - UAR(run 0))."""
+    row, boots = compare_metrics(y_true, preds, num_classes, speakers, n_resamples, seed, name, level)
+    return row, boots["uar"]
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -74,7 +97,21 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def add_holm(rows: list[dict], alpha: float = ALPHA) -> list[dict]:
-    """Set p_holm and significant on each row, correcting over the rows (one run's corpora)."""
-    for row, adj in zip(rows, holm([r["p"] for r in rows])):
-        row.update(p_holm=adj, significant=bool(adj < alpha))
+    """Set p_holm and significant on each row (UAR's, at the top level) and on each metric under row["metrics"],
+    correcting over the rows (one run's corpora), each metric on its own; a NaN p stays NaN, never significant,
+    and is left out of the correction of the others."""
+    _holm_into(rows, alpha)
+    names = list(dict.fromkeys(k for r in rows for k in r.get("metrics", {})))
+    for k in names:
+        _holm_into([r["metrics"][k] for r in rows if k in r.get("metrics", {})], alpha)
     return rows
+
+
+def _holm_into(entries: list[dict], alpha: float = ALPHA) -> None:
+    """Set p_holm and significant on dicts holding a p, over those whose p is defined."""
+    defined = [e for e in entries if not np.isnan(e["p"])]
+    for e, adj in zip(defined, holm([e["p"] for e in defined])):
+        e.update(p_holm=adj, significant=bool(adj < alpha))
+    for e in entries:
+        if np.isnan(e["p"]):
+            e.update(p_holm=float("nan"), significant=False)

@@ -1,4 +1,6 @@
-"""Run logs (metrics.jsonl + TensorBoard), Markdown tables shaped like the paper's Tables 1 and 2, and plots."""
+"""Run logs (metrics.jsonl + TensorBoard), Markdown tables shaped like the paper's Tables 1 and 2, and plots. The
+per-corpus table, the Table-2 comparison and the paired tests show every registered metric (metrics.METRICS), in %
+or, for metrics that are not fractions (kappa), with 3 decimals; an undefined value shows as '–'."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from exhubert_jax.evaluation.metrics import METRICS, Metric
 
 
 class RunLog:
@@ -102,26 +106,49 @@ def _ci(v, interval: Sequence[float] | None) -> str:
     return _pct(v) + (f" [{_pct(interval[0])}, {_pct(interval[1])}]" if interval else "")
 
 
-def markdown_table(results: Sequence[dict], average_interval: Sequence[float] | None = None) -> str:
-    """Paper Table 1/2 shape: rows = corpora, columns n, UAR/WA/macro-F1 (%), an average row; then class recalls.
-    Results with 'intervals' (analysis.add_intervals) show 95 % intervals and the unit resampled."""
+def _shown(metric: Metric, v, interval: Sequence[float] | None = None) -> str:
+    """A metric's value as its tables show it: in % for a fraction, else 3 decimals; its interval when it has one."""
+    return _ci(v, interval) if metric.percent else _num(v, interval)
+
+
+def _value(result: Mapping[str, Any], name: str) -> float:
+    """A result's value of a metric; NaN when it has none (results written before the metric was registered)."""
+    v = result.get(name)
+    return float("nan") if v is None else float(v)
+
+
+def markdown_table(results: Sequence[dict], average_interval: Sequence[float] | None = None,
+                   average_intervals: Mapping[str, Sequence[float] | None] | None = None) -> str:
+    """Paper Table 1/2 shape: rows = corpora, columns n and every registered metric (UAR, WA, macro-F1 in %, kappa,
+    ...), an average row; then class recalls. Results with 'intervals' (statistics.add_metric_intervals) show 95 %
+    intervals and the unit resampled; the average row shows `average_intervals` (metric -> interval), or
+    `average_interval` as UAR's."""
     cis = [r.get("intervals") for r in results]
     shown = any(cis)
-    lines = ["| Corpus | # utterances | UAR (%) | WA (%) | Macro-F1 (%) |" + (" Resampled unit |" if shown else ""),
-             "|---|---:|---:|---:|---:|" + ("---|" if shown else "")]
+    average_intervals = dict(average_intervals or {})
+    if average_interval is not None:
+        average_intervals.setdefault("uar", average_interval)
+    lines = ["| Corpus | # utterances | " + " | ".join(m.heading for m in METRICS.values()) + " |"
+             + (" Resampled unit |" if shown else ""),
+             "|---|---:|" + "---:|" * len(METRICS) + ("---|" if shown else "")]
     for r, ci in zip(results, cis):
-        cells = [_ci(r[k], ci and ci[k]) for k in ("uar", "wa", "macro_f1")]
+        cells = [_shown(m, _value(r, k), ci and ci.get(k)) for k, m in METRICS.items()]
         lines.append(f"| {r['corpus']} | {r['n']} | " + " | ".join(cells) + " |"
                      + (f" {ci['short'] if ci else '–'} |" if shown else ""))
     if results:
-        mean = {k: _nanmean([r[k] for r in results]) for k in ("uar", "wa", "macro_f1")}
+        cells = [_shown(m, _nanmean([_value(r, k) for r in results]), average_intervals.get(k))
+                 for k, m in METRICS.items()]
         total = sum(r["n"] for r in results)
-        lines.append(f"| **Average over all datasets** | {total} | {_ci(mean['uar'], average_interval)} | "
-                     f"{_pct(mean['wa'])} | {_pct(mean['macro_f1'])} |" + (" corpora independently |" if shown else ""))
+        lines.append(f"| **Average over all datasets** | {total} | " + " | ".join(cells) + " |"
+                     + (" corpora independently |" if shown else ""))
     if shown:
         first = next(ci for ci in cis if ci)
         lines += ["", f"95 % percentile intervals from {first['resamples']} bootstrap resamples (seed {first['seed']}) "
                   "of each test set: of its speakers where the split knows at least 5, else of its utterances."]
+    undefined = [f"{m.label} {m.undefined}" for k, m in METRICS.items()
+                 if m.undefined and any(math.isnan(_value(r, k)) and k in r for r in results)]
+    if undefined:
+        lines += ["", f"–: undefined ({'; '.join(undefined)})."]
     lines += ["", *per_class_table(results)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -186,39 +213,81 @@ def audio_table(results: Sequence[dict], class_names: Sequence[str], dimensions:
 
 def comparison_table(uars: Mapping[str, Mapping[str, float]], trainable: Mapping[str, int],
                      intervals: Mapping[str, Mapping[str, Sequence[float] | None]] | None = None,
-                     marks: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """The paper's Table 2 shape: rows are corpora, columns are models (UAR %), then the average UAR over all
-    corpora and the number of trainable parameters (M). `uars` maps model -> corpus -> UAR; `intervals` model ->
-    corpus (or 'average') -> [low, high]; `marks` model -> corpus -> a mark appended to the cell."""
+                     marks: Mapping[str, Mapping[str, str]] | None = None, metric: str = "uar") -> str:
+    """The paper's Table 2 shape for one registered metric (UAR by default): rows are corpora, columns are models,
+    then the average over all corpora and the number of trainable parameters (M). `uars` maps model -> corpus ->
+    the metric's value; `intervals` model -> corpus (or 'average') -> [low, high]; `marks` model -> corpus -> a mark
+    appended to the cell."""
+    m = METRICS[metric]
     models = list(uars)
-    corpora = list(dict.fromkeys(c for m in models for c in uars[m]))
+    corpora = list(dict.fromkeys(c for model in models for c in uars[model]))
     intervals, marks = intervals or {}, marks or {}
 
-    def cell(m: str, c: str, value: float) -> str:
-        """A UAR with its interval and mark, when it has them."""
-        return _ci(value, intervals.get(m, {}).get(c)) + marks.get(m, {}).get(c, "")
+    def cell(model: str, c: str, value: float) -> str:
+        """A value with its interval and mark, when it has them."""
+        return _shown(m, value, intervals.get(model, {}).get(c)) + marks.get(model, {}).get(c, "")
 
     lines = ["| Dataset | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for c in corpora:
-        lines.append(f"| {c} | " + " | ".join(cell(m, c, uars[m].get(c, float("nan"))) for m in models) + " |")
-    lines.append("| **Average UAR over all datasets** | " + " | ".join(
-        cell(m, "average", _nanmean([uars[m].get(c, float("nan")) for c in corpora])) for m in models) + " |")
+        lines.append(f"| {c} | " + " | ".join(cell(model, c, _nan(uars[model].get(c))) for model in models) + " |")
+    lines.append(f"| **Average {m.label} over all datasets** | " + " | ".join(
+        cell(model, "average", _nanmean([_nan(uars[model].get(c)) for c in corpora])) for model in models) + " |")
     lines.append("| Number of trainable parameters | "
-                 + " | ".join(f"{trainable[m] / 1e6:.2f} M" for m in models) + " |")
+                 + " | ".join(f"{trainable[model] / 1e6:.2f} M" for model in models) + " |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_tables(values: Mapping[str, Mapping[str, Mapping[str, float]]], trainable: Mapping[str, int],
+                      intervals: Mapping[str, Mapping[str, Mapping[str, Sequence[float] | None]]] | None = None,
+                      marks: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None) -> str:
+    """comparison_table of every registered metric, each under a line naming it ('UAR (%)'): `values`, `intervals`
+    and `marks` map metric -> what comparison_table takes for it."""
+    intervals, marks = intervals or {}, marks or {}
+    return "\n".join(f"{m.heading}\n\n" + comparison_table(values[k], trainable, intervals.get(k), marks.get(k), k)
+                     for k, m in METRICS.items() if k in values)
+
+
+def _nan(v) -> float:
+    """A value, NaN for None."""
+    return float("nan") if v is None else float(v)
 
 
 def paired_table(rows: Sequence[dict], baseline: str) -> str:
-    """Markdown table of analysis.compare_to_baseline rows: UAR difference (points), its 95 % interval, p-values."""
-    lines = [f"| Dataset | run | ΔUAR vs {baseline} (points) | 95 % CI | p | p (Holm) |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lo, hi = r["interval"]
-        p = f"{r['p']:.3f}" if "p" in r else "–"
-        holm = f"{r['p_holm']:.3f}" + (" *" if r["significant"] else "") if "p_holm" in r else "–"
-        lines.append(f"| {r['corpus']} | {r['column']} | {100 * r['diff']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] "
-                     f"| {p} | {holm} |")
-    return "\n".join(lines) + "\n"
+    """Markdown tables of statistics.compare_to_baseline rows, one per registered metric (UAR first): the
+    difference (points for a metric in %, else as it is), its 95 % interval, p-values. Rows without 'metrics'
+    (written before there were others) show under UAR only."""
+    blocks = []
+    for k, m in METRICS.items():
+        unit = " (points)" if m.percent else ""
+        lines = [f"| Dataset | run | Δ{m.label} vs {baseline}{unit} | 95 % CI | p | p (Holm) |",
+                 "|---|---|---:|---:|---:|---:|"]
+        for r in rows:
+            e = r.get("metrics", {}).get(k) or (r if k == "uar" else None)
+            if e is None:
+                continue
+            lines.append(f"| {r['corpus']} | {r['column']} | {_delta(m, e['diff'])} | {_delta_interval(m, e)} "
+                         f"| {_p(e, 'p')} | {_p(e, 'p_holm')}{' *' if e.get('significant') else ''} |")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _delta(m: Metric, d) -> str:
+    """A signed difference: points (x100, one decimal) for a metric in %, else 3 decimals; '–' when undefined."""
+    if d is None or math.isnan(d):
+        return "–"
+    return f"{100 * d:+.1f}" if m.percent else f"{d:+.3f}"
+
+
+def _delta_interval(m: Metric, e: Mapping[str, Any]) -> str:
+    """'[low, high]' of a difference, '–' when it has none."""
+    iv = e.get("interval")
+    return f"[{_delta(m, iv[0])}, {_delta(m, iv[1])}]" if iv else "–"
+
+
+def _p(e: Mapping[str, Any], key: str) -> str:
+    """A p-value with 3 decimals; '–' when absent or undefined."""
+    v = e.get(key)
+    return "–" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def plot_reliability(rel: Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:

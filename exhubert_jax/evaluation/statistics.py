@@ -1,5 +1,6 @@
 """What evaluate_corpus results support beyond point metrics: bootstrap intervals per corpus and for the average over
-corpora, the paired comparison of runs against a baseline (Holm-corrected over corpora), and calibration."""
+corpora, the paired comparison of runs against a baseline (Holm-corrected over corpora), and calibration. Intervals
+and paired tests cover every registered metric (metrics.METRICS)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from exhubert_jax.evaluation import bootstrap as bs, calibration as cal, paired_tests as paired
 from exhubert_jax.evaluation.dimensional import ccc_intervals
+from exhubert_jax.evaluation.metrics import METRICS
 
 
 def result_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, list]:
@@ -18,15 +20,21 @@ def result_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, list]:
             [u.get("speaker") for u in utts])
 
 
-def add_intervals(result: dict, n_resamples: int, seed: int) -> np.ndarray | None:
-    """Set result['intervals'] (UAR, WA, macro-F1, the method named) and return the (B,) resampled UARs; None and
-    nothing set when n_resamples is 0 or the split is empty."""
+def add_metric_intervals(result: dict, n_resamples: int, seed: int) -> dict[str, np.ndarray] | None:
+    """Set result['intervals'] (every registered metric's interval, the method named) and return {metric: its (B,)
+    resampled values}; None and nothing set when n_resamples is 0 or the split is empty."""
     if n_resamples <= 0 or not result["utterances"]:
         return None
     y, pred, speakers = result_arrays(result)
-    result["intervals"], uars = bs.intervals(y, pred, len(result["class_names"]), speakers, n_resamples, seed,
-                                             name=result["corpus"])
-    return uars
+    result["intervals"], samples = bs.resampled(y, pred, len(result["class_names"]), speakers, n_resamples, seed,
+                                                name=result["corpus"])
+    return samples
+
+
+def add_intervals(result: dict, n_resamples: int, seed: int) -> np.ndarray | None:
+    """add_metric_intervals, returning the (B,) resampled UARs only."""
+    samples = add_metric_intervals(result, n_resamples, seed)
+    return None if samples is None else samples["uar"]
 
 
 def result_values(result: dict) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -62,11 +70,28 @@ def average_interval(samples: Sequence[np.ndarray | None]) -> list[float] | None
     return bs.mean_interval(samples)
 
 
+def average_intervals(samples: Sequence[Mapping[str, np.ndarray] | None]) -> dict[str, list[float] | None] | None:
+    """{metric: interval of its unweighted average over corpora} from add_metric_intervals's samples, for every
+    registered metric; None when any corpus has none."""
+    if not samples or any(s is None for s in samples):
+        return None
+    return {k: bs.mean_interval([s[k] for s in samples]) for k in METRICS}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the defined values (NaN when none is)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def compare_to_baseline(cells: Mapping[str, Mapping[str, dict]], baseline: str, n_resamples: int,
                         seed: int) -> list[dict]:
-    """Rows {column, corpus, diff, interval, p, p_holm, significant, method} of every other column against the
-    baseline column, on each corpus; `cells` maps column -> corpus -> evaluate_corpus result. Holm corrects over the
-    corpora of each column. Refuses (TestSetMismatch) a pair scored on different test sets."""
+    """Rows {column, corpus, diff, interval, p, p_holm, significant, method, metrics} of every other column against
+    the baseline column, on each corpus; `cells` maps column -> corpus -> evaluate_corpus result. The top-level
+    figures are UAR's; row['metrics'] holds every registered metric's {diff, interval, p, p_holm, significant}.
+    Holm corrects over the corpora of each column, each metric on its own. With several corpora, an 'average' row
+    holds the mean difference and its interval (per metric under 'metrics'). Refuses (TestSetMismatch) a pair
+    scored on different test sets."""
     rows: list[dict] = []
     base = cells[baseline]
     for column, results in cells.items():
@@ -76,13 +101,15 @@ def compare_to_baseline(cells: Mapping[str, Mapping[str, dict]], baseline: str, 
         for corpus, r in results.items():
             paired.check_same_test_set(corpus, base[corpus], r, baseline, column)
             y, preds, speakers = paired.aligned(base[corpus], r)
-            row, boot = paired.compare(y, preds, len(r["class_names"]), speakers, n_resamples, seed, name=corpus)
+            row, boot = paired.compare_metrics(y, preds, len(r["class_names"]), speakers, n_resamples, seed,
+                                               name=corpus)
             mine.append({"column": column, "corpus": corpus, **row})
             boots.append(boot)
         rows += paired.add_holm(mine)
         if len(boots) > 1:
-            diff = float(np.mean([row["diff"] for row in mine]))
-            rows.append({"column": column, "corpus": "average", "diff": diff, "interval": bs.mean_interval(boots)})
+            average = {k: {"diff": _nanmean([row["metrics"][k]["diff"] for row in mine]),
+                           "interval": bs.mean_interval([b[k] for b in boots])} for k in METRICS}
+            rows.append({"column": column, "corpus": "average", **average["uar"], "metrics": average})
     return rows
 
 

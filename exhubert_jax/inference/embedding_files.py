@@ -16,38 +16,80 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("exhubert_jax.inference.embedding_files"))
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from exhubert_jax.runtime.commands import command
+from exhubert_jax.runtime.options import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionsError, add_flags, command_parser,
+                                          dest_of, known_keys, option, parse)
 
 SPLITS = ("train", "validation", "test")
 
 
+@dataclasses.dataclass
+class EmbedInput:
+    """What to embed: one of the two (a prepared corpus, or audio)."""
+
+    corpus: str | None = option(None, help="one prepared corpus")
+    audio: str | None = option(None, help="an audio file or a directory of them (any format/sample rate)")
+
+
+@dataclasses.dataclass
+class EmbedOptions:
+    """The checkpoint, the embeddings' level and layer, where they go, and the optional probe."""
+
+    checkpoint: str = option("runs/finetune", help="save_pretrained directory or training workdir")
+    split: str = option("test", choices=(*SPLITS, "all"), help="--corpus: which split(s)")
+    data_dir: str | None = option(None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
+    level: str = option("utterance", choices=("utterance", "frame"),
+                        help="utterance: the mean over an utterance's frames; frame: every frame")
+    layer: str = option("last", help="N (hidden state N, 0 = the transformer's input), last, all, weighted (the "
+                                     "learnt layer weights), or projector (the projector's output; at utterance "
+                                     "level the classifier's input)")
+    out: str | None = option(None, help="output folder")
+    batch_size: int = option(8, type=int, check=AT_LEAST_1)
+    chunk_seconds: float = option(3.0, type=float, check=POSITIVE, help="longest chunk fed to the model")
+    probe: str | None = option(None, choices=("logreg",),
+                               help="--corpus: fit a standardised logistic regression on the train embeddings, pick "
+                                    "C on validation, report test UAR with its bootstrap interval")
+    bootstrap: int = option(1000, type=int, check=NON_NEGATIVE, help="--probe: resamples of the test UAR interval")
+    seed: int = option(0, type=int, help="--probe: seed of the bootstrap")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (no abbreviations): --config, one of --corpus and --audio, then EmbedOptions' flags; --out
+    and one of --corpus/--audio are required unless the --config file sets them."""
+    p = command_parser(__doc__, prog="python -m exhubert_jax.embed")
+    add_flags(p.add_mutually_exclusive_group(required=True), EmbedInput)
+    add_flags(p, EmbedOptions)
+    for action in p._actions:
+        action.required = action.required or action.dest == "out"
+    return p
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options (no abbreviations)."""
-    p = argparse.ArgumentParser(prog="python -m exhubert_jax.embed", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--corpus", help="one prepared corpus")
-    what.add_argument("--audio", help="an audio file or a directory of them (any format/sample rate)")
-    p.add_argument("--checkpoint", default="runs/finetune", help="save_pretrained directory or training workdir")
-    p.add_argument("--split", default="test", choices=(*SPLITS, "all"), help="--corpus: which split(s)")
-    p.add_argument("--data-dir", default=None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
-    p.add_argument("--level", default="utterance", choices=("utterance", "frame"),
-                   help="utterance: the mean over an utterance's frames; frame: every frame")
-    p.add_argument("--layer", default="last",
-                   help="N (hidden state N, 0 = the transformer's input), last, all, weighted (the learnt layer "
-                        "weights), or projector (the projector's output; at utterance level the classifier's input)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--chunk-seconds", type=float, default=3.0, help="longest chunk fed to the model")
-    p.add_argument("--probe", choices=("logreg",), default=None,
-                   help="--corpus: fit a standardised logistic regression on the train embeddings, pick C on "
-                        "validation, report test UAR with its bootstrap interval")
-    p.add_argument("--bootstrap", type=int, default=1000, help="--probe: resamples of the test UAR interval")
-    p.add_argument("--seed", type=int, default=0, help="--probe: seed of the bootstrap")
-    return p.parse_args(argv)
+    """Command-line options over --config's values: a flag wins over the file, and --corpus or --audio on the command
+    line over the other one in the file."""
+    p = build_parser()
+
+    def relax(data: dict) -> dict:
+        """Required flags (and the one-of group) that the file sets need not be on the command line."""
+        keys = known_keys(EmbedInput, EmbedOptions)
+        given = {dest_of(keys[str(k)]) for k, v in data.items() if str(k) in keys and v is not None}
+        for action in p._actions:
+            action.required = action.required and action.dest not in given
+        for group in p._mutually_exclusive_groups:
+            group.required = group.required and not any(a.dest in given for a in group._group_actions)
+        return data
+
+    args = parse(p, argv, EmbedInput, EmbedOptions, translate=relax)
+    if args.corpus is not None and args.audio is not None:  # argparse refuses both on the command line
+        from_file = {"corpus", "audio"} & args.config_keys
+        if len(from_file) == 2:
+            raise OptionsError(f"--config {args.config}: sets both corpus and audio; give one of them")
+        setattr(args, from_file.pop(), None)
+    return args
 
 
 def check(args, model) -> None:

@@ -14,6 +14,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("exhubert_jax.model.expansion"))
 
 import argparse
+import dataclasses
 import json
 import math
 from typing import Any
@@ -27,7 +28,8 @@ from exhubert_jax.model.expansion_layout import (COPY_LAYERS, FREEZE_MODES, GATE
                                                  ZERO_OUT_MODULES, ZLL, initial_linears, layout, subtree, with_subtree)
 from exhubert_jax.model.hubert import param_shapes
 from exhubert_jax.model.param_labels import FROZEN, TRAINABLE, count, param_labels, path_str
-from exhubert_jax.runtime.commands import USER_ERROR, command
+from exhubert_jax.runtime.commands import USER_ERROR, command, prog
+from exhubert_jax.runtime.options import NON_NEGATIVE, command_parser, option, parse
 
 # Groups for the parameter summary: (name, path prefix); the first matching prefix wins.
 SUMMARY_GROUPS = (
@@ -205,16 +207,29 @@ def format_table2(rows: list[dict]) -> list[str]:
     return lines
 
 
+@dataclasses.dataclass
+class CountOptions:
+    """The count CLI's model and expansion."""
+
+    preset: str = option("large", help="tiny, base, large or xlarge")
+    copies: int = option(0, type=int, check=NON_NEGATIVE,
+                         help="copies per layer (0: unexpanded; 1: ExHuBERT; 2: XLarge)")
+    style: str = option("zll", choices=EXPANSION_STYLES)
+    freeze: str = option("original", choices=FREEZE_MODES)
+    table2: bool = option(False, action="store_true", help="print the four trainable counts of the paper's Table 2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The count CLI's command line (no abbreviations) over --config's values."""
+    parser = command_parser(__doc__.splitlines()[0], CountOptions, prog=prog(__name__))
+    parser.formatter_class = argparse.HelpFormatter  # the one-line description, wrapped
+    return parse(parser, argv, CountOptions)
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the parameter table, then a JSON line {"total": ..., "trainable": ...}."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="large", help="tiny, base, large or xlarge")
-    ap.add_argument("--copies", type=int, default=0, help="copies per layer (0: unexpanded; 1: ExHuBERT; 2: XLarge)")
-    ap.add_argument("--style", default="zll", choices=EXPANSION_STYLES)
-    ap.add_argument("--freeze", default="original", choices=FREEZE_MODES)
-    ap.add_argument("--table2", action="store_true", help="print the four trainable counts of the paper's Table 2")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     if args.table2:
         rows = table2(preset(args.preset))
         print("\n".join(format_table2(rows)))

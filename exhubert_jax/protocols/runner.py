@@ -7,8 +7,9 @@ checkpoints). Writes WORKDIR/results.md and results.json: a row per run, mean ±
         -- --stage transfer --init checkpoints/exhubert --labels native
     python -m exhubert_jax.protocol loco --corpora emoset --leave-out all --workdir runs/loco \\
         [--transfer-steps 1000] -- --init checkpoints/hubert-large
+    python -m exhubert_jax.protocol sweep --config sweep.yaml     # a grid of train.py options, one table
 Everything after `--` is passed to train.py for every run (the protocol sets --corpus/--corpora, --workdir and
---data-dir itself).
+--data-dir itself). The runs themselves are protocols.runs; a sweep's grid and table, protocols.sweep.
 """
 
 from __future__ import annotations
@@ -21,295 +22,113 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("exhubert_jax.protocols.runner", hugepages=True))
 
 import argparse
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime.atomic_files import write_text
+from exhubert_jax.protocols import sweep
+from exhubert_jax.protocols.runs import (OWN_FLAGS, PLAN, RESULT, ProtocolError, Run, Stage,  # noqa: F401
+                                         _check_train_args, evaluate_stage, fold_corpora,
+                                         fold_runs, loco_corpora, loco_runs, run_protocol,
+                                         run_stage, with_flags)
 from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.interrupts import Interrupted
-
-RESULT = "protocol_eval.json"  # a stage's test evaluation, in its workdir: the mark that the stage is done
-PLAN = "protocol.json"
-OWN_FLAGS = ("--corpus", "--corpora", "--workdir", "--data-dir")
+from exhubert_jax.runtime.options import AT_LEAST_1, add_options, dest_of, known_keys, option, parse
 
 
-class ProtocolError(ExhubertError):
-    """A protocol that cannot run as given, or a run of it that failed."""
+@dataclass
+class FoldsOptions:
+    """`folds`: which prepared folds to run."""
+
+    folds: str | None = option(None, help="prepared folds: a prefix (emodb-emobox: EmoBox's folds; emodb: "
+                                          "emodb-fold1ofK ...) or comma-separated names")
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One train.py invocation of a run and the evaluation column its checkpoint fills."""
+@dataclass
+class LocoOptions:
+    """`loco`: the corpora, the ones left out in turn, and an optional transfer to each."""
 
-    column: str
-    argv: tuple[str, ...]
-    workdir: Path
-    label_space: str  # 'emotion', or 'auto': the head's own classes when they are the corpus's native labels
-
-
-@dataclass(frozen=True)
-class Run:
-    """One fold or left-out corpus: its name (a folder under the protocol workdir), test corpus and stages."""
-
-    name: str
-    corpus: str
-    stages: tuple[Stage, ...]
+    corpora: str | None = option(None, help="prepared corpora and groups (emoset, demo, ...)")
+    leave_out: str = option("all", help="all, or comma-separated corpora to leave out in turn")
+    transfer_steps: int | None = option(None, type=int, check=AT_LEAST_1,
+                                        help="also transfer to the left-out corpus's train split for N steps and "
+                                             "test again")
 
 
-def with_flags(argv: Sequence[str], **flags: str) -> list[str]:
-    """argv with each --flag (underscores as dashes) set to value, any earlier occurrence removed."""
-    out, names = [], {f"--{k.replace('_', '-')}" for k in flags}
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in names:
-            skip = True
-        elif a.split("=", 1)[0] not in names:
-            out.append(a)
-    for k, v in flags.items():
-        out += [f"--{k.replace('_', '-')}", str(v)]
-    return out
+@dataclass
+class ProtocolOptions:
+    """Both modes: where the protocol writes and reads, and its test evaluations."""
+
+    workdir: str | None = option(None, help="protocol folder: one workdir per run inside it")
+    data_dir: str | None = option(None, help="prepared corpora (default $EXHUBERT_DATA or data/prepared)")
+    eval_batch_size: int = option(8, type=int, check=AT_LEAST_1, help="batch size of the test evaluations")
 
 
-def _check_train_args(argv: Sequence[str]) -> argparse.Namespace:
-    """The trailing train.py arguments, parsed; the flags the protocol sets itself are refused."""
-    from exhubert_jax.cli import train
-
-    for flag in OWN_FLAGS:
-        if any(a.split("=", 1)[0] == flag for a in argv):
-            raise ProtocolError(f"{flag} after `--`: the protocol sets it for every run (see --help)")
-    return train.parse_args(list(argv))
+# mode -> (its --help line, its options, the dests it requires on the command line or in --config)
+MODES = {"folds": ("train and test on every fold of a corpus", (FoldsOptions, ProtocolOptions), ("folds", "workdir")),
+         "loco": ("leave one corpus out: fine-tune on the others, test on it", (LocoOptions, ProtocolOptions),
+                  ("corpora", "workdir"))}
+SWEEP_LINE = "train a grid of train.py options (the --config file's base and grid) and tabulate every cell"
 
 
-def _fold_number(name: str) -> tuple[int, str]:
-    """Sort key of a fold dataset: its fold number, then its name."""
-    m = re.search(r"-fold(\d+)(?:of\d+)?$", name)
-    return (int(m[1]) if m else 0, name)
-
-
-def fold_corpora(spec: str, data_dir: str | Path | None) -> list[str]:
-    """Prepared fold datasets for --folds: exact names, or a prefix ('emodb-emobox' -> emodb-emobox-fold1, ...;
-    'emodb' -> emodb-fold1of5, ...), in fold order."""
-    from exhubert_jax.data.loading.resolve import data_root, prepared_names
-
-    root = data_root(data_dir)
-    prepared, names = prepared_names(root), []
-    for item in (s.strip() for s in spec.split(",") if s.strip()):
-        found = sorted((n for n in prepared if re.fullmatch(re.escape(item) + r"-fold\d+(of\d+)?", n)),
-                       key=_fold_number) or ([item] if item in prepared else [])
-        if not found:
-            raise ProtocolError(f"--folds {item}: no prepared folds {item}-foldN under {root} (prepared there: "
-                                f"{', '.join(prepared) or 'none'}); prepare them with `python -m "
-                                "exhubert_jax.data.prepare --emobox DIR --emobox-root DIR` or `... --folds K`")
-        counts = {re.sub(r"^.*-fold\d+", "", n) for n in found}
-        if len(counts) > 1:
-            raise ProtocolError(f"--folds {item}: folds of several k-folds are prepared ({', '.join(found)}); "
-                                "name them one by one")
-        names += found
-    if len(names) < 2:
-        raise ProtocolError(f"--folds {spec}: a protocol needs at least two folds, found {', '.join(names)}")
-    return list(dict.fromkeys(names))
-
-
-def fold_runs(folds: Sequence[str], argv: Sequence[str], workdir: Path, data_dir: str | Path | None) -> list[Run]:
-    """One run per fold: the given train.py stage on the fold (its train/validation), tested on its test split."""
-    args = _check_train_args(argv)
-    if args.stage not in ("finetune", "transfer"):
-        raise ProtocolError(f"--stage {args.stage} after `--`: a fold run trains, use --stage finetune or transfer")
-    flag = "corpus" if args.stage == "transfer" else "corpora"
-    extra = {"data_dir": str(data_dir)} if data_dir is not None else {}
-    return [Run(f, f, (Stage("test", tuple(with_flags(argv, **{flag: f}, workdir=str(workdir / f), **extra)),
-                             workdir / f, "auto"),)) for f in folds]
-
-
-def loco_runs(corpora: Sequence[str], leave_out: Sequence[str], argv: Sequence[str], workdir: Path,
-              data_dir: str | Path | None, transfer_steps: int | None) -> list[Run]:
-    """One run per left-out corpus: fine-tune on the others, test zero-shot in the 6 classes; then optionally a
-    transfer stage on the left-out corpus's train split (6-class head kept), tested again."""
-    args = _check_train_args(argv)
-    if args.stage != "finetune":
-        raise ProtocolError(f"--stage {args.stage} after `--`: leave-one-corpus-out fine-tunes (--stage finetune)")
-    extra = {"data_dir": str(data_dir)} if data_dir is not None else {}
-    runs = []
-    for left in leave_out:
-        base = workdir / f"without-{left}"
-        rest = ",".join(c for c in corpora if c != left)
-        stages = [Stage("zero-shot", tuple(with_flags(argv, corpora=rest, workdir=str(base / "finetune"), **extra)),
-                        base / "finetune", "emotion")]
-        if transfer_steps:
-            tr = with_flags(argv, stage="transfer", corpus=left, labels="emotion", init=str(base / "finetune" / "best"),
-                            steps=str(transfer_steps), workdir=str(base / "transfer"), **extra)
-            stages.append(Stage("transfer", tuple(tr), base / "transfer", "emotion"))
-        runs.append(Run(f"without-{left}", left, tuple(stages)))
-    return runs
-
-
-def loco_corpora(corpora: str, leave_out: str, data_dir: str | Path | None) -> tuple[list[str], list[str]]:
-    """(corpora, the ones left out in turn) for --corpora and --leave-out all|A,B."""
-    from exhubert_jax.data.loading.resolve import resolve_corpora
-
-    names = resolve_corpora(corpora, data_dir)
-    if len(names) < 2:
-        raise ProtocolError(f"--corpora {corpora}: leave-one-corpus-out needs at least two corpora")
-    out = names if leave_out == "all" else [s.strip() for s in leave_out.split(",") if s.strip()]
-    unknown = [c for c in out if c not in names]
-    if unknown or not out:
-        raise ProtocolError(f"--leave-out {leave_out}: {', '.join(unknown) or 'nothing'} not among --corpora "
-                            f"({', '.join(names)})")
-    return names, out
-
-
-def evaluate_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode: str,
-                   batch_size: int) -> dict[str, Any]:
-    """The stage's checkpoint (best/, else final/) on the corpus's test split: UAR, and targets and predictions
-    by class index with their class names (for the pooled UAR)."""
-    from exhubert_jax.data.loading.dataset import open_prepared
-    from exhubert_jax.evaluation import scoring as ev
-    from exhubert_jax.pretrained import from_pretrained
-
-    checkpoint = ev.resolve_checkpoint(stage.workdir)
-    model, params = from_pretrained(checkpoint)
-    prepared = open_prepared(corpus, data_dir)
-    space = stage.label_space if stage.label_space != "auto" else ev.auto_label_space(model.config,
-                                                                                    prepared.native_labels)
-    r = ev.evaluate_corpus(model, params, prepared, "test", batch_size, data_dir, space, input_mode=input_mode)
-    return {"corpus": corpus, "checkpoint": str(checkpoint), "label_space": space, "uar": r["uar"], "n": r["n"],
-            "class_names": r["class_names"], "targets": [u["label"] for u in r["utterances"]],
-            "preds": [u["pred"] for u in r["utterances"]], "caveat": ev.checkpoint_caveat(checkpoint)}
-
-
-def test_speakers_disjoint(corpus: str, data_dir: str | Path | None) -> bool | None:
-    """Whether the prepared corpus's test speakers are disjoint from its train and validation speakers, as its
-    prepare summary says (None: unknown)."""
-    from exhubert_jax.data.loading.dataset import read_record
-    from exhubert_jax.data.loading.resolve import data_root
-
-    record = read_record(data_root(data_dir) / corpus) or {}
-    return record.get("summary", {}).get("test_speakers_disjoint")
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    """Write JSON atomically (a half-written result would look like a finished stage)."""
-    write_text(path, json.dumps(doc, indent=1))
-
-
-def run_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode: str, batch_size: int,
-              say=print) -> dict[str, Any]:
-    """Train (train.py resumes from the stage's checkpoints, or finishes at once when done) and evaluate; a
-    stage with its evaluation written is not run again."""
-    from exhubert_jax.cli import train
-
-    done = stage.workdir / RESULT
-    if done.is_file():
-        say(f"protocol: {stage.workdir} done ({stage.column} UAR {json.loads(done.read_text())['uar']:.4f})")
-        return json.loads(done.read_text())
-    say(f"protocol: {stage.workdir}: python train.py {' '.join(stage.argv)}")
-    code = train.main(list(stage.argv))
-    if code == 130:
-        raise KeyboardInterrupt
-    if code:
-        raise ProtocolError(f"run {stage.workdir} failed (train.py exit {code}, message above); fix it and run the "
-                            "same command: finished runs are kept")
-    result = evaluate_stage(stage, corpus, data_dir, input_mode, batch_size)
-    _write_json(done, result)
-    return result
-
-
-def _plan(mode: str, runs: Sequence[Run]) -> dict[str, Any]:
-    """What protocol.json records: the mode and every run's stages with their train.py arguments."""
-    return {"mode": mode, "runs": [{"name": r.name, "corpus": r.corpus,
-                                    "stages": [[s.column, list(s.argv)] for s in r.stages]} for r in runs]}
-
-
-def _difference(before: dict[str, Any], plan: dict[str, Any]) -> str:
-    """What differs between two recorded protocols, in words."""
-    if before.get("mode") != plan["mode"]:
-        return f"mode ({before.get('mode')}, now {plan['mode']})"
-    old = {r["name"]: r for r in before.get("runs", [])}
-    new = {r["name"]: r for r in plan["runs"]}
-    if set(old) != set(new):
-        return "runs (" + ", ".join(sorted(set(old) ^ set(new))) + ")"
-    return next(f"the train.py arguments of run {n}" for n in new if new[n] != old[n])
-
-
-def check_plan(workdir: Path, plan: dict[str, Any]) -> None:
-    """Record the protocol in WORKDIR/protocol.json; a workdir that ran another protocol is refused."""
-    path = workdir / PLAN
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != plan:
-            raise ProtocolError(f"{path}: this workdir holds another protocol (it differs in "
-                                f"{_difference(before, plan)}); resume it with the command that started it, or use "
-                                "another --workdir")
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, plan)
-
-
-def run_protocol(mode: str, runs: Sequence[Run], workdir: Path, data_dir: str | Path | None = None,
-                 input_mode: str = "masked", batch_size: int = 8, say=print) -> dict[str, Any]:
-    """Run every stage of every run in order (skipping those already evaluated), then write and return the
-    summary: WORKDIR/results.json and results.md."""
-    from exhubert_jax.protocols import summary as ps
-
-    workdir = Path(workdir)
-    check_plan(workdir, _plan(mode, runs))
-    results = []
-    for run in runs:
-        try:
-            evaluations = {s.column: run_stage(s, run.corpus, data_dir, input_mode, batch_size, say)
-                           for s in run.stages}
-        except KeyboardInterrupt as e:
-            inner = f" ({e})" if isinstance(e, Interrupted) and str(e) else ""
-            raise Interrupted(f"protocol run {run.name}{inner}; the same command resumes at this run") from None
-        results.append({"run": run.name, "corpus": run.corpus, "evaluations": evaluations,
-                        "test_speakers_disjoint": test_speakers_disjoint(run.corpus, data_dir)})
-    columns = [s.column for s in runs[0].stages]
-    summary = ps.summarize(results, columns)
-    what = "fold" if mode == "folds" else "left out"
-    caveats = {e["caveat"] for r in results for e in r["evaluations"].values() if e.get("caveat")}
-    text = ps.table(results, columns, summary, what) + "".join(f"\n\n{c}" for c in sorted(caveats))
-    doc = {"mode": mode, "input": input_mode, "columns": columns, "summary": summary, "table": text,
-           "runs": [{**r, "evaluations": {c: {k: v for k, v in e.items() if k not in ("targets", "preds")}
-                                          for c, e in r["evaluations"].items()}} for r in results]}
-    _write_json(workdir / "results.json", {**doc, "utterances": results})
-    (workdir / "results.md").write_text(f"Protocol `{mode}`, test splits, input `{input_mode}`, UAR in %\n\n{text}\n")
-    return doc
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    """(protocol options, the train.py arguments after `--`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_argv = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """(the command's parser, each mode's subparser): every mode takes --config and its declared flags."""
     p = argparse.ArgumentParser(prog="python -m exhubert_jax.protocol", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     sub = p.add_subparsers(dest="mode", required=True)
-    folds = sub.add_parser("folds", help="train and test on every fold of a corpus", allow_abbrev=False)
-    folds.add_argument("--folds", required=True,
-                       help="prepared folds: a prefix (emodb-emobox: EmoBox's folds; emodb: emodb-fold1ofK ...) "
-                            "or comma-separated names")
-    loco = sub.add_parser("loco", help="leave one corpus out: fine-tune on the others, test on it", allow_abbrev=False)
-    loco.add_argument("--corpora", required=True, help="prepared corpora and groups (emoset, demo, ...)")
-    loco.add_argument("--leave-out", default="all", help="all, or comma-separated corpora to leave out in turn")
-    loco.add_argument("--transfer-steps", type=int,
-                      help="also transfer to the left-out corpus's train split for N steps and test again")
-    for s in (folds, loco):
-        s.add_argument("--workdir", required=True, help="protocol folder: one workdir per run inside it")
-        s.add_argument("--data-dir", help="prepared corpora (default $EXHUBERT_DATA or data/prepared)")
-        s.add_argument("--eval-batch-size", type=int, default=8, help="batch size of the test evaluations")
-    return p.parse_args(own), train_argv
+    modes = {}
+    for mode, (line, classes, required) in MODES.items():
+        modes[mode] = s = sub.add_parser(mode, help=line, allow_abbrev=False)
+        add_options(s, *classes)
+        for action in s._actions:
+            action.required = action.dest in required
+    modes["sweep"] = s = sub.add_parser("sweep", help=SWEEP_LINE, allow_abbrev=False,
+                                        description=sweep.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(s, sweep.SweepOptions)
+    next(a for a in s._actions if a.dest == "config").required = True
+    return p, modes
+
+
+def parse_over_config(parser: argparse.ArgumentParser, argv: Sequence[str], *classes: Any) -> argparse.Namespace:
+    """runtime.options.parse, where a required flag that the --config file sets need not be on the command line."""
+
+    def relax(data: dict) -> dict:
+        keys = known_keys(*classes)
+        given = {dest_of(keys[str(k)]) for k, v in data.items() if str(k) in keys and v is not None}
+        for action in parser._actions:
+            action.required = action.required and action.dest not in given
+        return data
+
+    return parse(parser, list(argv), *classes, translate=relax)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """(protocol options, the train.py arguments after `--`): the mode's flags over its --config file's values."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_argv = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    p, modes = build_parser()
+    if not own or own[0] not in modes:
+        return p.parse_args(own), train_argv  # --help, or argparse's error naming the modes
+    if own[0] == "sweep":  # its file holds the grid too: protocols.sweep reads it
+        args = modes["sweep"].parse_args(own[1:])
+        args.mode, args.given = "sweep", {k: v for k, v in vars(args).items()
+                                          if k != "config" and v != modes["sweep"].get_default(k)}
+        return args, train_argv
+    args = parse_over_config(modes[own[0]], own[1:], *MODES[own[0]][1])
+    args.mode = own[0]
+    return args, train_argv
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when every run finished, 2 for a bad command line or a failed run, 130 when interrupted."""
     args, train_argv = parse_args(argv)
+    if args.mode == "sweep":
+        if train_argv:
+            raise ProtocolError("sweep: train.py's options go in the --config file's base and grid, not after --")
+        doc = sweep.run_sweep(args.config, args.given)
+        print(f"\n{doc['table']}\n\nwrote {doc['workdir']}/sweep.md and sweep.json")
+        return 0
     workdir = Path(args.workdir)
     if args.eval_batch_size < 1:
         raise ProtocolError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")

@@ -89,8 +89,7 @@ class Trainer:
         if tx is None:
             tx, schedule = default_optimizer(labels, opts), schedule_for(opts)
         self.schedule = schedule  # what the logs show (a caller's optimiser may give none: then no lr is logged)
-        self.update = UPDATE_RULES[opts.update](model, tx, labels, len(train_sources), mesh=mesh,
-                                                dim_loss=opts.dim_loss)
+        self.update = UPDATE_RULES[opts.update](model, tx, labels, len(train_sources), mesh=mesh, loss=opts)
         self.predictor = Predictor(model, mesh)
         self.state = create_state(params, tx, opts.seed, mesh)
         self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=self.say)

@@ -3,6 +3,7 @@ resuming with an option that changes the result is refused, naming the option.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from importlib import metadata
@@ -11,12 +12,15 @@ from typing import Any, Mapping
 
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.runtime.run_folders import RUN_JSON
-from exhubert_jax.training.options import TrainOptions, flags, resumable
+from exhubert_jax.training.options import TrainOptions, dest_of, flags, resumable
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "transformers", "torch")
 # Options that may differ on resume without changing the parameters trained (how often to look, not what to learn):
 # those declared resumable (exhubert_jax.training.options).
 RESUMABLE = resumable(TrainOptions)
+TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainOptions)}
+# A key an older run.json lacks is an option added since: the run had its default.
+DEFAULTS = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(TrainOptions)}, default=str))
 FLAGS = flags(TrainOptions)  # how a refusal names each option
 
 
@@ -64,9 +68,10 @@ def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[st
     for key in sorted(set(saved_opts) | set(cur_opts)):
         if key in RESUMABLE or (key == "steps" and not steps_matter):
             continue
-        if saved_opts.get(key) != cur_opts.get(key):
+        was, now = saved_opts.get(key, DEFAULTS.get(key)), cur_opts.get(key, DEFAULTS.get(key))
+        if was != now:
             flag = FLAGS.get(key, f"--{key.replace('_', '-')}")
-            diffs.append(f"{flag} (was {saved_opts.get(key)!r}, now {cur_opts.get(key)!r})")
+            diffs.append(f"{flag} (was {was!r}, now {now!r})")
     for key in sorted(set(saved.get("model", {})) | set(current.get("model", {}))):
         if saved.get("model", {}).get(key) != current.get("model", {}).get(key):
             diffs.append(f"model {key} (was {saved['model'].get(key)!r}, now {current['model'].get(key)!r})")
@@ -97,3 +102,44 @@ def write(workdir: str | Path, document: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(dict(document), indent=2, default=str))
     tmp.replace(path)
     return path
+
+
+def init_adapters(init: str | None) -> list[str]:
+    """The adapters the checkpoint a run started from already had (none for a random init or a missing one)."""
+    from exhubert_jax.pretrained import CheckpointError, load_config
+    from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+
+    if not init:
+        return []
+    try:
+        return list(load_config(resolve_checkpoint_dir(init)[0]).adapters)
+    except (CheckpointError, FileNotFoundError):
+        return []
+
+
+def is_run_json(document: Mapping[str, Any]) -> bool:
+    """Whether a config document is a run's run.json (its options are nested, beside the model and packages)."""
+    return isinstance(document.get("options"), dict) and ("model" in document or "packages" in document)
+
+
+def as_config(document: Mapping[str, Any]) -> dict:
+    """train.py's config keys of a run.json (the same stage, corpora, initialisation and options, so
+    `train.py --config RUN/run.json` runs it again); any other document as it is."""
+    if not is_run_json(document):
+        return dict(document)
+    stage = document.get("stage", "finetune")
+    out = {"stage": stage, **{k: document[k] for k in ("init", "freeze", "dtype", "remat", "task", "copies", "style")
+                              if document.get(k) is not None}}
+    added = [a for a in document.get("adapters") or [] if a not in init_adapters(document.get("init"))]
+    if added:  # what --adapter added to the initial model
+        out["adapter"] = added
+    corpora = list(document.get("corpora", {}))
+    if corpora:
+        out["corpus" if stage == "transfer" else "corpora"] = corpora[0] if stage == "transfer" else ",".join(corpora)
+    stages_of = {f.name: f.metadata["option"].stages for f in dataclasses.fields(TrainOptions)}
+    for key, value in document["options"].items():
+        field = TRAIN_FIELDS.get(key)
+        if field is not None and dest_of(field) and stage in stages_of[key] and value is not None:
+            out[key] = ",".join(f"{n}={w}" for n, w in zip(("categorical", "dimensional"), value)) \
+                if key == "task_weights" else value
+    return out

@@ -182,7 +182,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     train_sources = {n: c.split("train") for n, c in corpora.items()}
     val_sources = {n: c.split("validation") for n, c in corpora.items()}
     run_info = dict(stage=args.stage, init=init, freeze=args.freeze, adapters=list(model.config.adapters),
-                    dtype=args.dtype, remat=args.remat,
+                    dtype=args.dtype, remat=args.remat, task=args.task,
                     trainable_params=count(params, labels), total_params=count(params))
     result = train(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, run_info=run_info)
     print(f"compiled the train step {result.compiles} time(s) for bucket shapes {sorted(set(result.bucket_shapes))}")

@@ -8,6 +8,7 @@ Two update rules share the same loss and update code:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
 import flax
@@ -18,9 +19,10 @@ from jax.sharding import Mesh
 
 from exhubert_jax.data.loading.devices import replicated
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.evaluation.dimensional import dimensional_loss
+from exhubert_jax.evaluation.dimensional import LOSSES, dimensional_loss
 from exhubert_jax.model.layers import at_least_f32
 from exhubert_jax.model.param_labels import merge_params, split_params
+from exhubert_jax.runtime.options import option
 from exhubert_jax.training.optimizer import full_gradients
 
 
@@ -88,28 +90,43 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.A
     return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def batch_loss(out: Any, batch: dict, config: Any, dim_loss: str = "ccc") -> jax.Array:
+# train.py's stages that train (training.options declares the stage names).
+TRAINING_STAGES = ("finetune", "transfer")
+
+
+@dataclasses.dataclass
+class LossOptions:
+    """The options the loss of a batch reads, declared once; TrainOptions inherits them, so a new one is a field
+    here (its flag, check, run.json key and resume rule follow) plus the line of batch_loss that uses it."""
+
+    dim_loss: str = option("ccc", choices=LOSSES, stages=TRAINING_STAGES,
+                           help="dimensional loss: 1 - CCC averaged over the dimensions (default), or MSE")
+
+
+def batch_loss(out: Any, batch: dict, config: Any, loss: LossOptions | None = None) -> jax.Array:
     """task_weights[0] x cross-entropy (models with classes) + task_weights[1] x the dimensional loss (models with
     dimensions; rows and dimensions without a target are masked out). The weights are arrays, so any mix of tasks
     runs in the one compiled step."""
+    options = loss or LossOptions()
     weights = batch["task_weights"][0] if "task_weights" in batch else jnp.ones(2, jnp.float32)  # rows are equal
-    loss = jnp.zeros((), at_least_f32(out.logits.dtype))
+    total = jnp.zeros((), at_least_f32(out.logits.dtype))
     if config.num_labels:
-        loss = loss + weights[0] * weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
+        total = total + weights[0] * weighted_cross_entropy(out.logits, batch["targets"], batch["weights"])
     if config.dimensions:
         mask = batch["dims_mask"] * batch["weights"][:, None]
-        loss = loss + weights[1] * dimensional_loss(out.values, batch["dims"], mask, dim_loss)
-    return loss
+        total = total + weights[1] * dimensional_loss(out.values, batch["dims"], mask, options.dim_loss)
+    return total
 
 
-def _loss_and_grads(model: Any, labels: Any, params: Any, batch: dict, key: jax.Array, dim_loss: str = "ccc"):
+def _loss_and_grads(model: Any, labels: Any, params: Any, batch: dict, key: jax.Array,
+                    loss: LossOptions | None = None):
     """(loss, gradients of the trainable leaves) of one batch; frozen leaves get no weight gradient."""
     trainable, frozen = split_params(params, labels)
 
     def loss_fn(trainable):
         out = model.apply({"params": merge_params(trainable, frozen)}, batch["input_values"],
                           batch["attention_mask"], deterministic=False, rngs={"dropout": key})
-        return batch_loss(out, batch, model.config, dim_loss)
+        return batch_loss(out, batch, model.config, loss)
 
     return jax.value_and_grad(loss_fn)(trainable)
 
@@ -142,15 +159,15 @@ def _jit_kwargs(mesh: Mesh | None) -> dict:
 
 
 def make_train_step(model: Any, tx: optax.GradientTransformation, labels: Any, *,
-                    mesh: Mesh | None = None, dim_loss: str = "ccc") -> tuple[Callable, CompileCounter]:
+                    mesh: Mesh | None = None, loss: LossOptions | None = None) -> tuple[Callable, CompileCounter]:
     """Per-corpus update: (step(state, batch) -> (state, metrics), compile counter); state is donated."""
     counter = CompileCounter("train_step")
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         counter.hit(batch["input_values"].shape)  # Python side effect: runs once per compilation
         key = jax.random.fold_in(state.rng, state.step)
-        loss, grads = _loss_and_grads(model, labels, state.params, batch, key, dim_loss)
-        return _guarded_update(tx, labels, state, loss, grads)
+        value, grads = _loss_and_grads(model, labels, state.params, batch, key, loss)
+        return _guarded_update(tx, labels, state, value, grads)
 
     return jax.jit(step, donate_argnums=0, **_jit_kwargs(mesh)), counter
 
@@ -169,8 +186,8 @@ class RoundStep:
     one AdamW update and returns zeroed sums. Both donate what they replace, so a round holds one gradient tree."""
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, *, mesh: Mesh | None = None,
-                 dim_loss: str = "ccc"):
-        self.model, self.tx, self.labels, self.dim_loss = model, tx, labels, dim_loss
+                 loss: LossOptions | None = None):
+        self.model, self.tx, self.labels, self.loss = model, tx, labels, loss
         self.counter = CompileCounter("round_add")
         kw = _jit_kwargs(mesh)
         self.add = jax.jit(self._add, donate_argnums=0, **kw)
@@ -185,7 +202,7 @@ class RoundStep:
     def _add(self, sums: RoundSums, state: TrainState, index: jax.Array, batch: dict) -> tuple[RoundSums, jax.Array]:
         self.counter.hit(batch["input_values"].shape)
         key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), index)
-        loss, grads = _loss_and_grads(self.model, self.labels, state.params, batch, key, self.dim_loss)
+        loss, grads = _loss_and_grads(self.model, self.labels, state.params, batch, key, self.loss)
         return RoundSums(grads=jax.tree.map(jnp.add, sums.grads, grads), loss=sums.loss + loss), loss
 
     def _update(self, state: TrainState, sums: RoundSums, n: jax.Array) -> tuple[TrainState, RoundSums, dict]:

@@ -8,7 +8,7 @@ from typing import Any
 import optax
 from jax.sharding import Mesh
 
-from exhubert_jax.training.step import RoundStep, TrainState, make_train_step
+from exhubert_jax.training.step import LossOptions, RoundStep, TrainState, make_train_step
 
 
 class RoundUpdate:
@@ -17,9 +17,9 @@ class RoundUpdate:
     unit = "round"
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, n_corpora: int, *,
-                 mesh: Mesh | None = None, dim_loss: str = "ccc"):
+                 mesh: Mesh | None = None, loss: LossOptions | None = None):
         self.batches_per_step = n_corpora
-        self.round = RoundStep(model, tx, labels, mesh=mesh, dim_loss=dim_loss)
+        self.round = RoundStep(model, tx, labels, mesh=mesh, loss=loss)
         self.compiles = self.round.counter
         self.sums = None  # the gradient sums, zeroed by each update and reused by the next round
 
@@ -36,8 +36,8 @@ class PerCorpusUpdate:
     batches_per_step = 1
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, n_corpora: int, *,
-                 mesh: Mesh | None = None, dim_loss: str = "ccc"):
-        self.step, self.compiles = make_train_step(model, tx, labels, mesh=mesh, dim_loss=dim_loss)
+                 mesh: Mesh | None = None, loss: LossOptions | None = None):
+        self.step, self.compiles = make_train_step(model, tx, labels, mesh=mesh, loss=loss)
 
     def __call__(self, state: TrainState, batches: list[dict]) -> tuple[TrainState, dict]:
         """(state after the batch's update, metrics with 'losses', the one corpus's loss)."""

@@ -18,6 +18,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from exhubert_jax.data.demo.synthetic import DEMO_CORPORA, _speakers, synthesize
 from exhubert_jax.data.prepare.splits import derive_seed
 from exhubert_jax.data.sources.labels import CLASSES
 from exhubert_jax.runtime.commands import command
+from exhubert_jax.runtime.options import add_positionals, command_parser, option, parse, require_positionals
 
 
 def segment(rng: np.random.Generator, cls: str, speaker: dict, seconds: float) -> np.ndarray:
@@ -56,14 +58,34 @@ def recording(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[flo
     return np.concatenate(pieces), segments
 
 
+@dataclasses.dataclass
+class RecordingOptions:
+    """The command's flags (a --config file's keys are these names, and `out`)."""
+
+    minutes: float = option(10.0, type=float)
+    seed: int = option(0, type=int)
+
+
+@dataclasses.dataclass
+class RecordingPaths:
+    """The positional argument, which a --config file may give instead."""
+
+    out: str | None = option(None, help="the .wav file to write (its segments go to the same name with .csv)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line over --config's values (flags win); OUT is required from either."""
+    p = command_parser(__doc__.splitlines()[0], RecordingOptions, prog="python -m exhubert_jax.data.demo.recording")
+    add_positionals(p, RecordingPaths)
+    args = parse(p, argv, RecordingOptions, RecordingPaths)
+    require_positionals(p, args, RecordingPaths)
+    return args
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI: write the recording and its segment list."""
-    p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.demo.recording", description=__doc__.splitlines()[0])
-    p.add_argument("out", help="the .wav file to write (its segments go to the same name with .csv)")
-    p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = parse_args(argv)
     import soundfile as sf
 
     audio, segments = recording(60 * args.minutes, args.seed)

@@ -31,6 +31,7 @@ import numpy as np
 from exhubert_jax.data.prepare.splits import derive_seed
 from exhubert_jax.data.sources.labels import CLASSES
 from exhubert_jax.runtime.commands import command
+from exhubert_jax.runtime.options import command_parser, option, parse
 
 # class -> (F0 x speaker, F0 range, final rise, syllables/s, energy, envelope contrast, tilt dB/octave, jitter,
 #           formant scale: raised by smiling in the positive classes)
@@ -188,17 +189,30 @@ def prepare_demo(data_dir: str | Path, seed: int = 0, n_per_class: int = 3, n_sp
                                  log=log) for name, path in manifests.items()}
 
 
+@dataclass
+class DemoOptions:
+    """The command's options (a --config file's keys are these names)."""
+
+    out: str | None = option(None, help="folder for the generated wav files and manifests")  # required (main)
+    seed: int = option(0, type=int)
+    n_per_class: int = option(3, type=int, help="utterances per class per speaker (default 3)")
+    n_speakers: int = option(4, type=int, help="speakers per corpus (default 4)")
+    prepare: str | None = option(None, metavar="DATA_DIR", help="also prepare them into DATA_DIR")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed flags over --config's values (flags win); --out is required from either."""
+    p = command_parser(__doc__, DemoOptions, prog="python -m exhubert_jax.data.demo.synthetic")
+    args = parse(p, argv, DemoOptions)
+    if args.out is None:
+        p.error("the following arguments are required: --out")
+    return args
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     """CLI: write the demo corpora, and optionally prepare them."""
-    p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.demo.synthetic", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder for the generated wav files and manifests")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-per-class", type=int, default=3, help="utterances per class per speaker (default 3)")
-    p.add_argument("--n-speakers", type=int, default=4, help="speakers per corpus (default 4)")
-    p.add_argument("--prepare", metavar="DATA_DIR", help="also prepare them into DATA_DIR")
-    args = p.parse_args(argv)
+    args = parse_args(argv)
     if args.prepare:
         summaries = prepare_demo(args.prepare, args.seed, args.n_per_class, args.n_speakers, source_dir=args.out)
         print(json.dumps(summaries))

@@ -18,6 +18,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
     sys.exit(run_command("exhubert_jax.data.prepare.command"))
 
 import argparse
+import dataclasses
 import json
 from typing import Any, Iterable
 
@@ -31,6 +32,7 @@ from exhubert_jax.data.sources.corpora import CORPORA
 from exhubert_jax.data.sources.labels import GENERIC, LabelTable, load_label_table
 from exhubert_jax.runtime.commands import command
 from exhubert_jax.runtime.interrupts import Interrupted
+from exhubert_jax.runtime.options import command_parser, option, parse
 from exhubert_jax.runtime.output_dirs import make_output_dir
 
 
@@ -51,37 +53,46 @@ def _list_corpora() -> str:
     return "\n".join(" ".join(f"{v:{w}}" for v, w in zip(r, width)) + " " + r[-1] for r in rows)
 
 
+@dataclasses.dataclass
+class PrepareOptions:
+    """The command's options (a --config file's keys are these names)."""
+
+    corpus: str | None = option(None, help="registry name (see --list), or your own name with --manifest")
+    source: str | None = option(None, help="the corpus folder as downloaded (with --manifest: base of relative paths)")
+    manifest: str | None = option(None, help="CSV/TSV/JSONL with path,label[,speaker][,split]")
+    emonet: str | None = option(None, metavar="DIR",
+                                help="prepare every corpus folder in DIR that is in EmoNet's layout (train.csv, "
+                                     "devel.csv, test.csv with file,label); folder names may be EmoNet's (e.g. "
+                                     "AngerDetection)")
+    emobox: str | None = option(None, metavar="DIR",
+                                help="prepare EmoBox's folds: DIR is one corpus folder of EmoBox's data/ (<name>.jsonl, "
+                                     "fold_N/) or data/ itself; one dataset per fold, NAME-emobox-foldN")
+    emobox_root: str | None = option(None, metavar="DIR", help="--emobox: the folder EmoBox's wav paths are relative to")
+    out: str | None = option(None, help="output folder (default: $EXHUBERT_DATA or data/prepared)")
+    split_method: str | None = option(None, metavar="METHOD",
+                                      help="override the registry's split method: own, speaker, random, auto, or "
+                                           "kfold:K")
+    folds: int | None = option(None, type=int, metavar="K",
+                               help="speaker-independent K-fold: one dataset per fold, NAME-fold1ofK .. NAME-foldKofK "
+                                    "(the same as --split-method kfold:K)")
+    seed: int = option(0, type=int, help="split seed (default 0)")
+    on_error: str = option("skip", choices=ON_ERROR, help="bad audio: skip and count (default), or stop at the first one")
+    label_map: str | None = option(None, help="extra mapping rows (CSV: corpus,label,meaning,class,reason)")
+    workers: int = option(1, type=int, help="decoding processes (default 1: decoding runs at ~2k files/s already; more "
+                                            "helps only for large corpora in heavy formats)")
+    force: bool = option(False, action="store_true", help="rebuild even if up to date")
+    no_progress: bool = option(False, action="store_true", help="no progress bar")
+    list_corpora: bool = option(False, flag="--list", action="store_true", help="list the known corpora and exit")
+
+
 def _arguments() -> argparse.ArgumentParser:
-    """The command line."""
-    p = argparse.ArgumentParser(prog="python -m exhubert_jax.data.prepare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", help="registry name (see --list), or your own name with --manifest")
-    p.add_argument("--source", help="the corpus folder as downloaded (with --manifest: base of relative paths)")
-    p.add_argument("--manifest", help="CSV/TSV/JSONL with path,label[,speaker][,split]")
-    p.add_argument("--emonet", metavar="DIR",
-                   help="prepare every corpus folder in DIR that is in EmoNet's layout (train.csv, devel.csv, "
-                        "test.csv with file,label); folder names may be EmoNet's (e.g. AngerDetection)")
-    p.add_argument("--emobox", metavar="DIR",
-                   help="prepare EmoBox's folds: DIR is one corpus folder of EmoBox's data/ (<name>.jsonl, "
-                        "fold_N/) or data/ itself; one dataset per fold, NAME-emobox-foldN")
-    p.add_argument("--emobox-root", metavar="DIR", help="--emobox: the folder EmoBox's wav paths are relative to")
-    p.add_argument("--out", help="output folder (default: $EXHUBERT_DATA or data/prepared)")
-    p.add_argument("--split-method", metavar="METHOD",
-                   help="override the registry's split method: own, speaker, random, auto, or kfold:K")
-    p.add_argument("--folds", type=int, metavar="K",
-                   help="speaker-independent K-fold: one dataset per fold, NAME-fold1ofK .. NAME-foldKofK "
-                        "(the same as --split-method kfold:K)")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    p.add_argument("--on-error", choices=ON_ERROR, default="skip",
-                   help="bad audio: skip and count (default), or stop at the first one")
-    p.add_argument("--label-map", help="extra mapping rows (CSV: corpus,label,meaning,class,reason)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="decoding processes (default 1: decoding runs at ~2k files/s already; more helps only "
-                        "for large corpora in heavy formats)")
-    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--list", action="store_true", help="list the known corpora and exit")
-    return p
+    """The command line: --config FILE and the flags PrepareOptions declares."""
+    return command_parser(__doc__, PrepareOptions, prog="python -m exhubert_jax.data.prepare")
+
+
+def parse_args(argv: Iterable[str] | None, p: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The parsed flags over --config's values (flags win)."""
+    return parse(p or _arguments(), None if argv is None else list(argv), PrepareOptions)
 
 
 def _folds_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> int | None:
@@ -119,7 +130,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, options: dict[str
 def main(argv: Iterable[str] | None = None) -> int:
     """Command-line entry point; prints a last line of JSON with the summary (one line per fold for folds)."""
     p = _arguments()
-    args = p.parse_args(None if argv is None else list(argv))
+    args = parse_args(argv, p)
     if args.list:
         print(_list_corpora())
         return 0
