@@ -1,4 +1,4 @@
-"""The README's "Write your own adapter" recipe, followed literally: a method defined and registered here alone."""
+"""docs/adapters.md's "Write your own adapter" recipe, followed literally: a method defined and registered here alone."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def merge(params, options):
 
 @pytest.fixture(scope="module")
 def shift():
-    """The recipe's method, registered as the README says (and removed again afterwards)."""
+    """The recipe's method, registered as docs/adapters.md says (and removed again afterwards)."""
     method = register(Method("shift", leaf_regex(r"/shift$"), init_leaf, merge=merge,
                              intercept=after(dense_targets, on_dense),
                              options={"targets": Option("targets", ("v",))}))

@@ -1,4 +1,4 @@
-"""Adding a corpus exactly as the README's "where to change things" says: a reader function with @reader, its
+"""Adding a corpus exactly as docs/architecture.md's "where to change things" says: a reader function with @reader, its
 entry in CORPORA and its rows in label_map.csv; the corpus then passes the label check, prepares from its folder
 and reads back."""
 

@@ -169,8 +169,9 @@ def test_export_accepts_a_training_workdir_and_writes_readable_files(tmp_path, c
 
 
 def test_a_new_layout_is_one_entry_in_expansion_spec(tmp_path, monkeypatch):
-    """Following the README literally: a layout added to expansion_spec.LAYOUTS alone (an identity-initialised Linear
-    after each copy, no skip; none after the originals) reaches the model, init, freezing, export and transformers."""
+    """Following docs/architecture.md literally: a layout added to expansion_layout.LAYOUTS alone (an
+    identity-initialised Linear after each copy, no skip; none after the originals) reaches the model, init,
+    freezing, export and transformers."""
     from exhubert_jax.model import expansion_layout as spec
     from exhubert_jax.model.param_labels import param_labels
 
