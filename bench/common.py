@@ -56,7 +56,7 @@ def machine() -> dict:
     import jax
     import torch
 
-    from exhubert_jax.runtime.huge_pages import hugepage_malloc_active
+    from exhubert_jax.process.huge_pages import hugepage_malloc_active
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "jax": jax.__version__,
             "torch": torch.__version__, "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads(),
             "hugepage_malloc": hugepage_malloc_active(), "load_avg": [round(v, 2) for v in os.getloadavg()]}

@@ -2,7 +2,7 @@
 
 Usage: python bench/forward.py [--preset large] [--batch 2] [--seconds 3] [--repeats 10] [--depths 24,48]
 Prints one JSON line (timings in seconds; ratio = ours / PyTorch, < 1 means we are faster). Calls alternate
-between the two sides. The script restarts itself with huge-page malloc (exhubert_jax.runtime.huge_pages; both sides run
+between the two sides. The script restarts itself with huge-page malloc (exhubert_jax.process.huge_pages; both sides run
 in that process); set EXHUBERT_NO_HUGEPAGES=1 to measure without.
 """
 
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from bench.common import audio_batch, hf_and_flax, machine, peak_rss_mb, stats, time_interleaved  # noqa: E402
 from exhubert_jax.model.config import preset  # noqa: E402
 from exhubert_jax.model.hubert import HubertForSequenceClassification, param_shapes  # noqa: E402
-from exhubert_jax.runtime.huge_pages import use_hugepage_malloc  # noqa: E402
+from exhubert_jax.process.huge_pages import use_hugepage_malloc  # noqa: E402
 
 
 def compile_seconds(config, batch: int, samples: int) -> float:

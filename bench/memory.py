@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     if args.side:
         child(args)
         return {}
-    from exhubert_jax.runtime.huge_pages import hugepage_env
+    from exhubert_jax.process.huge_pages import hugepage_env
     env = hugepage_env(dict(os.environ)) or dict(os.environ)
     results = []
     for side in args.sides.split(","):

@@ -29,7 +29,7 @@ from bench.common import audio_batch, hf_and_flax, machine, peak_rss_mb, time_in
 from converters.onnx_io import LOGITS, run, session  # noqa: E402
 from converters.to_onnx import export_onnx  # noqa: E402
 from exhubert_jax.model.hubert import HubertForSequenceClassification  # noqa: E402
-from exhubert_jax.runtime.huge_pages import use_hugepage_malloc  # noqa: E402
+from exhubert_jax.process.huge_pages import use_hugepage_malloc  # noqa: E402
 
 LOAD_RSS = """import json, re, sys, time
 rss = lambda: int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024

@@ -4,7 +4,7 @@ HuBERT Large against transformers' HubertForSequenceClassification (feature enco
 ExHuBERT Large (BBE, ZLL, originals frozen) against converters.modeling_exhubert's module. One process; one JSON line.
 
 Usage: python bench/train_step.py [--preset large] [--batch 2] [--seconds 3] [--repeats 5] [--models plain,expanded]
-Steps alternate between the two sides (ExHuBERT: one side after the other, see --sequential). The script restarts itself with huge-page malloc (exhubert_jax.runtime.huge_pages;
+Steps alternate between the two sides (ExHuBERT: one side after the other, see --sequential). The script restarts itself with huge-page malloc (exhubert_jax.process.huge_pages;
 both sides run in that process); set EXHUBERT_NO_HUGEPAGES=1 to measure without.
 """
 
@@ -30,7 +30,7 @@ from exhubert_jax.model.expansion import expand  # noqa: E402
 from exhubert_jax.model.expansion_layout import subtree  # noqa: E402
 from exhubert_jax.model.hubert import HubertForSequenceClassification  # noqa: E402
 from exhubert_jax.model.param_labels import count, param_labels
-from exhubert_jax.runtime.huge_pages import use_hugepage_malloc  # noqa: E402
+from exhubert_jax.process.huge_pages import use_hugepage_malloc  # noqa: E402
 from exhubert_jax.training.optimizer import make_optimizer  # noqa: E402
 from exhubert_jax.training.step import create_state, make_train_step  # noqa: E402
 

@@ -13,8 +13,8 @@ import numpy as np
 from exhubert_jax.adapters import check_plain
 from exhubert_jax.data.loading.input_protocol import feature_extractor_config
 from exhubert_jax.model.config import HubertConfig, to_hf_config
-from exhubert_jax.runtime.atomic_files import atomic_directory
-from exhubert_jax.runtime.run_folders import read_run
+from exhubert_jax.process.atomic_files import atomic_directory
+from exhubert_jax.process.run_folders import read_run
 
 from . import released
 from .mapping import params_to_state_dict

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("converters.flax_to_torch"))
 
@@ -30,10 +30,10 @@ import json
 from exhubert_jax import adapters
 from exhubert_jax.data.loading.input_protocol import INPUT_MODES
 from exhubert_jax.pretrained import from_pretrained
-from exhubert_jax.runtime.commands import USER_ERROR, command
-from exhubert_jax.runtime.options import (add_flags, add_positionals, command_parser, option, parse,
+from exhubert_jax.process.commands import USER_ERROR, command
+from exhubert_jax.process.options import (add_flags, add_positionals, command_parser, option, parse,
                                           require_positionals)
-from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
 from .export import LAYOUTS, export, trained_input_mode
 from .peft_io import export_peft

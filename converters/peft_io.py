@@ -20,7 +20,7 @@ from exhubert_jax.adapters.registry import TARGETS, lookup, options_of
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.model import expansion_layout as spec
 from exhubert_jax.model.config import HubertConfig
-from exhubert_jax.runtime.atomic_files import atomic_directory
+from exhubert_jax.process.atomic_files import atomic_directory
 
 from .export import export
 from .mapping import fold_heads, split_heads

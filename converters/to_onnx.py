@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("converters.to_onnx"))
 
@@ -31,11 +31,11 @@ from exhubert_jax import adapters
 from exhubert_jax.errors import ExhubertError, one_line
 from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.pretrained import from_pretrained, load_config
-from exhubert_jax.runtime.commands import USER_ERROR, command
-from exhubert_jax.runtime.interrupts import held
-from exhubert_jax.runtime.options import (add_flags, add_positionals, command_parser, option, parse,
+from exhubert_jax.process.commands import USER_ERROR, command
+from exhubert_jax.process.interrupts import held
+from exhubert_jax.process.options import (add_flags, add_positionals, command_parser, option, parse,
                                           require_positionals)
-from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
 from .export import export
 from .onnx_io import EMBEDDING, INPUTS, LOGITS, jax_outputs, run, session

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime.atomic_files import umask
+from exhubert_jax.process.atomic_files import umask
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 

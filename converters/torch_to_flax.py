@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("converters.torch_to_flax"))
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from exhubert_jax.model.config import EMOTION_CLASSES, HubertConfig, from_hf_config, preset, to_hf_config
 from exhubert_jax.model.hubert import init_params, param_shapes
 from exhubert_jax.pretrained import save_pretrained
-from exhubert_jax.runtime.commands import USER_ERROR, command
-from exhubert_jax.runtime.options import (add_flags, add_positionals, config_values, known_keys, option, read_config,
+from exhubert_jax.process.commands import USER_ERROR, command
+from exhubert_jax.process.options import (add_flags, add_positionals, config_values, known_keys, option, read_config,
                                           require_positionals)
 
 from . import released, zll_export

@@ -18,8 +18,8 @@ import orbax.checkpoint as ocp
 from exhubert_jax.adapters.wrapper import build, param_shapes
 from exhubert_jax.errors import ExhubertError, one_line, reraise_interrupt
 from exhubert_jax.model.config import HubertConfig
-from exhubert_jax.runtime.atomic_files import atomic_directory
-from exhubert_jax.runtime.interrupts import held
+from exhubert_jax.process.atomic_files import atomic_directory
+from exhubert_jax.process.interrupts import held
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"

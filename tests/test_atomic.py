@@ -11,7 +11,7 @@ from converters import flax_to_torch
 from exhubert_jax import save_pretrained
 from exhubert_jax.model.config import preset
 from exhubert_jax.model.hubert import init_params
-from exhubert_jax.runtime.atomic_files import OutputError, atomic_directory
+from exhubert_jax.process.atomic_files import OutputError, atomic_directory
 
 
 def files(folder):

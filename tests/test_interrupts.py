@@ -14,8 +14,8 @@ import pytest
 import sigint
 from converters import flax_to_torch
 from exhubert_jax import from_pretrained, init_params, preset, save_pretrained
-from exhubert_jax.runtime import interrupts
-from exhubert_jax.runtime.interrupts import Interrupted, deferred, held
+from exhubert_jax.process import interrupts
+from exhubert_jax.process.interrupts import Interrupted, deferred, held
 from sigint import check_answer, interrupt, python
 
 DEMO = ["--batch-size", "4", "--max-seconds", "0.5", "--quiet"]

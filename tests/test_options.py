@@ -215,7 +215,7 @@ def test_a_config_file_sets_options_and_flags_win(tmp_path):
     ("steps: [3\n", "not valid YAML"),
 ])
 def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, text, message):
-    from exhubert_jax.runtime.options import OptionsError
+    from exhubert_jax.process.options import OptionsError
 
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(OptionsError) as error:

@@ -8,7 +8,7 @@ import pytest
 from exhubert_jax.model.config import preset
 from exhubert_jax.model.expansion import expand
 from exhubert_jax.model.hubert import HubertForSequenceClassification, init_params
-from exhubert_jax.runtime.huge_pages import TUNABLE, hugepage_env
+from exhubert_jax.process.huge_pages import TUNABLE, hugepage_env
 from hf_models import padded_batch
 
 jax.config.update("jax_default_matmul_precision", "highest")

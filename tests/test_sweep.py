@@ -9,7 +9,7 @@ import pytest
 from exhubert_jax.evaluation.metrics import METRICS
 from exhubert_jax.protocols import runs, sweep
 from exhubert_jax.protocols.runs import ProtocolError
-from exhubert_jax.runtime.options import OptionsError
+from exhubert_jax.process.options import OptionsError
 
 
 def test_the_grid_is_every_combination_in_order():

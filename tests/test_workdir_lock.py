@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from exhubert_jax.runtime.output_dirs import UnwritableError
-from exhubert_jax.runtime.workdir_lock import WorkdirBusy, workdir_lock
+from exhubert_jax.process.output_dirs import UnwritableError
+from exhubert_jax.process.workdir_lock import WorkdirBusy, workdir_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-HOLD = "import sys; from exhubert_jax.runtime.workdir_lock import workdir_lock\nwith workdir_lock(sys.argv[1]):\n" \
+HOLD = "import sys; from exhubert_jax.process.workdir_lock import workdir_lock\nwith workdir_lock(sys.argv[1]):\n" \
        "    print('held', flush=True); sys.stdin.read()"
 
 

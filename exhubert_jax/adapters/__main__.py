@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.adapters.__main__"))
 
@@ -24,8 +24,8 @@ from exhubert_jax.adapters.core import is_adapter_leaf
 from exhubert_jax.model.config import HubertConfig, preset
 from exhubert_jax.model.hubert import param_shapes
 from exhubert_jax.model.param_labels import TRAINABLE, count, path_str
-from exhubert_jax.runtime.commands import USER_ERROR, command, prog
-from exhubert_jax.runtime.options import command_parser, dest_of, known_keys, option, parse
+from exhubert_jax.process.commands import USER_ERROR, command, prog
+from exhubert_jax.process.options import command_parser, dest_of, known_keys, option, parse
 
 GROUPS = (("adapters", None), ("CNN feature encoder", "hubert/feature_extractor/"),
           ("feature projection", "hubert/feature_projection/"), ("positional conv", "hubert/encoder/pos_conv_embed/"),

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, command_parser, option, parse
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, command_parser, option, parse
 
 
 @dataclasses.dataclass
 class EvaluateOptions:
-    """evaluate.py's options, each declared once (runtime.options.option); --corpus or --audio says what to score."""
+    """evaluate.py's options, each declared once (process.options.option); --corpus or --audio says what to score."""
 
     corpus: str | None = option(None, help="prepared corpus name(s), comma-separated; or demo, unseen, emoset, all")
     audio: str | None = option(None, help="an audio file or a directory of them (any format/sample rate)")

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from exhubert_jax.runtime.interrupts import held
-from exhubert_jax.runtime.output_dirs import check_writable, make_output_dir
+from exhubert_jax.process.interrupts import held
+from exhubert_jax.process.output_dirs import check_writable, make_output_dir
 
 
 def card_protocol(args):

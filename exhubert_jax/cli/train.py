@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from exhubert_jax.runtime.commands import USER_ERROR, command
+from exhubert_jax.process.commands import USER_ERROR, command
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (no abbreviations: --step is not --steps): the flags declared by StageFlags and
     TrainOptions (exhubert_jax.training.stage_flags, exhubert_jax.training.options)."""
-    from exhubert_jax.runtime.options import command_parser
+    from exhubert_jax.process.options import command_parser
     from exhubert_jax.training.options import TrainOptions
     from exhubert_jax.training.stage_flags import StageFlags
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parsed flags over --config's values (a run.json re-runs that run); a flag or key the chosen stage does not
     use is an error naming it and the stages that use it."""
-    from exhubert_jax.runtime.options import parse
+    from exhubert_jax.process.options import parse
     from exhubert_jax.training.options import TrainOptions, unused_flag
     from exhubert_jax.training.run_record import as_config
     from exhubert_jax.training.stage_flags import StageFlags

@@ -3,7 +3,7 @@ splits and k-fold, EmoBox's folds, prepared corpora as TensorFlow Datasets (arra
 round-robin batching."""
 
 # Every name is imported on first use: `python -m exhubert_jax.data.prepare` starts without JAX (and answers
-# Ctrl-C at once, see exhubert_jax.runtime.commands).
+# Ctrl-C at once, see exhubert_jax.process.commands).
 _LAZY = {
     **dict.fromkeys(("SAMPLE_RATE", "load_audio"), "audio"),
     **dict.fromkeys(("Batch", "CorpusBatches", "RoundRobin", "default_buckets", "eval_batches", "train_batches"),

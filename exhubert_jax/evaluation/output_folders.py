@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from exhubert_jax.evaluation.metrics import METRICS
-from exhubert_jax.runtime.atomic_files import atomic_directory, write_text
+from exhubert_jax.process.atomic_files import atomic_directory, write_text
 
 INDEX_JSON, INDEX_MD, INDEX_LOCK = "index.json", "index.md", ".index.lock"
 LONGEST_TAG = 60  # a corpus list longer than this is named by its count and a hash

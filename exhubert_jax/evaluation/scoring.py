@@ -262,7 +262,7 @@ def _length_batches(chunks: list[tuple[int, np.ndarray]], batch_size: int, bucke
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A save_pretrained directory as given, or a training workdir's best/ (falling back to final/)."""
-    from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+    from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
     try:
         return resolve_checkpoint_dir(path)[0]
@@ -273,7 +273,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def checkpoint_caveat(checkpoint: str | Path) -> str | None:
     """DEMO_CAVEAT when the run that wrote this checkpoint trained on the synthetic demo corpora only, else None."""
     from exhubert_jax.data.loading.resolve import group_of
-    from exhubert_jax.runtime.run_folders import read_run
+    from exhubert_jax.process.run_folders import read_run
 
     corpora = read_run(Path(checkpoint).parent).get("corpora", {})
     return DEMO_CAVEAT if corpora and all(group_of(n) == "demo" for n in corpora) else None
@@ -289,7 +289,7 @@ def trainable_parameters(checkpoint: str | Path, model, params) -> int:
     """Trainable parameters of the run that wrote the checkpoint (its run.json), else of the model under the
     default freezing rule (CNN frozen; originals frozen in an expanded model)."""
     from exhubert_jax.model.param_labels import count, param_labels
-    from exhubert_jax.runtime.run_folders import read_run
+    from exhubert_jax.process.run_folders import read_run
 
     recorded = read_run(Path(checkpoint).parent).get("trainable_params")
     return int(recorded) if recorded is not None else count(params, param_labels(params, model.config))

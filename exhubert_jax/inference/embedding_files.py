@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.inference.embedding_files"))
 
@@ -20,8 +20,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.options import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionsError, add_flags, command_parser,
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.options import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionsError, add_flags, command_parser,
                                           dest_of, known_keys, option, parse)
 
 SPLITS = ("train", "validation", "test")

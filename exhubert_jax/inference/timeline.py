@@ -220,7 +220,7 @@ def classify(predict, params, spans, class_names: Sequence[str], batch_size: int
 def chunk_seconds_for(checkpoint: str | Path, chunk_seconds: float) -> float:
     """The chunk length a timeline feeds: the crop length the checkpoint's run trained on (its run.json's
     max_seconds) when that is shorter than chunk_seconds, else chunk_seconds."""
-    from exhubert_jax.runtime.run_folders import read_run
+    from exhubert_jax.process.run_folders import read_run
 
     trained = read_run(Path(checkpoint).parent).get("options", {}).get("max_seconds")
     return min(chunk_seconds, float(trained)) if trained else chunk_seconds

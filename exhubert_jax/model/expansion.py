@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.model.expansion"))
 
@@ -28,8 +28,8 @@ from exhubert_jax.model.expansion_layout import (COPY_LAYERS, FREEZE_MODES, GATE
                                                  ZERO_OUT_MODULES, ZLL, initial_linears, layout, subtree, with_subtree)
 from exhubert_jax.model.hubert import param_shapes
 from exhubert_jax.model.param_labels import FROZEN, TRAINABLE, count, param_labels, path_str
-from exhubert_jax.runtime.commands import USER_ERROR, command, prog
-from exhubert_jax.runtime.options import NON_NEGATIVE, command_parser, option, parse
+from exhubert_jax.process.commands import USER_ERROR, command, prog
+from exhubert_jax.process.options import NON_NEGATIVE, command_parser, option, parse
 
 # Groups for the parameter summary: (name, path prefix); the first matching prefix wins.
 SUMMARY_GROUPS = (

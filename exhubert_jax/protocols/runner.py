@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.protocols.runner", hugepages=True))
 
@@ -31,8 +31,8 @@ from exhubert_jax.protocols.runs import (OWN_FLAGS, PLAN, RESULT, ProtocolError,
                                          _check_train_args, evaluate_stage, fold_corpora,
                                          fold_runs, loco_corpora, loco_runs, run_protocol,
                                          run_stage, with_flags)
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.options import AT_LEAST_1, add_options, dest_of, known_keys, option, parse
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.options import AT_LEAST_1, add_options, dest_of, known_keys, option, parse
 
 
 @dataclass
@@ -89,7 +89,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def parse_over_config(parser: argparse.ArgumentParser, argv: Sequence[str], *classes: Any) -> argparse.Namespace:
-    """runtime.options.parse, where a required flag that the --config file sets need not be on the command line."""
+    """process.options.parse, where a required flag that the --config file sets need not be on the command line."""
 
     def relax(data: dict) -> dict:
         keys = known_keys(*classes)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime.atomic_files import write_text
-from exhubert_jax.runtime.interrupts import Interrupted
+from exhubert_jax.process.atomic_files import write_text
+from exhubert_jax.process.interrupts import Interrupted
 
 RESULT = "protocol_eval.json"  # a stage's test evaluation, in its workdir: the mark that the stage is done
 PLAN = "protocol.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from exhubert_jax.protocols.runs import ProtocolError, Run, Stage, run_protocol
-from exhubert_jax.runtime.options import config_values, dest_of, flag_of, known_keys, option, read_config
+from exhubert_jax.process.options import config_values, dest_of, flag_of, known_keys, option, read_config
 
 SWEEP_KEYS = ("base", "grid")  # the file's structured keys; the rest are SweepOptions
 
@@ -168,7 +168,7 @@ def run_sweep(config_path: str | Path, argv_options: Mapping[str, Any] | None = 
     table = sweep_table(results, paired, baseline)
     doc = {"workdir": str(workdir), "corpus": opts.corpus, "baseline": baseline, "cells": names, "grid": grid,
            "base": base, "paired": paired, "table": table}
-    from exhubert_jax.runtime.atomic_files import write_text
+    from exhubert_jax.process.atomic_files import write_text
 
     write_text(workdir / "sweep.json", json.dumps(doc, indent=1, default=str))
     write_text(workdir / "sweep.md", f"Sweep over {', '.join(grid)} on {opts.corpus} (test split), in %; "

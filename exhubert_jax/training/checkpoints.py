@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 
 from exhubert_jax.errors import ExhubertError, one_line, reraise_interrupt
 from exhubert_jax.pretrained import CheckpointWriteError, ignore_late_reads, orbax_damage, quiet_orbax, save_pretrained
-from exhubert_jax.runtime.run_folders import BEST
+from exhubert_jax.process.run_folders import BEST
 
 CHECKPOINTS, BEST_JSON = "checkpoints", "best.json"
 DAMAGED = "checkpoints-damaged"

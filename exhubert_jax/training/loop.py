@@ -21,9 +21,9 @@ from exhubert_jax.data.loading.input_protocol import CardProtocol
 from exhubert_jax.data.loading.prefetch import Prefetch
 from exhubert_jax.evaluation.predict import Predictor, validation_uar
 from exhubert_jax.evaluation.reports import RunLog, plot_uar_curve
-from exhubert_jax.runtime.interrupts import Interrupted, held
-from exhubert_jax.runtime.run_folders import BEST, FINAL
-from exhubert_jax.runtime.workdir_lock import workdir_lock
+from exhubert_jax.process.interrupts import Interrupted, held
+from exhubert_jax.process.run_folders import BEST, FINAL
+from exhubert_jax.process.workdir_lock import workdir_lock
 from exhubert_jax.training import run_record as runconfig
 from exhubert_jax.training.checkpoints import RunCheckpoints
 from exhubert_jax.training.monitor import StepMonitor

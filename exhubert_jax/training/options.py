@@ -1,4 +1,4 @@
-"""Every option of train.py declared once, as a dataclass field (runtime.options.option): its flag, help, choices,
+"""Every option of train.py declared once, as a dataclass field (process.options.option): its flag, help, choices,
 check, the stages that use it, its paper/demo/transfer defaults and whether it may differ on resume. The argparse
 arguments, config files, validate(), the run.json options, the stage defaults, the refusal of a flag the stage does
 not use and the resumable options are generated from these declarations (TrainOptions here; train.py's own flags in
@@ -14,9 +14,9 @@ from typing import Any
 from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from exhubert_jax.model.config import INPUT_MODES, LABEL_SPACES
 from exhubert_jax.model.heads import parse_task_weights
-from exhubert_jax.runtime.options import (AT_LEAST_1, KINDS, NON_NEGATIVE, POSITIVE, Check, Spec,  # noqa: F401
+from exhubert_jax.process.options import (AT_LEAST_1, KINDS, NON_NEGATIVE, POSITIVE, Check, Spec,  # noqa: F401
                                           add_flags, dest_of, flag_of, flags, problem, specs)
-from exhubert_jax.runtime.options import option as base_option
+from exhubert_jax.process.options import option as base_option
 from exhubert_jax.training.optimizer import SCHEDULES
 from exhubert_jax.training.step import TRAINING_STAGES, LossOptions, TrainError
 from exhubert_jax.training.update_rules import UPDATES
@@ -26,7 +26,7 @@ TRAINING = TRAINING_STAGES
 
 
 def option(default: Any, *, stages: tuple[str, ...] = STAGE_NAMES, **declaration: Any) -> Any:
-    """A training option (runtime.options.option) used by the given train.py stages (default: all of them)."""
+    """A training option (process.options.option) used by the given train.py stages (default: all of them)."""
     return base_option(default, stages=stages, **declaration)
 
 

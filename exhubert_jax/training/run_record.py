@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime.run_folders import RUN_JSON
+from exhubert_jax.process.run_folders import RUN_JSON
 from exhubert_jax.training.options import TrainOptions, dest_of, flags, resumable
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "transformers", "torch")
@@ -107,7 +107,7 @@ def write(workdir: str | Path, document: Mapping[str, Any]) -> Path:
 def init_adapters(init: str | None) -> list[str]:
     """The adapters the checkpoint a run started from already had (none for a random init or a missing one)."""
     from exhubert_jax.pretrained import CheckpointError, load_config
-    from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+    from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
     if not init:
         return []

@@ -86,7 +86,7 @@ def default_workdir(args) -> Path:
 
 def finetune_candidates(runs: Path = Path("runs")) -> list[Path]:
     """best/ folders of fine-tuning runs under runs/ (their run.json says stage finetune)."""
-    from exhubert_jax.runtime.run_folders import RUN_JSON, read_run
+    from exhubert_jax.process.run_folders import RUN_JSON, read_run
 
     return [run / "best" for run in sorted(p.parent for p in runs.glob(f"*/{RUN_JSON}"))
             if read_run(run).get("stage") == "finetune" and (run / "best").is_dir()]
@@ -136,7 +136,7 @@ def load_model(args, init: str | None, demo: bool):
     from exhubert_jax.adapters import build, init_params
 
     if init:
-        from exhubert_jax.runtime.run_folders import resolve_checkpoint_dir
+        from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
         try:
             directory, which = resolve_checkpoint_dir(init)  # a workdir: its best/, else final/ (as evaluate.py)

@@ -22,7 +22,7 @@ from exhubert_jax.errors import ExhubertError
 from exhubert_jax.evaluation.dimensional import LOSSES, dimensional_loss
 from exhubert_jax.model.layers import at_least_f32
 from exhubert_jax.model.param_labels import merge_params, split_params
-from exhubert_jax.runtime.options import option
+from exhubert_jax.process.options import option
 from exhubert_jax.training.optimizer import full_gradients
 
 

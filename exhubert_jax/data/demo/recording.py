@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.data.demo.recording"))
 
@@ -27,8 +27,8 @@ from exhubert_jax.data.audio import SAMPLE_RATE
 from exhubert_jax.data.demo.synthetic import DEMO_CORPORA, _speakers, synthesize
 from exhubert_jax.data.prepare.splits import derive_seed
 from exhubert_jax.data.sources.labels import CLASSES
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.options import add_positionals, command_parser, option, parse, require_positionals
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.options import add_positionals, command_parser, option, parse, require_positionals
 
 
 def segment(rng: np.random.Generator, cls: str, speaker: dict, seconds: float) -> np.ndarray:

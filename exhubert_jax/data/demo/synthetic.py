@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.data.demo.synthetic"))
 
@@ -30,8 +30,8 @@ import numpy as np
 
 from exhubert_jax.data.prepare.splits import derive_seed
 from exhubert_jax.data.sources.labels import CLASSES
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.options import command_parser, option, parse
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.options import command_parser, option, parse
 
 # class -> (F0 x speaker, F0 range, final rise, syllables/s, energy, envelope contrast, tilt dB/octave, jitter,
 #           formant scale: raised by smiling in the positive classes)

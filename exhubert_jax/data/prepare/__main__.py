@@ -2,7 +2,7 @@
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.data.prepare.command"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.runtime.commands)
-    from exhubert_jax.runtime.commands import run_command
+if __name__ == "__main__":  # Ctrl-C and user errors get their one line from here on (exhubert_jax.process.commands)
+    from exhubert_jax.process.commands import run_command
 
     sys.exit(run_command("exhubert_jax.data.prepare.command"))
 
@@ -30,10 +30,10 @@ from exhubert_jax.data.prepare.splits import parse_kfold
 from exhubert_jax.data.prepare.write import ON_ERROR
 from exhubert_jax.data.sources.corpora import CORPORA
 from exhubert_jax.data.sources.labels import GENERIC, LabelTable, load_label_table
-from exhubert_jax.runtime.commands import command
-from exhubert_jax.runtime.interrupts import Interrupted
-from exhubert_jax.runtime.options import command_parser, option, parse
-from exhubert_jax.runtime.output_dirs import make_output_dir
+from exhubert_jax.process.commands import command
+from exhubert_jax.process.interrupts import Interrupted
+from exhubert_jax.process.options import command_parser, option, parse
+from exhubert_jax.process.output_dirs import make_output_dir
 
 
 def _n_labels(table: LabelTable, name: str) -> str:

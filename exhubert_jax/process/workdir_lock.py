@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime.output_dirs import make_output_dir
+from exhubert_jax.process.output_dirs import make_output_dir
 
 LOCK_FILE = ".lock"
 

@@ -13,7 +13,7 @@ import sys
 from typing import Callable
 
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.runtime import interrupts
+from exhubert_jax.process import interrupts
 
 USER_ERROR = 2
 INTERRUPTED = 130
@@ -84,9 +84,9 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
 
 def run_command(module: str, hugepages: bool = False) -> int:
     """`python -m MODULE` (or `python MODULE.py`): import it with Ctrl-C deferred, run its main, and ignore Ctrl-C
-    while the interpreter shuts down. hugepages: restart once with huge-page malloc first (runtime.huge_pages)."""
+    while the interpreter shuts down. hugepages: restart once with huge-page malloc first (process.huge_pages)."""
     if hugepages:
-        from exhubert_jax.runtime.huge_pages import use_hugepage_malloc
+        from exhubert_jax.process.huge_pages import use_hugepage_malloc
 
         use_hugepage_malloc()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what deferred() restores: the interpreter's shutdown ignores it
