@@ -244,3 +244,44 @@ def test_a_run_json_is_a_config_that_runs_the_run_again(tmp_path):
     opts = stages.train_options(args, demo=False)
     assert (args.stage, args.corpus, args.init, args.task) == ("transfer", "aesi", "runs/expand/final", "both")
     assert (opts.steps, opts.lr, opts.task_weights, opts.label_space) == (20, 0.5, (1.0, 0.5), "native")
+
+
+def test_a_train_split_of_one_class_is_refused_naming_the_corpus_and_its_counts():
+    from types import SimpleNamespace
+
+    def corpus(emotion, native):
+        return SimpleNamespace(info={"splits": {"train": {"classes": emotion, "native": native}}})
+
+    one = corpus({"low_negative": 4, "high_negative": 0}, {"tone": 4})
+    two = corpus({"low_negative": 4, "high_negative": 2}, {"tone": 4, "other": 1})
+    stages.check_classes({"two": two}, "emotion", "categorical")
+    stages.check_classes({"old": SimpleNamespace(info={})}, "native", "categorical")  # no counts recorded: no check
+    stages.check_classes({"toneclass": one}, "native", "dimensional")  # regression needs no classes
+    with pytest.raises(stages.UsageError, match=r"^corpus toneclass: its train split holds one class of its native "
+                                                r"labels \(tone: 4\); training needs at least two"):
+        stages.check_classes({"two": two, "toneclass": one}, "native", "categorical")
+    with pytest.raises(stages.UsageError, match=r"one class of its emotion labels \(low_negative: 4\)"):
+        stages.check_classes({"toneclass": one}, "emotion", "both")
+
+
+@pytest.mark.parametrize("text", ['{"options": {"steps": 3', "[1, 2]", "\udcff".encode("utf-8", "surrogatepass")])
+def test_a_damaged_run_json_on_resume_is_one_line_naming_it(tmp_path, text):
+    path = tmp_path / "run.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(runconfig.RunConfigError) as error:
+        runconfig.write_or_check(tmp_path, document(TrainOptions()), resuming=True)
+    assert str(error.value).startswith(f"{path} is damaged (") and "\n" not in str(error.value)
+    assert path.read_bytes() == (text if isinstance(text, bytes) else text.encode())  # never overwritten
+
+
+def test_evaluate_says_so_when_a_run_json_is_damaged(tmp_path):
+    """A damaged run.json beside a checkpoint is a caveat of its own, never a silent drop of the demo caveat."""
+    from exhubert_jax.evaluation.scoring import DEMO_CAVEAT, checkpoint_caveat
+
+    (tmp_path / "best").mkdir()
+    assert checkpoint_caveat(tmp_path / "best") is None  # no record: nothing to say
+    (tmp_path / "run.json").write_text(json.dumps({"corpora": {"demo-a": "x", "demo-b": "y"}}))
+    assert checkpoint_caveat(tmp_path / "best") == DEMO_CAVEAT
+    (tmp_path / "run.json").write_text('{"corpora": {"demo-a"')
+    caveat = checkpoint_caveat(tmp_path / "best")
+    assert caveat.startswith(f"caveat: {tmp_path / 'run.json'} is damaged") and "demo" in caveat

@@ -271,11 +271,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def checkpoint_caveat(checkpoint: str | Path) -> str | None:
-    """DEMO_CAVEAT when the run that wrote this checkpoint trained on the synthetic demo corpora only, else None."""
+    """DEMO_CAVEAT when the run that wrote this checkpoint trained on the synthetic demo corpora only; a caveat of its
+    own when that run's run.json is there but damaged (whether it was demo-only cannot be told); else None."""
     from exhubert_jax.data.loading.resolve import group_of
-    from exhubert_jax.process.run_folders import read_run
+    from exhubert_jax.process.run_folders import RUN_JSON, read_run
 
-    corpora = read_run(Path(checkpoint).parent).get("corpora", {})
+    record = read_run(Path(checkpoint).parent)
+    if not record and (Path(checkpoint).parent / RUN_JSON).is_file():
+        return (f"caveat: {Path(checkpoint).parent / RUN_JSON} is damaged, so whether this model was trained only on "
+                "the synthetic demo corpora cannot be told")
+    corpora = record.get("corpora", {})
     return DEMO_CAVEAT if corpora and all(group_of(n) == "demo" for n in corpora) else None
 
 

@@ -85,7 +85,15 @@ def write_or_check(workdir: str | Path, document: dict, resuming: bool) -> Path:
     """Write run.json for a new run; on resume, refuse result-changing differences and keep the original file."""
     path = Path(workdir) / RUN_JSON
     if resuming and path.is_file():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise RunConfigError(f"{path} is damaged ({e.__class__.__name__}: {str(e).splitlines()[0]}), so the run "
+                                 "cannot be checked against the options it started with; restore it from a copy, "
+                                 "or resume into another --workdir") from None
+        if not isinstance(saved, dict):
+            raise RunConfigError(f"{path} is damaged (it holds a {type(saved).__name__}, not a run record); restore "
+                                 "it from a copy, or resume into another --workdir")
         diffs = differences(saved, document)
         if diffs:
             raise RunConfigError(f"{path.parent} was started with other settings: {diffs[0]}"

@@ -163,6 +163,22 @@ def train_options(args, demo: bool, **extra):
 # ------------------------------------------------------------------------------------------------------- stages
 
 
+def check_classes(corpora: dict, label_space: str, task: str) -> None:
+    """Refuse a corpus whose train split holds fewer than two classes of the labels trained on: its loss would be 0
+    and its validation UAR a meaningless 100 %. The corpus and its class counts are named; a corpus prepared
+    before its record kept class counts is not checked."""
+    if task == "dimensional":
+        return
+    key = "classes" if label_space == "emotion" else "native"
+    for name, corpus in corpora.items():
+        counts = {k: v for k, v in ((corpus.info.get("splits") or {}).get("train", {}).get(key) or {}).items() if v}
+        if len(counts) == 1:
+            only = ", ".join(f"{k}: {v}" for k, v in counts.items())
+            raise UsageError(f"corpus {name}: its train split holds one class of its {label_space} labels ({only}); "
+                             "training needs at least two (prepare it with other splits or more data, or leave it "
+                             "out)")
+
+
 def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: str | None) -> int:
     """Train over the given corpora and print the final validation table."""
     from exhubert_jax.adapters import labels as adapter_labels
@@ -172,6 +188,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     from exhubert_jax.training.loop import score_name, train
 
     opts.validate()  # before anything is printed or compiled
+    check_classes(corpora, opts.label_space, args.task)
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
     mesh = make_mesh()
     unit = "rounds" if opts.update == "round" else "corpus steps"
