@@ -25,7 +25,7 @@ from exhubert_jax.model.config import HubertConfig, preset
 from exhubert_jax.model.hubert import param_shapes
 from exhubert_jax.model.param_labels import TRAINABLE, count, path_str
 from exhubert_jax.process.commands import USER_ERROR, command, prog
-from exhubert_jax.process.options import command_parser, dest_of, known_keys, option, parse
+from exhubert_jax.process.options import command_parser, option, parse
 
 GROUPS = (("adapters", None), ("CNN feature encoder", "hubert/feature_extractor/"),
           ("feature projection", "hubert/feature_projection/"), ("positional conv", "hubert/encoder/pos_conv_embed/"),
@@ -75,16 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.formatter_class = argparse.HelpFormatter  # the one-line description, wrapped
     for action in parser._actions:
         action.required = action.dest == "adapter"
-
-    def relax(data: dict) -> dict:
-        """--adapter need not be on the command line when the file sets it."""
-        keys = known_keys(TableOptions)
-        if any(str(k) in keys and dest_of(keys[str(k)]) == "adapter" and v for k, v in data.items()):
-            for action in parser._actions:
-                action.required = False
-        return data
-
-    return parse(parser, argv, TableOptions, translate=relax)
+    return parse(parser, argv, TableOptions)
 
 
 @command

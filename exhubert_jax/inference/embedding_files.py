@@ -22,7 +22,7 @@ from pathlib import Path
 
 from exhubert_jax.process.commands import command
 from exhubert_jax.process.options import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionsError, add_flags, command_parser,
-                                          dest_of, known_keys, option, parse)
+                                          option, parse)
 
 SPLITS = ("train", "validation", "test")
 
@@ -71,19 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options over --config's values: a flag wins over the file, and --corpus or --audio on the command
     line over the other one in the file."""
-    p = build_parser()
-
-    def relax(data: dict) -> dict:
-        """Required flags (and the one-of group) that the file sets need not be on the command line."""
-        keys = known_keys(EmbedInput, EmbedOptions)
-        given = {dest_of(keys[str(k)]) for k, v in data.items() if str(k) in keys and v is not None}
-        for action in p._actions:
-            action.required = action.required and action.dest not in given
-        for group in p._mutually_exclusive_groups:
-            group.required = group.required and not any(a.dest in given for a in group._group_actions)
-        return data
-
-    args = parse(p, argv, EmbedInput, EmbedOptions, translate=relax)
+    args = parse(build_parser(), argv, EmbedInput, EmbedOptions)
     if args.corpus is not None and args.audio is not None:  # argparse refuses both on the command line
         from_file = {"corpus", "audio"} & args.config_keys
         if len(from_file) == 2:

@@ -218,8 +218,9 @@ def config_values(data: Mapping[str, Any], path: str | Path, *classes: Any) -> d
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None, *classes: Any,
           translate: Callable[[dict], dict] | None = None) -> argparse.Namespace:
     """Parse argv over the values of its --config file (if any; `translate` maps a file's document to option keys
-    first, e.g. a run.json): flags win over the file, the file over the declared defaults. The dests the file set
-    are in args.config_keys."""
+    first, e.g. a run.json): flags win over the file, the file over the declared defaults, and a required flag (or
+    one-of group) the file sets need not be on the command line. The dests the file set are in
+    args.config_keys."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
@@ -228,9 +229,18 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None, *classes: Any
         data = read_config(known.config)
         values = config_values(translate(data) if translate else data, known.config, *classes)
         parser.set_defaults(**values)
+        relax_required(parser, {dest for dest, v in values.items() if v not in (None, [], ())})
     args = parser.parse_args(argv)
     args.config_keys = frozenset(values)
     return args
+
+
+def relax_required(parser: argparse.ArgumentParser, given: set[str]) -> None:
+    """Required flags and one-of groups among `given` (dests a config file sets) stop being required."""
+    for action in parser._actions:
+        action.required = action.required and action.dest not in given
+    for group in parser._mutually_exclusive_groups:
+        group.required = group.required and not any(a.dest in given for a in group._group_actions)
 
 
 def add_positionals(parser: argparse.ArgumentParser, cls: Any) -> None:

@@ -24,7 +24,7 @@ if __name__ == "__main__":  # Ctrl-C and user errors get their one line from her
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from exhubert_jax.protocols import sweep
 from exhubert_jax.protocols.runs import (OWN_FLAGS, PLAN, RESULT, ProtocolError, Run, Stage,  # noqa: F401
@@ -32,7 +32,7 @@ from exhubert_jax.protocols.runs import (OWN_FLAGS, PLAN, RESULT, ProtocolError,
                                          fold_runs, loco_corpora, loco_runs, run_protocol,
                                          run_stage, with_flags)
 from exhubert_jax.process.commands import command
-from exhubert_jax.process.options import AT_LEAST_1, add_options, dest_of, known_keys, option, parse
+from exhubert_jax.process.options import AT_LEAST_1, add_options, option, parse
 
 
 @dataclass
@@ -88,19 +88,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return p, modes
 
 
-def parse_over_config(parser: argparse.ArgumentParser, argv: Sequence[str], *classes: Any) -> argparse.Namespace:
-    """process.options.parse, where a required flag that the --config file sets need not be on the command line."""
-
-    def relax(data: dict) -> dict:
-        keys = known_keys(*classes)
-        given = {dest_of(keys[str(k)]) for k, v in data.items() if str(k) in keys and v is not None}
-        for action in parser._actions:
-            action.required = action.required and action.dest not in given
-        return data
-
-    return parse(parser, list(argv), *classes, translate=relax)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """(protocol options, the train.py arguments after `--`): the mode's flags over its --config file's values."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -114,7 +101,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         args.mode, args.given = "sweep", {k: v for k, v in vars(args).items()
                                           if k != "config" and v != modes["sweep"].get_default(k)}
         return args, train_argv
-    args = parse_over_config(modes[own[0]], own[1:], *MODES[own[0]][1])
+    args = parse(modes[own[0]], own[1:], *MODES[own[0]][1])
     args.mode = own[0]
     return args, train_argv
 
