@@ -67,6 +67,11 @@ def heads_for_task(params: Any, config: HubertConfig, task: str, classes: tuple[
     return with_dimensions(params, config, dims, seed)
 
 
+def format_task_weights(weights) -> str:
+    """(categorical, dimensional) -> 'categorical=W,dimensional=W', the text parse_task_weights reads."""
+    return ",".join(f"{name}={w}" for name, w in zip(("categorical", "dimensional"), weights))
+
+
 def parse_task_weights(text: str | None) -> tuple[float, float]:
     """'categorical=W,dimensional=W' (either may be left out: weight 1) -> (categorical, dimensional)."""
     weights = {"categorical": 1.0, "dimensional": 1.0}

@@ -56,7 +56,7 @@ def cell_name(cell: Mapping[str, Any]) -> str:
 
 def train_argv(options: Mapping[str, Any], source: str) -> list[str]:
     """train.py's flags for a mapping of its options (checked as its --config checks them; `source` names the file)."""
-    from exhubert_jax.training.options import TrainOptions
+    from exhubert_jax.training.options import TrainOptions, flag_text
     from exhubert_jax.training.stage_flags import StageFlags
 
     config_values(options, source, StageFlags, TrainOptions)  # unknown keys and bad values, in one line each
@@ -70,8 +70,7 @@ def train_argv(options: Mapping[str, Any], source: str) -> list[str]:
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 argv += [flag, str(item)]
         elif value is not None:
-            argv += [flag, ",".join(f"{n}={w}" for n, w in zip(("categorical", "dimensional"), value))
-                     if dest_of(field) == "task_weights" and isinstance(value, (list, tuple)) else str(value)]
+            argv += [flag, str(flag_text(field, value))]
     return argv
 
 

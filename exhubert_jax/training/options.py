@@ -13,7 +13,7 @@ from typing import Any
 
 from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from exhubert_jax.model.config import INPUT_MODES, LABEL_SPACES
-from exhubert_jax.model.heads import parse_task_weights
+from exhubert_jax.model.heads import format_task_weights, parse_task_weights
 from exhubert_jax.process.options import (AT_LEAST_1, KINDS, NON_NEGATIVE, POSITIVE, Check, Spec,  # noqa: F401
                                           add_flags, dest_of, flag_of, flags, problem, specs)
 from exhubert_jax.process.options import option as base_option
@@ -79,6 +79,12 @@ def unused_flag(parser: argparse.ArgumentParser, args: argparse.Namespace, *clas
                 return (f"{flag_of(f)} does nothing with --stage {args.stage}; it is used by --stage "
                         f"{' and '.join(spec.stages)}")
     return None
+
+
+def flag_text(f: dataclasses.Field, value: Any) -> Any:
+    """What the field's flag takes for `value`: the text its `parse` reads back (task weights), else the value."""
+    return format_task_weights(value) if f.metadata["option"].parse is parse_task_weights and not isinstance(
+        value, str) else value
 
 
 def resumable(cls: Any) -> frozenset[str]:

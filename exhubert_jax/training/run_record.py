@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.process.run_folders import RUN_JSON
-from exhubert_jax.training.options import TrainOptions, dest_of, flags, resumable
+from exhubert_jax.training.options import TrainOptions, dest_of, flag_text, flags, resumable
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "transformers", "torch")
 # Options that may differ on resume without changing the parameters trained (how often to look, not what to learn):
@@ -144,10 +144,8 @@ def as_config(document: Mapping[str, Any]) -> dict:
     corpora = list(document.get("corpora", {}))
     if corpora:
         out["corpus" if stage == "transfer" else "corpora"] = corpora[0] if stage == "transfer" else ",".join(corpora)
-    stages_of = {f.name: f.metadata["option"].stages for f in dataclasses.fields(TrainOptions)}
     for key, value in document["options"].items():
         field = TRAIN_FIELDS.get(key)
-        if field is not None and dest_of(field) and stage in stages_of[key] and value is not None:
-            out[key] = ",".join(f"{n}={w}" for n, w in zip(("categorical", "dimensional"), value)) \
-                if key == "task_weights" else value
+        if field is not None and dest_of(field) and stage in field.metadata["option"].stages and value is not None:
+            out[key] = flag_text(field, value)
     return out
