@@ -290,6 +290,23 @@ def _p(e: Mapping[str, Any], key: str) -> str:
     return "–" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
+def cells_table(values: Mapping[str, Mapping[str, float]], paired: Mapping[str, dict], baseline: str) -> str:
+    """One Markdown table of runs on the same test utterances (a sweep's cells): a row per run with every registered
+    metric, then each metric's difference from the baseline run with its paired-bootstrap interval and its
+    Holm-corrected p-value (paired_tests.compare_metrics rows, add_holm applied)."""
+    metrics = list(METRICS.values())
+    head = ["cell", *(m.heading for m in metrics), *(f"Δ {m.label} [95 % CI], p" for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row_values in values.items():
+        row = [name, *(_shown(m, row_values[m.name]) for m in metrics)]
+        for m in metrics:
+            d = paired[name]["metrics"][m.name] if name != baseline else None
+            row.append("baseline" if d is None else f"{_delta(m, d['diff'])} {_delta_interval(m, d)}, "
+                                                      f"p={_p(d, 'p_holm')}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def plot_reliability(rel: Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:
     """Reliability diagram (calibration.reliability): accuracy (bars) and mean confidence (dots) per confidence bin
     against the diagonal, and the share of predictions per bin underneath; saved as PNG."""

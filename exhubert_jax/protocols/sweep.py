@@ -111,36 +111,16 @@ def paired_rows(results: Sequence[Mapping[str, Any]], baseline: str, n_resamples
     return rows
 
 
-def _shown(metric, value: float, signed: bool = False) -> str:
-    """A metric's value as its tables show it: in % with one decimal, or as it is with three (kappa)."""
-    if value != value:  # NaN: undefined on this test set
-        return "n/a"
-    text = f"{100 * value:{'+' if signed else ''}.1f}" if metric.percent else f"{value:{'+' if signed else ''}.3f}"
-    return text
-
-
 def sweep_table(results: Sequence[Mapping[str, Any]], paired: Mapping[str, dict], baseline: str) -> str:
-    """One Markdown table: a row per cell, each registered metric's value, and its difference from the baseline
-    with the paired-bootstrap interval and the Holm-corrected randomisation p-value."""
-    from exhubert_jax.evaluation.metrics import METRICS, all_of, confusion_matrix
+    """The sweep's one table (reports.cells_table) of every cell's metrics on its test utterances."""
+    from exhubert_jax.evaluation.metrics import all_of, confusion_matrix
+    from exhubert_jax.evaluation.reports import cells_table
 
-    metrics = list(METRICS.values())
-    head = ["cell", *(m.heading for m in metrics), *(f"Δ {m.label} [95 % CI], p" for m in metrics)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    values = {}
     for r in results:
         e = r["evaluations"]["test"]
-        values = all_of(confusion_matrix(e["targets"], e["preds"], len(e["class_names"])))
-        row = [r["run"], *(_shown(m, values[m.name]) for m in metrics)]
-        for m in metrics:
-            if r["run"] == baseline:
-                row.append("baseline")
-                continue
-            d = paired[r["run"]]["metrics"][m.name]
-            low, high = d["interval"] or (float("nan"), float("nan"))
-            row.append(f"{_shown(m, d['diff'], True)} [{_shown(m, low, True)}, {_shown(m, high, True)}], "
-                       f"p={d.get('p_holm', d['p']):.3f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        values[r["run"]] = all_of(confusion_matrix(e["targets"], e["preds"], len(e["class_names"])))
+    return cells_table(values, paired, baseline)
 
 
 def run_sweep(config_path: str | Path, argv_options: Mapping[str, Any] | None = None, say=print) -> dict:
