@@ -18,7 +18,7 @@ from exhubert_jax.process.run_folders import read_run
 
 from . import released
 from .mapping import params_to_state_dict
-from .torch_io import write_safetensors
+from .torch_io import tensor_bytes, write_safetensors
 from .zll_export import copy_code, export_config, has_linears
 
 
@@ -31,7 +31,8 @@ def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "o
     """Write config.json + model.safetensors + preprocessor_config.json (the feature extractor of `input_mode`)
     (+ the PyTorch code for models with layout Linears); returns the directory. layout="released" writes the
     released ExHuBERT's keys and stock config instead. The folder appears whole or not at all (an older one stays
-    until the new one is complete); `source`, the checkpoint read, is never overwritten."""
+    until the new one is complete; a full disk is one DiskFullError naming `out` and the bytes it needs); `source`,
+    the checkpoint read, is never overwritten."""
     if layout not in LAYOUTS:
         raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     check_plain(config)  # from the config alone, before any weight is read
@@ -40,7 +41,7 @@ def export(params: dict, config: HubertConfig, out: str | Path, layout: str = "o
         state.pop("hubert.masked_spec_embed", None)
     state, hf, code = _layout_files(state, config, layout)
     extractor = feature_extractor_config(input_mode)
-    with atomic_directory(out, *([source] if source else [])) as tmp:
+    with atomic_directory(out, *([source] if source else []), needed=tensor_bytes(state)) as tmp:
         if code:
             copy_code(tmp)
         write_safetensors(state, tmp / "model.safetensors")

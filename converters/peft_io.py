@@ -24,7 +24,7 @@ from exhubert_jax.process.atomic_files import atomic_directory
 
 from .export import export
 from .mapping import fold_heads, split_heads
-from .torch_io import read_weight_file, write_safetensors
+from .torch_io import read_weight_file, tensor_bytes, write_safetensors
 from .zll_export import has_linears
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, BASE_DIR = "adapter_config.json", "adapter_model.safetensors", "base"
@@ -104,16 +104,17 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
 def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: str | Path | None = None,
                 input_mode: str = "masked") -> Path:
     """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors, the feature extractor
-    of `input_mode`) into `out`/base; the folder appears whole or not at all, and `source` is never overwritten."""
+    of `input_mode`) into `out`/base; the folder appears whole or not at all (a full disk is one DiskFullError
+    naming `out`), and `source` is never overwritten."""
     base, base_config, pairs = split_lora(params, config)
     leftover = [s for s in base_config.adapters if lookup(s.partition(":")[0]).structural]
     if leftover:
         raise PeftError(f"adapters {leftover} have no peft LoRA form and cannot be merged; export only LoRA "
                         "(with optional ia3/bitfit) models with --peft")
-    final = Path(out).absolute()
-    with atomic_directory(final, *([source] if source else [])) as tmp:
+    final, lora = Path(out).absolute(), lora_state_dict(config, pairs, params)
+    with atomic_directory(final, *([source] if source else []), needed=tensor_bytes(base, lora)) as tmp:
         export(base, base_config, tmp / BASE_DIR, input_mode=input_mode)
-        write_safetensors(lora_state_dict(config, pairs, params), tmp / ADAPTER_WEIGHTS)
+        write_safetensors(lora, tmp / ADAPTER_WEIGHTS)
         with open(tmp / ADAPTER_CONFIG, "w") as f:
             json.dump(adapter_config(config, str(final / BASE_DIR)), f, indent=2)
     return Path(out)

@@ -31,8 +31,9 @@ from exhubert_jax import adapters
 from exhubert_jax.errors import ExhubertError, one_line
 from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.pretrained import from_pretrained, load_config
+from exhubert_jax.process.atomic_files import atomic_files
+from exhubert_jax.process.output_dirs import sized_output
 from exhubert_jax.process.commands import USER_ERROR, command
-from exhubert_jax.process.interrupts import held
 from exhubert_jax.process.options import (add_flags, add_positionals, command_parser, option, parse,
                                           require_positionals)
 from exhubert_jax.process.run_folders import resolve_checkpoint_dir
@@ -43,6 +44,7 @@ from .onnx_io import EMBEDDING, INPUTS, LOGITS, jax_outputs, run, session
 OPSET = 18
 EXAMPLE_SAMPLES = 16000  # the traced example: 2 rows of 1 s, the second padded (the graph is generic in both axes)
 VERIFY_TOLERANCE = 1e-3  # max-abs logit difference onnxruntime vs JAX above which the export is reported broken
+ONE_FILE = 1536 * 1024 * 1024  # weights past this go to OUT.data (torch.onnx's own limit, below protobuf's 2 GB)
 
 
 class OnnxExportError(ExhubertError, ValueError):
@@ -158,28 +160,43 @@ def trace(graph, config: HubertConfig, mask: bool, embedding: bool, opset: int):
         raise OnnxExportError(f"torch.onnx cannot export this model ({one_line(e)})") from e
 
 
+def data_file(out: Path) -> Path:
+    """OUT.data: where the weights go past protobuf's 2 GB (the ONNX file names it relative to itself)."""
+    return out.with_name(out.name + ".data")
+
+
+def file_bytes(program) -> int:
+    """The bytes an exported program's files take: its weights when they go to OUT.data (nearly all of it), else
+    the size of the whole serialized model (a small model's graph outweighs its weights)."""
+    from onnx_ir import serde
+
+    weights = sum(v.const_value.nbytes for v in program.model.graph.initializers.values() if v.const_value is not None)
+    return weights if weights > ONE_FILE else serde.serialize_model(program.model).ByteSize()
+
+
 def save(program, out: Path) -> list[Path]:
-    """Write the ONNX file (weights in OUT.data beside it past protobuf's 2 GB); returns the files written."""
-    data = out.with_name(out.name + ".data")
+    """Write the ONNX file (weights in OUT.data beside it past protobuf's 2 GB); returns the files written. A full
+    disk is a DiskFullError naming `out` and the bytes the files need (counted only then)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with held():  # Ctrl-C waits for the write: never half an ONNX file
-        data.unlink(missing_ok=True)  # a stale weight file of an earlier, larger export
+    with sized_output(out, lambda: file_bytes(program)):
         program.save(str(out))
-    return [p for p in (out, data) if p.exists()]
+    return [p for p in (out, data_file(out)) if p.exists()]
 
 
-def check(out: Path) -> None:
-    """ONNX's checker with shape inference on the written file (by path, so external data is fine)."""
+def check(out: Path, shown: Path | None = None) -> None:
+    """ONNX's checker with shape inference on the written file (by path, so external data is fine); errors name
+    `shown` (default `out`)."""
     import onnx
 
     try:
         onnx.checker.check_model(str(out), full_check=True)
     except Exception as e:  # onnx.checker.ValidationError, shape-inference errors
-        raise OnnxExportError(f"{out}: the ONNX checker rejects the exported file ({one_line(e)})") from e
+        raise OnnxExportError(f"{shown or out}: the ONNX checker rejects the exported file ({one_line(e)})") from e
 
 
-def verify(out: Path, model, params: dict, mask: bool) -> float:
-    """Max-abs logit difference, onnxruntime vs our JAX model, on a batch of a shape the export did not see."""
+def verify(out: Path, model, params: dict, mask: bool, shown: Path | None = None) -> float:
+    """Max-abs logit difference, onnxruntime vs our JAX model, on a batch of a shape the export did not see; errors
+    name `shown` (default `out`)."""
     samples = int(1.3 * EXAMPLE_SAMPLES) + 7
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, samples)).astype(np.float32)
@@ -193,24 +210,34 @@ def verify(out: Path, model, params: dict, mask: bool) -> float:
     got = run(session(out), x, m)[LOGITS]
     diff = float(np.max(np.abs(got - np.asarray(want))))
     if not diff <= VERIFY_TOLERANCE:
-        raise OnnxExportError(f"{out}: onnxruntime logits differ from the JAX model's by {diff:.3g} "
+        raise OnnxExportError(f"{shown or out}: onnxruntime logits differ from the JAX model's by {diff:.3g} "
                               f"(> {VERIFY_TOLERANCE}); the export is wrong, do not use it")
     return diff
 
 
 def export_onnx(params: dict, config: HubertConfig, out: str | Path, *, embedding: bool = False, mask: bool = True,
-                opset: int = OPSET) -> dict:
-    """Export to `out` and run ONNX's checker: a summary (files, sizes, inputs, outputs, merged adapters)."""
-    out = Path(out)
+                opset: int = OPSET, model=None) -> dict:
+    """Export to `out` and run ONNX's checker, and with `model` (the JAX model of `params`) verify the file against
+    it: a summary (files, sizes, inputs, outputs, merged adapters, the difference). The files are written and
+    checked beside `out` and only then renamed onto it (a stale OUT.data removed), so a refused export, a full disk
+    (one DiskFullError naming `out` and the bytes it needs) or Ctrl-C leaves an earlier export as it was."""
+    out, original = Path(out), params
     params, config, folded = exportable(params, config)
     graph = graph_module(load_torch(params, config), embedding)
-    files = save(trace(graph, config, mask, embedding, opset), out)
+    program = trace(graph, config, mask, embedding, opset)
     del graph
-    check(out)
-    return {"out": str(out), "files": [str(f) for f in files], "bytes": sum(f.stat().st_size for f in files),
+    summary = {}
+    with atomic_files(out, data_file(out)) as tmp:
+        files = save(program, tmp / out.name)
+        del program
+        check(files[0], shown=out)
+        if model is not None:
+            summary["max_abs_logit_diff_vs_jax"] = verify(files[0], model, original, mask, shown=out)
+        written = sum(f.stat().st_size for f in files)
+    return {"out": str(out), "files": [str(out.with_name(f.name)) for f in files], "bytes": written,
             "inputs": list(INPUTS if mask else INPUTS[:1]), "outputs": [LOGITS, EMBEDDING] if embedding else [LOGITS],
             "opset": opset, "style": config.expansion_style or "plain", "layers": config.total_layers,
-            "merged_adapters": folded}
+            "merged_adapters": folded, **summary}
 
 
 @dataclasses.dataclass
@@ -260,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         check_exportable(load_config(src))
         model, params = from_pretrained(src)
         summary = export_onnx(params, model.config, args.out, embedding=args.embedding, mask=not args.no_mask,
-                              opset=args.opset)
-        if not args.no_verify:
-            summary["max_abs_logit_diff_vs_jax"] = verify(Path(args.out), model, params, not args.no_mask)
+                              opset=args.opset, model=None if args.no_verify else model)
     except (ExhubertError, OSError) as e:
         print(f"error: {args.src}: {e}" if isinstance(e, OnnxExportError) else f"error: {e}", file=sys.stderr)
         return USER_ERROR

@@ -84,6 +84,14 @@ def read_source(src: str | os.PathLike, config_path: str | os.PathLike | None = 
         raise SourceError(f"{config_path} is not valid JSON ({e}); fix it or pass --config") from None
 
 
+def tensor_bytes(*trees) -> int:
+    """The bytes of the arrays in state dicts or parameter trees as float32: what their safetensors files need, less
+    small headers."""
+    import jax
+
+    return 4 * sum(int(np.size(x)) for x in jax.tree.leaves(trees))
+
+
 def write_safetensors(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
     """Write a float32 state dict as safetensors, readable like any other new file (umask applies)."""
     from safetensors.numpy import save_file

@@ -20,6 +20,7 @@ from exhubert_jax.errors import ExhubertError, one_line, reraise_interrupt
 from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.process.atomic_files import atomic_directory
 from exhubert_jax.process.interrupts import held
+from exhubert_jax.process.output_dirs import DiskFullError
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
@@ -115,8 +116,9 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
     me = jax.process_index()
     alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})  # the caller writes alone
     options = dict(multiprocessing_options=alone) if jax.process_count() > 1 else {}
+    needed = sum(int(np.size(x)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(params))
     try:
-        with atomic_directory(path) as tmp, held():  # Ctrl-C: once the new folder is complete, then discarded
+        with atomic_directory(path, needed=needed) as tmp, held():  # Ctrl-C: once complete, then discarded
             with quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:
                 ckptr.save(tmp / PARAMS_DIR, params)
                 ckptr.wait_until_finished()
@@ -124,8 +126,9 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
             _carry_over(path, tmp)
     except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
         reraise_interrupt(e)
-        raise CheckpointWriteError(f"cannot write checkpoint {path} ({one_line(e)}); free space or fix the "
-                                   "permissions and run the command again") from e
+        cause = e.detail if isinstance(e, DiskFullError) else one_line(e)  # a full disk: the bytes it needs
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({cause}); free space or fix the permissions and "
+                                   "run the command again") from e
     return path
 
 

@@ -17,6 +17,9 @@ _CACHE = tempfile.mkdtemp(prefix="exhubert-jax-test-xla-cache-")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# No periodic progress lines (exhubert_jax.process.progress) in the stderr that tests read line by line, however
+# slow the machine; tests/test_progress.py sets its own interval.
+os.environ.setdefault("EXHUBERT_PROGRESS_SECONDS", "3600")
 # LLVM's optimisation passes take about half of a tiny model's compile time on the CPU. Without them the programs
 # are the same HLO and differ from the optimised build only at float rounding (6e-8 at most on the tiny model's
 # gradients), far inside every tolerance here; bitwise checks compare runs compiled the same way. Users' programs

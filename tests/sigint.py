@@ -1,4 +1,5 @@
-"""Send Ctrl-C (SIGINT) to a command at a chosen moment and check its answer: one line, exit 130, no traceback."""
+"""Send Ctrl-C (SIGINT) or SIGTERM to a command at a chosen moment and check its answer: one line, exit 130 (143 for
+SIGTERM), no traceback."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ANSWER = re.compile(r"interrupted: .+; nothing half-written")
+ANSWER = re.compile(r"interrupted(?: by SIGTERM)?: .+; nothing half-written")
 CRASH_SIGNS = ("Traceback", "Exception ignored", "Segmentation fault", "Fatal Python error")
 
 
@@ -22,8 +23,8 @@ def _default_sigint() -> None:
 
 
 def interrupt(argv: list[str], after: str | None = None, delay: float = 0.0, timeout: float = 600,
-              ) -> tuple[int, str, str, bool]:
-    """Run `argv` in ROOT; send SIGINT `delay` s after its first output line containing `after` (after the start
+              signum: int = signal.SIGINT) -> tuple[int, str, str, bool]:
+    """Run `argv` in ROOT; send `signum` `delay` s after its first output line containing `after` (after the start
     when None). (exit status, stdout, stderr, whether the signal was sent before the command ended)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -48,7 +49,7 @@ def interrupt(argv: list[str], after: str | None = None, delay: float = 0.0, tim
     time.sleep(delay)
     sent = proc.poll() is None
     if sent:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
     try:
         code = proc.wait(timeout)
     finally:
@@ -58,13 +59,14 @@ def interrupt(argv: list[str], after: str | None = None, delay: float = 0.0, tim
     return code, "".join(out), "".join(err), sent
 
 
-def check_answer(code: int, err: str) -> None:
-    """Exit 130 with exactly one `interrupted: ...; nothing half-written` line, last on stderr, and no crash."""
+def check_answer(code: int, err: str, signum: int = signal.SIGINT) -> None:
+    """Exit 128 + signum with exactly one `interrupted: ...; nothing half-written` line (`interrupted by SIGTERM: ...`
+    for SIGTERM), last on stderr, and no crash."""
     assert not any(sign in err for sign in CRASH_SIGNS), err[-3000:]
-    assert code == 130, f"exit {code}: {err[-3000:]}"
+    assert code == 128 + signum, f"exit {code}: {err[-3000:]}"
     lines = err.strip().splitlines()
-    assert ANSWER.fullmatch(lines[-1]), lines[-1]
-    assert sum(line.startswith("interrupted:") for line in lines) == 1, err[-3000:]
+    assert ANSWER.fullmatch(lines[-1]) and ("SIGTERM" in lines[-1]) == (signum == signal.SIGTERM), lines[-1]
+    assert sum(line.startswith("interrupted") for line in lines) == 1, err[-3000:]
 
 
 def python(*args: str) -> list[str]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
 
 from converters import flax_to_torch
 from exhubert_jax import save_pretrained
+from exhubert_jax.errors import ExhubertError
 from exhubert_jax.model.config import preset
 from exhubert_jax.model.hubert import init_params
-from exhubert_jax.process.atomic_files import OutputError, atomic_directory
+from exhubert_jax.process.atomic_files import OutputError, atomic_directory, atomic_files
+from exhubert_jax.process.output_dirs import DiskFullError, disk_full
+from fault_hooks import fill_disk
 
 
 def files(folder):
@@ -99,3 +105,116 @@ def test_save_pretrained_replaces_a_checkpoint_whole_and_keeps_its_other_files(t
     assert np.array_equal(loaded["classifier"]["kernel"], second["classifier"]["kernel"])
     assert (out / "eval" / "index.md").read_text() == "earlier evaluations"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+# ------------------------------------------------------------------------------------- file sets and a full disk
+
+
+def one_error_line(err: str) -> str:
+    """The stderr of a failed command must be exactly one 'error: ...' line; returns it."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-3000:]
+    return lines[0]
+
+
+def test_a_file_set_is_replaced_whole_and_a_stale_part_removed(tmp_path):
+    out, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    out.write_text("old graph")
+    data.write_text("old weights")
+    (tmp_path / "other.txt").write_text("kept")
+    with atomic_files(out, data) as tmp:
+        assert tmp.parent == tmp_path
+        (tmp / "m.onnx").write_text("new graph")  # this export keeps its weights inside: no .data
+    assert files(tmp_path) == {"m.onnx": b"new graph", "other.txt": b"kept"}
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
+def test_an_interrupted_file_set_leaves_every_old_file(tmp_path, interrupt):
+    out, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    out.write_text("old graph")
+    data.write_text("old weights")
+    before = files(tmp_path)
+    with pytest.raises(interrupt), atomic_files(out, data) as tmp:
+        (tmp / "m.onnx.data").write_text("new weights")
+        raise interrupt()
+    assert files(tmp_path) == before
+
+
+def test_a_full_disk_in_a_file_set_is_one_line_and_keeps_the_old_files(tmp_path, monkeypatch):
+    out = tmp_path / "talk.csv"
+    out.write_text("old table")
+    before = files(tmp_path)
+    fill_disk(monkeypatch, r"talk\.csv$")
+    with pytest.raises(DiskFullError) as info, atomic_files(out, tmp_path / "talk.json") as tmp:
+        (tmp / "talk.csv").write_text("x" * 10_000)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"cannot write {out} (No space left on device: 512 bytes written"), msg
+    assert isinstance(info.value, ExhubertError) and "free there" in msg
+    assert files(tmp_path) == before  # the old file, byte for byte, and no partial one
+
+
+@pytest.mark.parametrize("error,words", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "Disk quota exceeded"),
+    (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+     "No space left on device"),
+    (RuntimeError('Failed to finalize writing of split "train": write() failed: No space left on device; writing '
+                  "x.array_record; at byte 1048576"), "No space left on device"),
+    (ValueError("RESOURCE_EXHAUSTED: Failed to write 43101 bytes to file 11: Disk quota exceeded "
+                "[os_error_code='122']"), "Disk quota exceeded"),
+    (OSError(errno.EACCES, "Permission denied"), None),
+    (ValueError("bad value"), None),
+])
+def test_a_full_disk_is_recognised_under_every_wrapper(error, words):
+    assert disk_full(error) == words
+    try:
+        try:
+            raise error
+        except Exception as inner:
+            raise RuntimeError("while saving") from inner
+    except RuntimeError as outer:
+        assert disk_full(outer) == words  # found in the chain too
+
+
+@pytest.fixture
+def torch_export(tmp_path):
+    """A tiny checkpoint and its intact PyTorch export: (checkpoint, export folder, the export's files)."""
+    config = preset("tiny")
+    src = save_pretrained(tmp_path / "ckpt", config, init_params(config, 0))
+    assert flax_to_torch.main([str(src), str(tmp_path / "torch")]) == 0
+    return src, tmp_path / "torch", files(tmp_path / "torch")
+
+
+@pytest.mark.parametrize("where", ["model.safetensors", "config.json"])
+def test_flax_to_torch_on_a_full_disk_is_one_line_and_keeps_the_previous_export(torch_export, where, monkeypatch,
+                                                                                 capsys):
+    import safetensors.numpy
+
+    src, out, before = torch_export
+    if where == "model.safetensors":  # safetensors writes in Rust: its OSError comes back as a SafetensorError
+        def full(tensors, filename, metadata=None):
+            Path(filename).write_bytes(b"\0" * 4096)
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    else:
+        fill_disk(monkeypatch, r"/config\.json$")
+    capsys.readouterr()
+    assert flax_to_torch.main([str(src), str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot write {out} (No space left on device: needs about 1"), line
+    assert "nothing there was changed" in line
+    assert files(out) == before  # the previous export, byte for byte
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ckpt", "torch"]  # no partial folder
+
+
+def test_a_plot_on_a_full_disk_keeps_the_previous_png(tmp_path, monkeypatch):
+    from exhubert_jax.evaluation.reports import plot_uar_curve
+
+    history = [{"step": s, "demo": 0.2 * s, "mean": 0.2 * s} for s in (1, 2, 3)]
+    path = plot_uar_curve(history, tmp_path / "uar_curve.png")
+    before = files(tmp_path)
+    fill_disk(monkeypatch, r"uar_curve\.png$")
+    with pytest.raises(DiskFullError, match=f"cannot write {path} "):
+        plot_uar_curve(history[:2], path)
+    assert files(tmp_path) == before

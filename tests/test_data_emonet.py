@@ -156,6 +156,16 @@ def test_bad_list_files_name_the_file(tmp_path, damage, error, message):
         read_emonet(folder)
 
 
+def test_a_latin1_list_file_is_one_line_with_the_command_that_converts_it(tmp_path, capsys):
+    folder = two_corpora(tmp_path) / "AngerDetection"
+    (folder / "train.csv").write_bytes("file,label\na/1.wav,col\xe8re\n".encode("latin-1"))
+    assert main(["--corpus", "ad", "--source", str(folder), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
+    assert f"{folder / 'train.csv'}: not UTF-8 text (byte 0xe8 " in err[0]
+    assert err[0].endswith(f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {folder / 'train.csv'}")
+
+
 def test_list_shows_labels_and_access_columns(capsys):
     assert main(["--list"]) == 0
     lines = capsys.readouterr().out.splitlines()

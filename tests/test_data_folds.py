@@ -104,6 +104,10 @@ def test_emobox_unknown_label_names_file_and_line(tmp_path):
      "emodb_test_fold_1.jsonl:1: key 'emodb-x' is not in the corpus list"),
     (lambda m: (m / "fold_1/emodb_test_fold_1.jsonl").write_text('{"key": "emodb-x", "wav": "x.wav"}'),
      "emodb_test_fold_1.jsonl:1: missing or empty 'emo'"),
+    (lambda m: (m / "emodb.jsonl").write_bytes('{"key": "emodb-x", "wav": "x.wav", "emo": "d\xe9go\xfbt"}\n'
+                                               .encode("latin-1")),
+     ("emodb.jsonl: not UTF-8 text (byte 0xe9 at offset 44, as Latin-1 or another 8-bit encoding writes it); save "
+      "it as UTF-8, e.g. iconv -f latin1 -t utf-8 ")),
 ])
 def test_emobox_layout_errors_are_one_line_naming_the_file(tmp_path, damage, message, capsys):
     root, meta, _ = emobox_tree(tmp_path)

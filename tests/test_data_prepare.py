@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,7 @@ def test_prepared_data_round_trips(tmp_path):
     pc = open_prepared("toy", tmp_path / "out")
     assert pc.native_labels == ("angry", "happy", "neutral", "sad")
     assert pc.info["speaker_independent"] and pc.info["split_method"] == "speaker"
+    assert datetime.fromisoformat(pc.split("train").prepared_at).utcoffset() == timedelta(0)  # a run records it
     seen = {}
     for name in pc.splits:
         split = pc.split(name)
@@ -148,6 +150,7 @@ def test_preparation_is_deterministic(tmp_path):
     for fa, fb in ((va / "metadata.json", vb / "metadata.json"), (va.parent / "info.json", vb.parent / "info.json")):
         ja, jb = json.loads(fa.read_text()), json.loads(fb.read_text())
         assert ja.pop("command").replace("/a", "/b") == jb.pop("command")  # only --out differs
+        ja.pop("prepared_at", None), jb.pop("prepared_at", None)  # and when (info.json only)
         assert ja == jb
 
 
@@ -269,3 +272,44 @@ def test_workers_below_one_are_refused(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["--corpus", "emodb", "--source", str(tmp_path), "--workers", "-1"])
     assert exit_info.value.code == 2 and "--workers must be at least 1" in capsys.readouterr().err
+
+
+class FullDiskWriter:
+    """array_record's writer on a disk that fills: records land in part, and closing fails as the real one does
+    (the C++ writer reports the OS error in its message)."""
+
+    def __init__(self, path, options):
+        self.path, self.file = path, open(path, "wb")  # noqa: SIM115 - closed by close(), as the real writer
+
+    def write(self, record):
+        self.file.write(record[:64])
+
+    def close(self):
+        self.file.close()
+        raise RuntimeError(f"write() failed: No space left on device; writing {self.path}; at byte 1048576; Failed to "
+                           "close chunk_writer")
+
+
+def prepared_files(out):
+    """{relative path: bytes} of every file under a prepared-data folder (dot-folders included)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("flags", [["--force"], ["--seed", "1"]])  # a forced rebuild, and one of new options
+def test_a_full_disk_is_one_line_and_keeps_the_previous_copy(tmp_path, monkeypatch, capsys, flags):
+    from array_record.python import array_record_module
+
+    manifest = make_corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    args = ["--corpus", "toy", "--manifest", str(manifest), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    before = prepared_files(out)
+    capsys.readouterr()
+    monkeypatch.setattr(array_record_module, "ArrayRecordWriter", FullDiskWriter)
+    assert main(args + flags) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: cannot write {out / 'toy'} (No space left on device: needs about "), lines
+    assert "nothing there was changed" in lines[0]
+    assert prepared_files(out) == before  # the previous copy, byte for byte, and no temporary folder left
+    assert open_prepared("toy", out).info["seed"] == 0

@@ -104,7 +104,7 @@ def _versions() -> dict[str, str]:
 
 @pytest.mark.parametrize("module,name,value", [
     (builders, "SCHEMA", 2), (splits, "SPLIT_RULE_VERSION", 2), (splits, "VALID_FRACTION", 0.15),
-    (audio, "DECODING_VERSION", 2), (audio, "MIN_SAMPLES", 800), (dimensions, "RATING_RULE_VERSION", 2),
+    (audio, "DECODING_VERSION", audio.DECODING_VERSION + 1), (audio, "MIN_SAMPLES", 800), (dimensions, "RATING_RULE_VERSION", 2),
 ])
 def test_the_shared_rules_move_every_version(monkeypatch, module, name, value):
     before = _versions()

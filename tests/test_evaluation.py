@@ -218,10 +218,12 @@ def test_cli_json_and_files(workdir, data_dir, tmp_path, capsys):
 
 def test_cli_table_default_out(workdir, data_dir, capsys):
     code = evaluate.main(["--corpus", "demo-c", "--checkpoint", str(workdir), "--data-dir", str(data_dir)])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
     run = workdir / "best" / "eval" / "demo-c-test-masked-emotion"
-    assert "| demo-c | 6 |" in out and "UAR (%)" in out and str(run) in out
+    assert "| demo-c (!) | 6 |" in out and "UAR (%)" in out and str(run) in out  # 1 utterance per class: a caveat
+    caveat = "fewer than 5 examples of each of its 6 classes (1 each): one utterance moves a class's recall by up to 100"
+    assert f"(!) demo-c, test split: {caveat} points" in out and f"warning: demo-c, test split: {caveat}" in err
     assert (run / "confusion_demo-c.png").read_bytes()[:8] == PNG_MAGIC
 
 
@@ -238,6 +240,28 @@ def test_cli_errors_exit_2_without_traceback(argv, message, workdir, data_dir, t
     assert message.format(tmp=tmp_path) in err and "Traceback" not in err
     if "aesi" in argv:
         assert "demo-a, demo-b, demo-c" in err  # lists what is prepared
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--corpus", "demo", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--corpus", "demo", "--bootstrap", "-1"], "--bootstrap must not be negative, got -1"),
+    (["--audio", "x.wav", "--chunk-seconds", "0"], "--chunk-seconds must be positive, got 0.0"),
+    (["--audio", "x.wav", "--chunk-seconds", "nan"], "--chunk-seconds must be a finite number, got nan"),
+    (["--audio", "x.wav", "--timeline", "--window", "nan"], "--window must be a finite number, got nan"),
+    (["--audio", "x.wav", "--timeline", "--hop", "0"], "--hop must be positive, got 0.0"),
+])
+def test_cli_bad_flag_values_are_refused_before_any_model_or_data(argv, message, tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded or data read before the flags were checked")
+
+    import exhubert_jax.data.loading.resolve
+    import exhubert_jax.pretrained
+
+    monkeypatch.setattr(exhubert_jax.pretrained, "from_pretrained", never)
+    monkeypatch.setattr(exhubert_jax.data.loading.resolve, "resolve_corpora", never)
+    monkeypatch.setattr(ev, "check_audio_path", never)
+    assert evaluate.main([*argv, "--checkpoint", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
 
 
 def test_cli_audio_json_and_bad_file(workdir, audio_dir, capsys):
@@ -316,7 +340,7 @@ def test_cli_paired_comparison_against_a_baseline(workdir, other_runs, data_dir,
 @pytest.mark.parametrize("extra, message", [
     (["--baseline", "elsewhere"], "--baseline elsewhere is not one of the --checkpoint runs"),
     (["--bootstrap", "0"], "--baseline needs resamples"),
-    (["--bootstrap", "-5"], "--bootstrap must be 0"),
+    (["--bootstrap", "-5"], "--bootstrap must not be negative, got -5"),
 ])
 def test_cli_baseline_option_errors(extra, message, workdir, data_dir, capsys):
     argv = ["--corpus", "demo-a", "--checkpoint", f"{workdir},{workdir}-other", "--baseline", str(workdir),

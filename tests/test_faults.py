@@ -189,6 +189,9 @@ def test_damaged_export_gives_one_line_in_every_command(tmp_path, export_dir, da
     msg = str(info.value)
     assert "\n" not in msg and str(bad) in msg and reason in msg and "damaged checkpoint" in msg, msg
     capsys.readouterr()
+    import soundfile as sf
+
+    sf.write(tmp_path / "clip.wav", np.zeros(16000, np.float32), 16000)  # intact: evaluate.py checks it first
     codes = {
         "evaluate": evaluate.main(["--audio", str(tmp_path / "clip.wav"), "--checkpoint", str(bad)]),
         "train --init": train.main(["--stage", "expand", "--init", str(bad), "--workdir", str(tmp_path / "ex")]),
@@ -206,9 +209,12 @@ def test_disk_full_during_export_is_one_line(tmp_path, monkeypatch):
     config = preset("tiny")
     hooked = failing_open(r"final[^/]*/config\.json$", "enospc")
     monkeypatch.setattr(builtins, "open", hooked)
-    with pytest.raises(CheckpointWriteError, match=r"cannot write checkpoint .*final \(OSError: \[Errno 28\]") as info:
-        save_pretrained(tmp_path / "final", config, init_params(config, 0))
+    params = init_params(config, 0)
+    with pytest.raises(CheckpointWriteError, match=r"cannot write checkpoint .*final \(No space left on device: "
+                                                   r"needs about [\d.]+ kB") as info:
+        save_pretrained(tmp_path / "final", config, params)
     assert "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())  # no partial folder
 
 
 # ----------------------------------------------------------------------- the training CLI in subprocesses (slow)
@@ -266,6 +272,21 @@ def test_sigint_during_training(cli):
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert "interrupted: at step 4; checkpoint saved in" in stopped.stderr and "Traceback" not in stopped.stderr
     resume_equals_reference(cli, work, 4)
+
+
+@pytest.mark.slow
+def test_sigterm_at_a_random_step_resumes_bit_identically(cli):
+    import random
+
+    at = random.randint(2, 9)  # SIGTERM (a preemption) as step `at` starts: at - 1 steps are done
+    work = cli["root"] / f"sigterm-{at}"
+    stopped = run(f"sigterm:{at}", work, cli["data"], 9)
+    assert stopped.returncode == 143, f"step {at}: " + stopped.stderr[-3000:]
+    line = stopped.stderr.strip().splitlines()[-1]
+    assert line == (f"interrupted by SIGTERM: at step {at - 1}; checkpoint saved in {work}/checkpoints. Run the same "
+                    "command to resume; nothing half-written"), line
+    assert "Traceback" not in stopped.stderr
+    resume_equals_reference(cli, work, at - 1)  # no round lost, none repeated
 
 
 @pytest.mark.slow

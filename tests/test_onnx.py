@@ -143,3 +143,20 @@ def test_unexportable_models_are_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "b.onnx").exists()
     assert to_onnx.main([str(tmp_path / "nothing"), str(tmp_path / "n.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_full_disk_keeps_the_previous_export_byte_for_byte(exported, tmp_path, monkeypatch, capsys):
+    from exhubert_jax.process.output_dirs import size_text
+    from fault_hooks import fill_disk
+
+    path = exported[0]
+    out = tmp_path / "model.onnx"
+    out.write_bytes(path.read_bytes())  # a good earlier export
+    before = out.read_bytes()
+    fill_disk(monkeypatch, r"/model\.onnx$")  # the disk fills as the new file is written (512 bytes land)
+    capsys.readouterr()
+    assert to_onnx.main([str(path.parent / "ckpt"), str(out), "--embedding", "--no-verify"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out} (No space left on device: needs about "
+                                                   f"{size_text(path.stat().st_size)}, "), lines  # the file's size
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -11,6 +11,7 @@ import pytest
 
 import options_snapshot
 import train as cli
+from exhubert_jax.process.options import OptionsError
 from exhubert_jax.training import run_record as runconfig, stages
 from exhubert_jax.training.options import (NON_NEGATIVE, STAGE_NAMES, TRAINING, TrainOptions, add_flags, dest_of,
                                            flag_of, from_args, option, resumable, run_options, specs, stage_defaults,
@@ -61,7 +62,7 @@ BAD = [  # (field, value, flag): every checked option, each with a value that ca
     ("max_seconds", 0.01, "--max-seconds"), ("clip_norm", 0.0, "--clip-norm"), ("update", "sometimes", "--update"),
     ("schedule", "step", "--schedule"), ("label_space", "nativ", "--labels"), ("input_mode", "x", "--input"),
     ("task_weights", (0.0, 0.0), "--task-weights"), ("task_weights", (1.0, -1.0), "--task-weights"),
-    ("dim_loss", "mae", "--dim-loss"),
+    ("dim_loss", "mae", "--dim-loss"), ("warmup_steps", -1, "--warmup-steps"), ("lr", float("inf"), "--lr"),
 ]
 
 
@@ -80,9 +81,9 @@ def test_every_checked_option_is_tried_above_and_the_defaults_pass():
 
 
 def test_a_bad_flag_on_the_command_line_is_named_with_its_value():
-    args = cli.parse_args(["--stage", "transfer", "--corpus", "demo-b", "--input", "card", "--weight-decay", "-1"])
-    with pytest.raises(TrainError, match=r"^--weight-decay must not be negative, got -1.0$"):
-        stages.train_options(args, demo=False).validate()
+    """Refused as it is parsed, before a stage builds or reads anything."""
+    with pytest.raises(OptionsError, match=r"^--weight-decay must not be negative, got -1.0$"):
+        cli.parse_args(["--stage", "transfer", "--corpus", "demo-b", "--input", "card", "--weight-decay", "-1"])
 
 
 def test_stage_defaults_are_the_papers_the_demos_and_transfers():
@@ -195,6 +196,38 @@ def test_a_run_json_written_before_an_option_existed_resumes(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(old))
     runconfig.write_or_check(tmp_path, document(TrainOptions()), resuming=True)  # no refusal
     assert runconfig.differences(old, document(TrainOptions(dim_loss="mse"))) == ["--dim-loss (was 'ccc', now 'mse')"]
+
+
+def test_a_corpus_prepared_again_is_named_with_its_fingerprints_and_what_to_do(tmp_path):
+    """Resuming after a training corpus was prepared again names that corpus, its old and new fingerprint and when
+    each was prepared; a run.json written before preparation times were recorded still names corpus and both."""
+    from types import SimpleNamespace
+
+    from exhubert_jax.training.loop import run_document
+
+    def doc(**corpora):
+        """run.json of a run on corpora {name: (fingerprint, prepared_at)}."""
+        sources = {n: SimpleNamespace(fingerprint=fp, prepared_at=t) for n, (fp, t) in corpora.items()}
+        return run_document(TrainOptions(), SimpleNamespace(to_dict=dict), sources, None)
+
+    first, second = "2025-01-01T10:00:00+00:00", "2025-02-02T09:30:00+00:00"
+    started = doc(**{"demo-a": ("a" * 64, first), "demo-b": ("b1" * 32, first)})
+    assert started["prepared"] == {"demo-a": first, "demo-b": first}
+    runconfig.write(tmp_path, started)
+    runconfig.write_or_check(tmp_path, doc(**{"demo-a": ("a" * 64, first), "demo-b": ("b1" * 32, first)}), True)
+    again = doc(**{"demo-a": ("a" * 64, first), "demo-b": ("c2" * 32, second)})
+    with pytest.raises(runconfig.RunConfigError) as error:
+        runconfig.write_or_check(tmp_path, again, resuming=True)
+    assert str(error.value) == (
+        f"{tmp_path} was started with other settings: corpus demo-b was prepared again since the run started "
+        f"(fingerprint was b1b1b1b1b1b1 prepared {first}, now c2c2c2c2c2c2 prepared {second}); prepare it back as it "
+        "was, or train into a fresh --workdir")
+    older = {k: v for k, v in started.items() if k != "prepared"}  # a run.json from before times were recorded
+    assert runconfig.differences(older, again) == [
+        (f"corpus demo-b was prepared again since the run started (fingerprint was b1b1b1b1b1b1, now c2c2c2c2c2c2 "
+         f"prepared {second})")]
+    assert runconfig.differences(older, doc(**{"demo-a": ("a" * 64, None)})) == [
+        "corpus demo-b (among the run's corpora, now left out)"]
 
 
 def test_a_config_file_sets_options_and_flags_win(tmp_path):

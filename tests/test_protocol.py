@@ -170,7 +170,11 @@ def test_two_fold_protocol_end_to_end_with_interrupt_and_resume(demo_dir, tmp_pa
     assert protocol.main(argv) == 0
     out = capsys.readouterr().out
     assert f"{work / 'demo-a-fold1of2'} done" in out  # not trained again
-    assert f"resuming from {work / 'demo-a-fold2of2' / 'checkpoints'}/2 (step 2 of 4)" in out
+    assert f"protocol: {work / 'demo-a-fold2of2'}: test UAR " in out
+    assert len(out.splitlines()) <= 15 and "step " not in out and "| corpus |" not in out, out  # --quiet: essentials
+    evals = [json.loads(line)["step"] for line in (work / "demo-a-fold2of2" / "metrics.jsonl").open()
+             if json.loads(line)["event"] == "eval"]
+    assert evals == [2, 4]  # resumed from its step-2 checkpoint, not trained again from step 1
     assert (work / "demo-a-fold1of2" / protocol.RESULT).stat().st_mtime_ns == first
     doc = json.loads((work / "results.json").read_text())
     uars = [r["evaluations"]["test"]["uar"] for r in doc["runs"]]

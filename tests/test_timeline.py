@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 
 import numpy as np
@@ -160,7 +161,8 @@ def test_bad_files_get_one_line_each_and_the_rest_run(tmp_path, checkpoint, caps
     assert errors[str(folder / "cut.wav")].startswith("truncated")
     assert "truncated" in errors[str(folder / "cut.flac")]
     assert "good.wav: 2 windows (0 silence)" in out
-    assert sorted(p.name for p in (tmp_path / "out" / "timeline").iterdir()) == ["good.csv", "good.json", "good.png"]
+    written = tmp_path / "out" / "timeline" / "fixed-window3s-hop1s"
+    assert sorted(p.name for p in written.iterdir()) == ["good.csv", "good.json", "good.png"]
     from exhubert_jax.inference.timeline import output_stems
     stems = output_stems([folder / "a.wav", folder / "a.flac", folder / "s" / "b.wav"], folder, tmp_path)
     assert stems == [tmp_path / "a_wav", tmp_path / "a_flac", tmp_path / "s" / "b"]
@@ -195,9 +197,10 @@ def test_ten_minute_recording_follows_the_planted_segments(tmp_path, monkeypatch
     sf.write(tmp_path / "talk.wav", audio, SR, subtype="PCM_16")
     common = ["--audio", "talk.wav", "--timeline", "--checkpoint", "runs/finetune"]
     found = {}
+    settings = {"3s": "fixed-window3s-hop1s", "1s": "fixed-window1s-hop0.5s", "vad": "vad"}
     for name, flags in {"3s": [], "1s": ["--window", "1", "--hop", "0.5"], "vad": ["--segments", "vad"]}.items():
         assert evaluate.main([*common, *flags, "--out", name]) == 0
-        rows = json.loads((tmp_path / name / "timeline" / "talk.json").read_text())["windows"]
+        rows = json.loads((tmp_path / name / "timeline" / settings[name] / "talk.json").read_text())["windows"]
         found[name] = planted_agreement(rows, segments, NON_SPEECH if name == "vad" else SILENCE)
     print(json.dumps(found), file=sys.stderr)
     # Measured: 3 s windows 0.86 (a 3 s window rarely fits in a 2-4 s gap: 0.11 of the gaps marked), 1 s windows
@@ -205,3 +208,44 @@ def test_ten_minute_recording_follows_the_planted_segments(tmp_path, monkeypatch
     # pauses inside a window were cut out: 0.38 and 0.52.
     assert found["3s"][0] >= 0.75 and found["1s"][0] >= 0.65 and found["1s"][1] >= 0.7, found
     assert found["vad"][1] >= 0.95, found
+
+
+def folder_files(folder):
+    """{relative path: bytes} of every file under a folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_timelines_of_other_settings_get_folders_of_their_own(tmp_path, checkpoint):
+    from exhubert_jax.data.demo.recording import recording
+
+    audio, _ = recording(40.0, seed=1)  # speech the VAD finds, with pauses
+    sf.write(tmp_path / "talk.wav", audio, SR, subtype="PCM_16")
+    common = ["--audio", str(tmp_path / "talk.wav"), "--timeline", "--checkpoint", str(checkpoint),
+              "--out", str(tmp_path / "out"), "--quiet"]
+    assert evaluate.main(common) == 0
+    fixed = folder_files(tmp_path / "out" / "timeline")
+    assert sorted(fixed) == [f"fixed-window3s-hop1s/talk.{s}" for s in ("csv", "json", "png")]
+    assert evaluate.main([*common, "--segments", "vad"]) == 0
+    both = folder_files(tmp_path / "out" / "timeline")
+    assert sorted(both) == sorted([*fixed, "vad/talk.csv", "vad/talk.json", "vad/talk.png"])
+    assert {k: both[k] for k in fixed} == fixed  # the fixed-window timeline survives, byte for byte
+    assert json.loads(both["vad/talk.json"])["segments"] == "vad"
+    assert json.loads(both["fixed-window3s-hop1s/talk.json"])["segments"] == "fixed"
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_timeline(tmp_path, checkpoint, monkeypatch, capsys):
+    from fault_hooks import fill_disk
+
+    sf.write(tmp_path / "talk.wav", voice(4), SR)
+    args = ["--audio", str(tmp_path / "talk.wav"), "--timeline", "--checkpoint", str(checkpoint),
+            "--out", str(tmp_path / "out"), "--quiet"]
+    assert evaluate.main(args) == 0
+    folder = tmp_path / "out" / "timeline" / "fixed-window3s-hop1s"
+    before = folder_files(folder)
+    capsys.readouterr()
+    fill_disk(monkeypatch, r"/talk\.json$")  # the disk fills in the middle of the set (CSV written, JSON cut short)
+    assert evaluate.main(args) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.match(re.escape(f"error: cannot write {folder / 'talk.csv'} (No space left on "
+                                                  "device: ") + r"[\d.]+ (bytes|kB) written when it stopped", lines[0])
+    assert folder_files(folder) == before  # the previous CSV, JSON and PNG, and no partial file beside them

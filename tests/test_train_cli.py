@@ -201,6 +201,52 @@ def test_a_flag_the_stage_does_not_use_is_refused(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def never(*args, **kwargs):
+    """Stands in for building a model or reading data where a test must see neither happen."""
+    raise AssertionError("a model was built or data read before the flags were checked")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--adapter", "lora:r=8,rank=4"], ("--adapter lora:r=8,rank=4: adapter 'lora': rank and r name the same "
+                                        "option; give it once")),
+    (["--adapter", "lora:alpha=inf"], ("--adapter lora:alpha=inf: adapter 'lora' option 'alpha' must be a finite "
+                                       "number (float), got 'inf'")),
+    (["--task-weights", "categorical=x"], "--task-weights: categorical needs a number, got 'x'"),
+    (["--warmup-steps", "-1"], "--warmup-steps must not be negative, got -1"),
+    (["--stage", "expand", "--copies", "0"], "--copies must be at least 1, got 0"),
+])
+def test_a_bad_flag_value_is_refused_before_any_model_or_data(argv, message, tmp_path, monkeypatch, capsys):
+    """One error line, and nothing else printed (no demo NOTICE), before a model is built or a corpus read."""
+    from exhubert_jax.training import stages
+
+    for name in ("finetune_corpora", "ensure_demo", "open_corpora", "load_model", "expand_init"):
+        monkeypatch.setattr(stages, name, never)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.splitlines() == [f"error: {message}"]
+
+
+def test_the_demo_notice_says_what_a_run_from_init_starts_from(data_dir, tmp_path, monkeypatch, capsys):
+    """--init on the demo corpora: the NOTICE names the checkpoint, never a tiny random-init model."""
+    from exhubert_jax.errors import ExhubertError
+    from exhubert_jax.training import stages
+
+    def stop(*args, **kwargs):
+        raise ExhubertError("stopped before the model loads")
+
+    monkeypatch.setattr(stages, "load_model", stop)
+    init = str(tmp_path / "demo" / "best")
+    assert cli.main(["--data-dir", str(data_dir), "--init", init, "--adapter", "lora:r=8"]) == 2
+    notice = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("NOTICE"))
+    assert f"(synthetic corpora demo-a, demo-b, demo-c, the model of --init {init})" in notice
+    assert "random init" not in notice and "tiny" not in notice and "model overrides" not in notice
+    assert "random init" in stages.demo_notice(["demo-a"], data_dir, None)
+
+
 def test_conflicting_adapter_option_aliases_are_refused():
     from exhubert_jax.adapters.registry import AdapterSpecError, normalise, parse_spec
 

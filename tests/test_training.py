@@ -64,8 +64,9 @@ def test_nan_input_is_skipped_and_params_unchanged():
 def test_too_many_bad_steps_stop_with_clear_error(tmp_path):
     model, params, labels = tiny(**NO_DROPOUT)
     tr, va = sources(nan=True)
-    with pytest.raises(TrainError, match="3 consecutive steps had a non-finite"):
+    with pytest.raises(TrainError, match="3 consecutive steps had a non-finite") as e:
         train(model, params, labels, tr, va, tmp_path, opts(steps=20, max_bad_steps=3), say=lambda s: None)
+    assert f"no checkpoint was saved before it in {tmp_path}/checkpoints" in str(e.value)  # none is claimed
     skips = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "skip" for e in skips) == 3
 

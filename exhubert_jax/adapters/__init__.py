@@ -30,6 +30,19 @@ BUILTIN = tuple(importlib.import_module(f"{methods.__name__}.{m.name}") for m in
                 if not m.name.startswith("_"))
 
 
+def checked_specs(texts: list[str], flag: str = "--adapter") -> list[str]:
+    """A command line's spec strings, unchanged, once each parses against the registered methods; the first that
+    does not is an AdapterSpecError naming the flag, the spec and the problem (so a command refuses it before it
+    builds a model)."""
+    for text in texts:
+        try:
+            parse_spec(text)
+        except AdapterSpecError as e:
+            problem = str(e).removeprefix(f"adapter spec {text!r}: ")
+            raise AdapterSpecError(f"{flag} {text}: {problem}") from None
+    return texts
+
+
 def add(params: Any, config: HubertConfig, method: str, **options: Any) -> tuple[dict, HubertConfig, dict]:
     """Add adapter `method` with its options: (new_params, new_config, labels); the inputs are never mutated."""
     own = lookup(method).add
@@ -52,5 +65,5 @@ def apply_spec(params: Any, config: HubertConfig, spec: str | Sequence[str],
 
 
 __all__ = ["Adapted", "AdapterError", "AdapterSpecError", "REGISTRY", "TARGETS", "add", "apply_spec", "build",
-           "canonical", "check_plain", "expand", "format_spec", "init_params", "labels", "merge", "merge_all",
+           "canonical", "checked_specs", "check_plain", "expand", "format_spec", "init_params", "labels", "merge", "merge_all",
            "options_of", "param_shapes", "parse_spec", "unmergeable", "unwrap", "with_config", "wrap"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 
-from exhubert_jax.adapters import REGISTRY, apply_spec
+from exhubert_jax.adapters import REGISTRY, apply_spec, checked_specs
 from exhubert_jax.adapters.core import is_adapter_leaf
 from exhubert_jax.model.config import HubertConfig, preset
 from exhubert_jax.model.hubert import param_shapes
@@ -63,7 +63,7 @@ class TableOptions:
     """The model and the adapters whose parameter table is printed."""
 
     preset: str = option("large", help="tiny, base, large or xlarge")
-    adapter: list[str] | None = option(None, action="append",
+    adapter: list[str] | None = option(None, action="append", parse=checked_specs,
                                        help=f"method:key=value,... ({', '.join(REGISTRY)}); repeat to compose, in "
                                             "order")
 

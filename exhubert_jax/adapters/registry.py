@@ -11,6 +11,7 @@ config records the adapters applied to it as canonical spec strings (all options
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 from exhubert_jax.errors import ExhubertError
@@ -101,8 +102,8 @@ def _convert(method: str, key: str, option: Option, value: Any) -> Any:
     where = f"adapter {method!r} option {key!r}"
     if option.kind in ("int", "float"):
         number = _number(value, int if option.kind == "int" else float)
-        if number is None:
-            raise AdapterSpecError(f"{where} must be a number ({option.kind}), got {value!r}")
+        if number is None or not math.isfinite(number):
+            raise AdapterSpecError(f"{where} must be a finite number ({option.kind}), got {value!r}")
         if not number > 0:
             raise AdapterSpecError(f"{where} must be positive, got {value!r}")
         return number

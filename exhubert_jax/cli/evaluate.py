@@ -62,12 +62,17 @@ class EvaluateOptions:
                                        "p-value, Holm over corpora)")
     timeline: bool = option(False, action="store_true",
                             help="--audio: class probabilities over time per file, in sliding windows "
-                                 "(OUT/timeline/FILE.csv, .json, .png)")
+                                 "(OUT/timeline/SETTINGS/FILE.csv, .json, .png; SETTINGS e.g. fixed-window3s-hop1s, "
+                                 "vad)")
     window: float = option(3.0, type=float, help="--timeline: window length in seconds")
-    hop: float = option(1.0, type=float, help="--timeline: seconds from one window's start to the next")
+    hop: float = option(1.0, type=float, check=POSITIVE,
+                        help="--timeline: seconds from one window's start to the next")
     segments: str = option("fixed", choices=("fixed", "vad"),
                            help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero "
                                 "VAD); silence / non-speech spans are marked, never classified")
+    quiet: bool = option(False, action="store_true",
+                         help="no progress and no 'evaluating ...' lines on stderr: only warnings, errors and the "
+                              "results")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,9 +42,11 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
 
     def evaluate(name: str, split: str) -> dict:
         """evaluate_corpus of one corpus and split with this run's model and options."""
-        print(f"evaluating {name} ({split})...", file=sys.stderr)
-        return ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir, spaces[name],
-                                  predictor, input_mode=args.input, card=card_protocol(args))
+        if not args.quiet:
+            print(f"evaluating {name} ({split})...", file=sys.stderr)
+        return warn_caveat(ev.evaluate_corpus(model, params, name, split, args.batch_size, args.data_dir,
+                                              spaces[name], predictor, input_mode=args.input,
+                                              card=card_protocol(args), progress=not args.quiet))
 
     root = check_writable(Path(args.out) if args.out else checkpoint / "eval", "--out")  # before any work
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
@@ -105,6 +107,13 @@ def label_spaces(args, model, checkpoint: Path, names: list[str]) -> dict[str, s
             raise ev.EvaluationError(f"--calibrate: {name} has no validation split (splits: {', '.join(corpus.splits)})"
                                      "; the temperature is fitted on validation data only, never on the test split")
     return spaces
+
+
+def warn_caveat(result: dict) -> dict:
+    """Print the warning of a split whose UAR has a caveat (one class, too few examples of one); the result."""
+    if result.get("caveat"):
+        print(f"warning: {result['corpus']}, {result['split']} split: {result['caveat']}", file=sys.stderr)
+    return result
 
 
 def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
@@ -261,9 +270,11 @@ def comparison_cells(args, specs: list[str], predictor_for) -> tuple[dict, dict,
             model, params, predictor = predictor_for(checkpoint)
             corpus = open_prepared(name, args.data_dir)
             space = label_space_for(args, model, corpus)
-            print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
-            r = ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir, space,
-                                   predictor, input_mode=args.input, card=card_protocol(args))
+            if not args.quiet:
+                print(f"evaluating {name} ({args.split}) with {checkpoint}...", file=sys.stderr)
+            r = warn_caveat(ev.evaluate_corpus(model, params, corpus, args.split, args.batch_size, args.data_dir,
+                                               space, predictor, input_mode=args.input, card=card_protocol(args),
+                                               progress=not args.quiet))
             samples[spec].append(analysis.add_metric_intervals(r, args.bootstrap, args.seed))
             full[spec][name] = r
             trainable.setdefault(spec, ev.trainable_parameters(checkpoint, model, params))
@@ -275,10 +286,10 @@ def run_audio(args, model, params, checkpoint: Path, predictor) -> int:
     """Predict files; print a table (or JSON); exit 1 when any file failed."""
     from exhubert_jax.evaluation import reports as reporting, scoring as ev
 
-    ev.check_audio_path(args.audio)
     temperature = checkpoint_temperature(args, checkpoint, [])
     t = temperature["temperature"] if temperature else 1.0
-    results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor, t)
+    results = ev.predict_audio(model, params, args.audio, args.chunk_seconds, args.batch_size, predictor, t,
+                               progress=not args.quiet)
     names = ev.model_class_names(model.config)
     caveat = ev.checkpoint_caveat(checkpoint)
     failed = [r for r in results if "error" in r]
@@ -321,18 +332,20 @@ def check_options(args, specs: list[str]) -> None:
 
 
 def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
-    """Write each file's timeline; print one line per file (or JSON); exit 1 when any file failed."""
+    """Write each file's timeline into the folder of its settings (OUT/timeline/fixed-window3s-hop1s/, .../vad/);
+    print one line per file (or JSON); exit 1 when any file failed."""
     from exhubert_jax.evaluation import scoring as ev
+    from exhubert_jax.evaluation.output_folders import timeline_name
     from exhubert_jax.inference.timeline import chunk_seconds_for, timelines
 
     if not model.config.num_labels:
         raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
                                  "(no classifier): use --audio without --timeline for its arousal/valence/dominance")
-    ev.check_audio_path(args.audio)
-    out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline", "--out")
+    settings = timeline_name(args.segments, args.window, args.hop)
+    out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline" / settings, "--out")
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=chunk_seconds_for(checkpoint, args.chunk_seconds),
-                        predictor=predictor)
+                        predictor=predictor, progress=not args.quiet)
     failed, caveat = [r for r in results if "error" in r], ev.checkpoint_caveat(checkpoint)
     for r in failed:
         print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
@@ -386,6 +399,8 @@ def run(args) -> int:
         raise ev.EvaluationError("--input card applies to prepared corpora (--corpus); --audio feeds files in "
                                  "--chunk-seconds chunks with a padding mask")
     card_protocol(args)  # a bad --card-config fails before any model loads
+    if args.audio is not None:
+        ev.check_audio_path(args.audio)  # so does a missing, empty or truncated --audio file
     if args.corpus is not None:
         from exhubert_jax.data.loading.resolve import resolve_corpora
 

@@ -5,6 +5,8 @@ space (written whole, so it never mixes two runs), and an index of every evaluat
     eval/demo-test-card-emotion/     ...
     eval/index.json, eval/index.md   one entry per folder: time, corpora, split, input, labels, the mean over corpora
                                      of every registered metric (metrics.METRICS), checkpoint, files
+    eval/timeline/fixed-window3s-hop1s/, eval/timeline/vad/   timelines (evaluate.py --timeline), a folder per
+                                     segmentation and window (timeline_name)
 
 An entry's means are under "means" (metric -> mean, None when undefined); "mean_uar" stays beside them for the
 readers of older indexes, and entries without "means" show their mean_uar and '–' for the other metrics.
@@ -47,6 +49,12 @@ def labels_tag(label_spaces: Iterable[str]) -> str:
 def run_name(spec: str, split: str, input_mode: str, label_spaces: Iterable[str]) -> str:
     """The folder of one evaluation: '<corpora>-<split>-<input>-<label space(s)>', e.g. demo-test-masked-emotion."""
     return "-".join((corpora_tag(spec), split, input_mode, labels_tag(label_spaces)))
+
+
+def timeline_name(segments: str, window_s: float, hop_s: float) -> str:
+    """The folder of the timelines of one segmentation: '<segments>-window<W>s-hop<H>s' for fixed windows, e.g.
+    fixed-window3s-hop1s, or 'vad' (which has no window), so timelines of other settings never replace them."""
+    return "-".join(("fixed", f"window{window_s:g}s", f"hop{hop_s:g}s")) if segments == "fixed" else segments
 
 
 def mean_of(results: Sequence[dict], name: str) -> float | None:

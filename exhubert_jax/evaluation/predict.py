@@ -63,13 +63,15 @@ class SplitPredictions(NamedTuple):
 
 def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size: int, max_seconds: float | None,
                   label_space: str = "emotion", input_mode: str = "masked", corpus: str | None = None,
-                  card: Any = None) -> SplitPredictions:
+                  card: Any = None, progress: bool = False) -> SplitPredictions:
     """Logits for every utterance of a source, in length-bucketed batches (masked) or as the model card feeds them
     (card: each clip zero-padded to max_seconds, never cropped, normalised as the card's feature extractor does,
-    and averaged over every frame; `card` is a data.card.CardProtocol, by default the card's own)."""
+    and averaged over every frame; `card` is a data.card.CardProtocol, by default the card's own). `progress`: show
+    the utterances done on stderr (process.progress)."""
     from exhubert_jax.data.audio import SAMPLE_RATE
     from exhubert_jax.data.loading.batching import DEFAULT_MAX_SECONDS, eval_batches
     from exhubert_jax.data.loading.input_protocol import CardProtocol
+    from exhubert_jax.process.progress import progress as display
 
     seconds_cap = max_seconds or DEFAULT_MAX_SECONDS
     kwargs = {}
@@ -78,6 +80,9 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
         card = card or CardProtocol(max_length=width)
         kwargs = dict(buckets=(card.max_length,), card=card)
     indices, targets, outputs, dims, seconds = [], [], [], [], 0.0
+    where = " ".join(str(w) for w in (corpus, getattr(source, "name", None)) if w)
+    bar = display(len(source) if hasattr(source, "__len__") else None, f"predict {where}".rstrip(), "utterance",
+                  quiet=not progress or jax.process_index() != 0)
     for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
                               **kwargs):
         arrays = dict(batch_arrays(batch, label_space, input_mode), indices=np.asarray(batch.indices),
@@ -93,6 +98,8 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
         dims.append(arrays["dims"][real])
         outputs.append(out[real])
         seconds += float(batch.n_seconds)
+        bar.update(int(real.sum()))
+    bar.close()
     cfg = predictor.model.config
     if not outputs:
         width = cfg.num_labels + len(cfg.dimensions)

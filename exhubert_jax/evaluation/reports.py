@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from exhubert_jax.evaluation.metrics import METRICS, Metric
+from exhubert_jax.evaluation.split_caveats import MARK, caveat_lines
+from exhubert_jax.process.atomic_files import atomic_file
 
 
 class RunLog:
@@ -47,24 +49,30 @@ class RunLog:
         self.tb.close()
 
 
-def uar_table(uars: Mapping[str, float], title: str = "validation UAR") -> str:
-    """A Markdown table: one row per corpus, then the mean."""
+def uar_table(uars: Mapping[str, float], title: str = "validation UAR",
+              caveats: Mapping[str, str | None] | None = None, split: str = "validation") -> str:
+    """A Markdown table: one row per corpus (marked when its split has a caveat), then the mean, then the caveats."""
+    caveats = caveats or {}
     rows = [f"| corpus | {title} |", "|---|---|"]
-    rows += [f"| {k} | {v:.4f} |" for k, v in sorted(uars.items()) if k not in ("mean", "step")]
+    rows += [f"| {k}{f' {MARK}' if caveats.get(k) else ''} | {v:.4f} |" for k, v in sorted(uars.items())
+             if k not in ("mean", "step")]
     if "mean" in uars:
         rows.append(f"| **mean** | **{uars['mean']:.4f}** |")
-    return "\n".join(rows)
+    notes = caveat_lines(caveats, split)
+    return "\n".join(rows + ([""] + notes if notes else []))
 
 
 def _save(fig, path: str | Path, **kwargs) -> Path:
-    """Lay out, write as PNG (making the folder) and close a figure."""
+    """Lay out, write as PNG (making the folder; beside it, then renamed in: never half a file) and close a figure."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", **kwargs)
-    plt.close(fig)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", **kwargs)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -133,7 +141,8 @@ def markdown_table(results: Sequence[dict], average_interval: Sequence[float] | 
              "|---|---:|" + "---:|" * len(METRICS) + ("---|" if shown else "")]
     for r, ci in zip(results, cis):
         cells = [_shown(m, _value(r, k), ci and ci.get(k)) for k, m in METRICS.items()]
-        lines.append(f"| {r['corpus']} | {r['n']} | " + " | ".join(cells) + " |"
+        mark = f" {MARK}" if r.get("caveat") else ""
+        lines.append(f"| {r['corpus']}{mark} | {r['n']} | " + " | ".join(cells) + " |"
                      + (f" {ci['short'] if ci else '–'} |" if shown else ""))
     if results:
         cells = [_shown(m, _nanmean([_value(r, k) for r in results]), average_intervals.get(k))
@@ -149,6 +158,8 @@ def markdown_table(results: Sequence[dict], average_interval: Sequence[float] | 
                  if m.undefined and any(math.isnan(_value(r, k)) and k in r for r in results)]
     if undefined:
         lines += ["", f"–: undefined ({'; '.join(undefined)})."]
+    caveats = [line for r in results for line in caveat_lines({r["corpus"]: r.get("caveat")}, r.get("split", ""))]
+    lines += ["", *caveats] if caveats else []
     lines += ["", *per_class_table(results)]
     return "\n".join(lines).rstrip() + "\n"
 

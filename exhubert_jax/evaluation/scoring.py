@@ -12,15 +12,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE, load_audio
+from exhubert_jax.data.audio import (
+    MIN_SAMPLES,
+    SAMPLE_RATE,
+    check_audio_file,
+    load_audio,
+)
 from exhubert_jax.data.errors import AudioError
 from exhubert_jax.data.loading.batching import bucket_length, default_buckets, normalize
 from exhubert_jax.data.sources.readers import audio_files
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.evaluation import metrics
-from exhubert_jax.evaluation.dimensional import (AROUSAL_HIGH, DIMENSIONS, VALENCE_BOUNDS, classes_from_dims,
-                                                 summarize_dims)
+from exhubert_jax.evaluation.dimensional import (
+    AROUSAL_HIGH,
+    DIMENSIONS,
+    VALENCE_BOUNDS,
+    classes_from_dims,
+    summarize_dims,
+)
 from exhubert_jax.evaluation.predict import Predictor, predict_split
+from exhubert_jax.evaluation.split_caveats import class_counts, split_caveat
 from exhubert_jax.model.config import EMOTION_CLASSES, LABEL_SPACES, HubertConfig
 
 INFERENCE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
@@ -103,9 +114,10 @@ def plot_class_names(result: dict) -> list[str]:
 def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int = 8,
                     data_dir: str | Path | None = None, label_space: str = "emotion",
                     predictor: Predictor | None = None, max_seconds: float | None = None,
-                    input_mode: str = "masked", card: Any = None) -> dict:
+                    input_mode: str = "masked", card: Any = None, progress: bool = False) -> dict:
     """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
-    label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card' (default: the card's)."""
+    label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card' (default: the card's);
+    `progress`: show the utterances done on stderr."""
     from exhubert_jax.data.loading import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
@@ -113,10 +125,11 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
     names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
     p = predict_split(predictor or Predictor(model), params, prepared.split(split), batch_size=batch_size,
                       max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name,
-                      card=card)
+                      card=card, progress=progress)
     y_pred = predicted_classes(model.config, p.logits, p.values)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
-              "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names)}
+              "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names),
+              "caveat": split_caveat(class_counts(p.targets, names))}
     if not model.config.num_labels:
         result["classes_from"] = CLASSES_FROM_DIMS
     fields = prepared.split(split).utterance_fields()
@@ -155,12 +168,16 @@ def input_files(path_or_dir: str | Path) -> list[Path]:
 
 
 def check_audio_path(path: str | Path) -> list[Path]:
-    """input_files of --audio PATH; EvaluationError when the path does not exist or holds no audio file."""
+    """input_files of --audio PATH, checked before any model loads; EvaluationError when the path does not exist or
+    holds no audio file, AudioError when it is one file that check_audio_file refuses (empty, truncated: a folder's
+    bad files are reported one by one as they are read)."""
     if not Path(path).exists():
         raise EvaluationError(f"--audio {path} does not exist")
     files = input_files(path)
     if not files:
         raise EvaluationError(f"no audio files ({', '.join(sorted(INFERENCE_EXTS))}) in {path}")
+    if not Path(path).is_dir():
+        check_audio_file(path)
     return files
 
 
@@ -179,7 +196,7 @@ def chunk_audio(audio: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
 
 
 def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float = 3.0, batch_size: int = 8,
-                  predictor: Predictor | None = None, temperature: float = 1.0) -> list[dict]:
+                  predictor: Predictor | None = None, temperature: float = 1.0, progress: bool = False) -> list[dict]:
     """6-class (or head-class) probabilities for audio files; a bad file yields {'file', 'error'} and the rest run.
 
     Each file is decoded at any sample rate to 16 kHz mono and split into near-equal chunks of at most
@@ -189,8 +206,10 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     its chunk logits averaged with weights proportional to chunk length; probabilities are softmax(logits /
     temperature), the temperature being 1 unless one was fitted on validation data (evaluate.py --calibrate). A
     model with dimensions adds {'dimensions': {name: value}} (averaged alike); a dimensional-only model's 'top' is
-    the class of its arousal and valence.
+    the class of its arousal and valence. `progress`: show the chunks predicted on stderr.
     """
+    from exhubert_jax.process.progress import progress as display
+
     names = model_class_names(model.config)
     chunk_samples = chunk_length(chunk_seconds, EvaluationError)
     if batch_size < 1:
@@ -217,12 +236,15 @@ def predict_audio(model, params, path_or_dir: str | Path, chunk_seconds: float =
     config = model.config
     sums = np.zeros((len(files), config.num_labels + len(config.dimensions)))
     lengths = np.zeros(len(files))
+    bar = display(len(chunks), "predict audio", "chunk", quiet=not progress)
     for owners, x, mask in _length_batches(chunks, batch_size, default_buckets(chunk_seconds)):
         out = predict.outputs(params, x, mask)
         for row, owner in enumerate(owners):
             n = mask[row].sum()
             sums[owner] += n * out[row]
             lengths[owner] += n
+        bar.update(len(owners))
+    bar.close()
     for i, res in enumerate(results):
         if "error" in res:
             continue

@@ -55,6 +55,9 @@ class EmbedOptions:
                                     "C on validation, report test UAR with its bootstrap interval")
     bootstrap: int = option(1000, type=int, check=NON_NEGATIVE, help="--probe: resamples of the test UAR interval")
     seed: int = option(0, type=int, help="--probe: seed of the bootstrap")
+    quiet: bool = option(False, action="store_true",
+                         help="no progress and no 'embedding ...' lines on stderr: only warnings, errors and the "
+                              "results")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +106,10 @@ def embed_corpus(args, embedder, params) -> dict[str, tuple[list, list]]:
         raise EmbeddingError(f"{corpus.name} has no {' or '.join(missing)} split (splits: {', '.join(corpus.splits)})")
     out = {}
     for s in (s for s in wanted if s in corpus.splits):
-        print(f"embedding {corpus.name} ({s})...", file=sys.stderr)
-        out[s] = embed_split(embedder, params, corpus.split(s), args.level, args.chunk_seconds, args.batch_size)
+        if not args.quiet:
+            print(f"embedding {corpus.name} ({s})...", file=sys.stderr)
+        out[s] = embed_split(embedder, params, corpus.split(s), args.level, args.chunk_seconds, args.batch_size,
+                             progress=not args.quiet)
     return out
 
 
@@ -137,19 +142,21 @@ def run_probe(args, parts: dict) -> dict:
 def main(argv=None) -> int:
     """Entry point; 2 for user errors (one line, no traceback)."""
     args = parse_args(argv)
+    from exhubert_jax.data.audio import check_audio_file
     from exhubert_jax.evaluation.scoring import check_audio_path, resolve_checkpoint
     from exhubert_jax.inference import embeddings as emb
     from exhubert_jax.pretrained import from_pretrained
 
+    # the first bad file stops the command: each one is checked (missing, empty, truncated) before the model loads
+    files = None if args.audio is None else [check_audio_file(f) for f in check_audio_path(args.audio)]
     model, params = from_pretrained(resolve_checkpoint(args.checkpoint))
     check(args, model)
     embedder = emb.Embedder(model, args.layer)
     if args.corpus is not None:
         parts = embed_corpus(args, embedder, params)
     else:
-        files = check_audio_path(args.audio)
         parts = {"files": emb.embed_files(embedder, params, files, args.level, args.chunk_seconds,
-                                          args.batch_size)}
+                                          args.batch_size, progress=not args.quiet)}
     arrays = [x for split_arrays, _ in parts.values() for x in split_arrays]
     rows = [r for _, split_rows in parts.values() for r in split_rows]
     written = emb.write_embeddings(args.out, arrays, rows, args.level)

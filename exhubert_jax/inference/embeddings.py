@@ -76,9 +76,11 @@ class Embedder:
 
 
 def embed_audio(embedder: Embedder, params, audios: Sequence[np.ndarray], level: str, chunk_seconds: float = 3.0,
-                batch_size: int = 8) -> tuple[list[np.ndarray], list[int]]:
+                batch_size: int = 8, progress: bool = False) -> tuple[list[np.ndarray], list[int]]:
     """(embeddings, frame counts) of 16 kHz float audio clips: per clip (frames, ...) at frame level or the mean over
-    its frames at utterance level."""
+    its frames at utterance level. `progress`: show the chunks done on stderr (process.progress)."""
+    from exhubert_jax.process.progress import progress as display
+
     if level not in LEVELS:
         raise EmbeddingError(f"level must be one of {LEVELS}, got {level!r}")
     chunk_samples = chunk_length(chunk_seconds, EmbeddingError)
@@ -88,10 +90,13 @@ def embed_audio(embedder: Embedder, params, audios: Sequence[np.ndarray], level:
             owners.append(owner)
             pieces.append(piece)
     parts: list[np.ndarray | None] = [None] * len(pieces)
+    bar = display(len(pieces), "embed", "chunk", quiet=not progress)
     for ids, x, mask in _length_batches(list(enumerate(pieces)), batch_size, default_buckets(chunk_seconds)):
         features, frames = embedder(params, x, mask)
         for row, chunk_id in enumerate(ids):
             parts[chunk_id] = features[row][frames[row]]
+        bar.update(len(ids))
+    bar.close()
     per_clip: list[list[np.ndarray]] = [[] for _ in audios]
     for owner, part in zip(owners, parts):  # chunks in file order
         per_clip[owner].append(part)
@@ -101,13 +106,16 @@ def embed_audio(embedder: Embedder, params, audios: Sequence[np.ndarray], level:
 
 
 def embed_split(embedder: Embedder, params, split, level: str, chunk_seconds: float = 3.0, batch_size: int = 8,
-                group: int = 256) -> tuple[list[np.ndarray], list[dict]]:
+                group: int = 256, progress: bool = False) -> tuple[list[np.ndarray], list[dict]]:
     """(embeddings, index rows {file, split, label, native_label, speaker, frames}) of a prepared split, read
-    `group` utterances at a time."""
+    `group` utterances at a time. `progress`: show the utterances done on stderr (process.progress)."""
     from exhubert_jax.data.audio import from_pcm16
     from exhubert_jax.model.config import EMOTION_CLASSES
+    from exhubert_jax.process.progress import progress as display
 
     arrays, rows = [], []
+    where = " ".join(str(w) for w in (getattr(split, "corpus", None), getattr(split, "name", None)) if w)
+    bar = display(len(split), f"embed {where}".rstrip(), "utterance", quiet=not progress)
     for start in range(0, len(split), group):
         read = split.read_pcm(range(start, min(len(split), start + group)))
         out, counts = embed_audio(embedder, params, [from_pcm16(pcm) for _, pcm in read], level, chunk_seconds,
@@ -116,13 +124,15 @@ def embed_split(embedder: Embedder, params, split, level: str, chunk_seconds: fl
         rows += [{"file": f["path"], "split": split.name, "label": EMOTION_CLASSES[f["label"]],
                   "native_label": f["native_label"], "speaker": f["speaker"] or "", "frames": n}
                  for (f, _), n in zip(read, counts)]
+        bar.update(len(read))
+    bar.close()
     return arrays, rows
 
 
 def embed_files(embedder: Embedder, params, files: Sequence, level: str, chunk_seconds: float = 3.0,
-                batch_size: int = 8) -> tuple[list[np.ndarray], list[dict]]:
+                batch_size: int = 8, progress: bool = False) -> tuple[list[np.ndarray], list[dict]]:
     """(embeddings, index rows) of audio files (any format or rate, decoded to 16 kHz mono); EmbeddingError names
-    the first file that cannot be read."""
+    the first file that cannot be read. `progress`: show the chunks done on stderr."""
     from exhubert_jax.data.audio import load_audio
     from exhubert_jax.data.errors import AudioError
 
@@ -132,7 +142,7 @@ def embed_files(embedder: Embedder, params, files: Sequence, level: str, chunk_s
             audios.append(load_audio(f, SAMPLE_RATE))
         except (AudioError, OSError) as e:
             raise EmbeddingError(f"{f}: {getattr(e, 'reason', None) or e}") from None
-    out, counts = embed_audio(embedder, params, audios, level, chunk_seconds, batch_size)
+    out, counts = embed_audio(embedder, params, audios, level, chunk_seconds, batch_size, progress)
     return out, [{"file": str(f), "split": "", "label": "", "native_label": "", "speaker": "", "frames": n}
                  for f, n in zip(files, counts)]
 

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE
+from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE, check_audio_file
 from exhubert_jax.data.errors import AudioError
 
 WINDOW_S, HOP_S = 3.0, 1.0
@@ -43,10 +43,6 @@ def _decoded_blocks(path: Path, block_s: float) -> Iterator[tuple[np.ndarray, in
 
         yield load_audio(path, SAMPLE_RATE), SAMPLE_RATE
         return
-    shortfall = wav_shortfall(path)
-    if shortfall:
-        handle.close()
-        raise AudioError(str(path), shortfall)
     with handle:
         step = max(1, int(block_s * handle.samplerate))
         while True:
@@ -56,31 +52,12 @@ def _decoded_blocks(path: Path, block_s: float) -> Iterator[tuple[np.ndarray, in
             yield block.mean(axis=1), handle.samplerate
 
 
-def wav_shortfall(path: Path) -> str | None:
-    """Why a RIFF/WAVE file is truncated (its data chunk claims more bytes than the file holds), else None; libsndfile
-    silently reads what is there."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        while len(chunk := f.read(8)) == 8:
-            size = int.from_bytes(chunk[4:], "little")
-            if chunk[:4] == b"data":
-                have = path.stat().st_size - f.tell()
-                unknown = size in (0, 0xFFFFFFFF)  # streaming writers leave the size open
-                return None if unknown or have >= size else (f"truncated: the header promises {size} bytes of "
-                                                             f"samples, the file holds {have}")
-            f.seek(size + (size & 1), 1)
-    return None
-
-
 def stream_audio(path: str | Path, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 blocks of a file; AudioError names the file and the problem (unreadable, truncated)."""
+    """16 kHz mono float32 blocks of a file; AudioError names the file and the problem (missing, truncated: the checks
+    load_audio makes too, in check_audio_file; unreadable, non-finite)."""
     import soxr
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(str(path), "file not found")
+    path = check_audio_file(path)
     resampler, seconds = None, 0.0
     try:
         for block, rate in _decoded_blocks(path, block_s):
@@ -237,15 +214,18 @@ def output_stems(files: Sequence[Path], root: Path, out_dir: Path) -> list[Path]
 
 def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, window_s: float = WINDOW_S,
               hop_s: float = HOP_S, segments: str = "fixed", batch_size: int = 8, chunk_seconds: float = 3.0,
-              predictor=None) -> list[dict]:
-    """Write STEM.csv/.json/.png per file under out_dir: a summary per file, or {'file', 'error'} for a bad one (the
-    others still run). segments: "fixed" windows of window_s every hop_s, or "vad" speech segments. Chunks are padded
-    to the buckets of `evaluate.py --audio --chunk-seconds chunk_seconds`, so both compile the same shapes; with fixed
-    windows, to the one bucket a whole window takes, so the parts between pauses compile no other."""
+              predictor=None, progress: bool = False) -> list[dict]:
+    """Write STEM.csv/.json/.png per file under out_dir, as one set each (timeline_report.write_timeline): a summary
+    per file, or {'file', 'error'} for a bad one (the others still run; a full disk stops all). segments: "fixed"
+    windows of window_s every hop_s, or "vad" speech segments. Chunks are padded to the buckets of `evaluate.py
+    --audio --chunk-seconds chunk_seconds`, so both compile the same shapes; with fixed windows, to the one bucket a
+    whole window takes, so the parts between pauses compile no other. `progress`: show the seconds of audio done on
+    stderr (process.progress)."""
     from exhubert_jax.data.loading.batching import bucket_length, default_buckets
     from exhubert_jax.evaluation.predict import Predictor
     from exhubert_jax.evaluation.scoring import input_files, model_class_names
-    from exhubert_jax.inference.timeline_report import plot_timeline, write_tables
+    from exhubert_jax.inference.timeline_report import write_timeline
+    from exhubert_jax.process.progress import progress as display
 
     window, hop = check_window(window_s, hop_s)
     predict, names, root = predictor or Predictor(model), model_class_names(model.config), Path(path_or_dir)
@@ -253,8 +233,11 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
     if segments == "fixed":
         buckets = (bucket_length(min(window, max(buckets)), buckets),)
     results, files = [], input_files(path_or_dir)
-    for f, stem in zip(files, output_stems(files, root, Path(out_dir))):
-        spans = file_windows(f, window, hop) if segments == "fixed" else vad_spans(f)
+    lengths = [audio_seconds(f) for f in files] if progress else [None] * len(files)
+    total = None if None in lengths else sum(lengths)
+    bar = display(total, "timeline", "audio s", quiet=not progress)
+    for f, stem, length in zip(files, output_stems(files, root, Path(out_dir)), lengths):
+        spans = counted(file_windows(f, window, hop) if segments == "fixed" else vad_spans(f), bar, length)
         try:
             rows = classify(predict, params, spans, names, batch_size, buckets, max(buckets), marker)
         except AudioError as e:
@@ -262,10 +245,36 @@ def timelines(model, params, path_or_dir: str | Path, out_dir: str | Path, *, wi
             continue
         meta = {"file": str(f), "segments": segments, **({"window_s": window_s, "hop_s": hop_s}
                                                           if segments == "fixed" else {})}
-        written = write_tables(rows, names, stem, meta)
-        written.append(plot_timeline(rows, names, stem.with_suffix(".png"), title=f.name))
+        written = write_timeline(rows, names, stem, meta, title=f.name)
         tops = [r["top"] for r in rows]
         results.append({"file": str(f), "duration": rows[-1]["end"], "windows": len(rows),
                         "silence_windows": tops.count(marker), "outputs": [str(p) for p in written],
                         "most_frequent": max(names, key=tops.count)})
+    bar.close()
     return results
+
+
+def audio_seconds(path: Path) -> float | None:
+    """A file's length in seconds as its header gives it; None when soundfile cannot tell (m4a, a damaged file)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - a format soundfile does not open, or a bad file: reported when it is read
+        return None
+    return info.frames / info.samplerate if info.samplerate else None
+
+
+def counted(spans: Iterator[tuple[float, float, np.ndarray | None]], bar,
+            length: float | None) -> Iterator[tuple[float, float, np.ndarray | None]]:
+    """The spans of one file, moving the progress bar to the second each one ends at; when the file is done (or
+    fails), on to its length."""
+    done = 0.0
+    try:
+        for start, end, samples in spans:
+            bar.update(max(0.0, end - done))
+            done = max(done, end)
+            yield start, end, samples
+    finally:
+        if length:
+            bar.update(max(0.0, length - done))

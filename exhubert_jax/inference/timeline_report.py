@@ -1,4 +1,5 @@
-"""A recording's timeline on disk: CSV and JSON with one row per window, and a PNG of the probabilities over time."""
+"""A recording's timeline on disk: CSV and JSON with one row per window, and a PNG of the probabilities over time,
+written as one set (write_timeline)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from exhubert_jax.process.atomic_files import atomic_files
 
 # Arousal x valence: hue for valence (negative blue/red, neutral grey/violet, positive green/amber), low arousal
 # cool and light, high arousal warm and saturated.
@@ -21,18 +24,38 @@ def colours(class_names: Sequence[str]) -> list[str]:
     return [CLASS_COLOURS.get(n, OTHER_COLOURS[i % len(OTHER_COLOURS)]) for i, n in enumerate(class_names)]
 
 
+SUFFIXES = (".csv", ".json", ".png")
+
+
+def output_files(stem: Path) -> list[Path]:
+    """STEM.csv, STEM.json and STEM.png (the suffix added to STEM's name, which may hold dots of its own)."""
+    return [stem.with_name(stem.name + suffix) for suffix in SUFFIXES]
+
+
+def write_timeline(rows: Sequence[dict], class_names: Sequence[str], stem: Path, meta: dict,
+                   title: str = "") -> list[Path]:
+    """STEM.csv, STEM.json and STEM.png as one set: written beside them, then renamed in together, so an error, Ctrl-C
+    or a full disk (one DiskFullError naming STEM.csv) leaves an earlier set as it was and no partial file."""
+    files = output_files(stem)
+    with atomic_files(*files) as tmp:
+        write_tables(rows, class_names, tmp / stem.name, meta)
+        plot_timeline(rows, class_names, tmp / files[2].name, title=title)
+    return files
+
+
 def write_tables(rows: Sequence[dict], class_names: Sequence[str], stem: Path, meta: dict) -> list[Path]:
     """STEM.csv (start, end, a probability per class, top; silence rows have empty probabilities) and STEM.json."""
+    table, doc, _ = output_files(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+    with open(table, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["start_s", "end_s", *class_names, "top"])
         for r in rows:
             probs = r["probabilities"]
             cells = [f"{probs[n]:.6f}" for n in class_names] if probs else [""] * len(class_names)
             out.writerow([f"{r['start']:.3f}", f"{r['end']:.3f}", *cells, r["top"]])
-    stem.with_suffix(".json").write_text(json.dumps({**meta, "class_names": list(class_names), "windows": rows}))
-    return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
+    doc.write_text(json.dumps({**meta, "class_names": list(class_names), "windows": rows}))
+    return [table, doc]
 
 
 def intervals(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:

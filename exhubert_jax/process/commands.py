@@ -1,5 +1,5 @@
-"""The one entry point of every command: a user error is `error: ...` (exit 2), Ctrl-C at any moment is
-`interrupted: ...; nothing half-written` (exit 130), each one line without a traceback.
+"""The one entry point of every command: a user error is `error: ...` (exit 2), Ctrl-C or SIGTERM at any moment is
+`interrupted: ...; nothing half-written` (exit 130, or 143 for SIGTERM), each one line without a traceback.
 
 Every command's `main` is decorated with `command`; its file starts with `if __name__ == "__main__": ...
 run_command(...)`, so Ctrl-C is answered from the first line on, even while its heavy imports run."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import signal
 import sys
 from typing import Callable
 
@@ -16,7 +15,6 @@ from exhubert_jax.errors import ExhubertError
 from exhubert_jax.process import interrupts
 
 USER_ERROR = 2
-INTERRUPTED = 130
 _depth = [0]  # commands running in this process (protocol runs train.py's main inside its own)
 
 
@@ -37,9 +35,16 @@ def prog(module: str) -> str:
 
 
 def interrupted_line(error: BaseException, name: str) -> str:
-    """The one line for a Ctrl-C: what it stopped (an Interrupted's words, else that the command stopped)."""
+    """The one line for a Ctrl-C or SIGTERM: what it stopped (an Interrupted's words, else that the command stopped),
+    naming the signal when it was not Ctrl-C."""
     what = str(error) if isinstance(error, interrupts.Interrupted) and str(error) else f"{name} stopped"
-    return f"interrupted: {what}; nothing half-written"
+    by = "" if interrupts.stop_name() == "Ctrl-C" else f" by {interrupts.stop_name()}"
+    return f"interrupted{by}: {what}; nothing half-written"
+
+
+def interrupted_status() -> int:
+    """The exit status of a stopped command: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM), as a shell reports."""
+    return 128 + interrupts.stop_signal()
 
 
 def settle() -> None:
@@ -75,7 +80,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
                     with interrupts.held(drop=True):  # a second Ctrl-C changes nothing now
                         settle()
                         print(interrupted_line(e, name), file=sys.stderr, flush=True)
-                    return INTERRUPTED
+                    return interrupted_status()
         finally:
             _depth[0] -= 1
 
@@ -83,19 +88,19 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
 
 
 def run_command(module: str, hugepages: bool = False) -> int:
-    """`python -m MODULE` (or `python MODULE.py`): import it with Ctrl-C deferred, run its main, and ignore Ctrl-C
-    while the interpreter shuts down. hugepages: restart once with huge-page malloc first (process.huge_pages)."""
-    if hugepages:
-        from exhubert_jax.process.huge_pages import use_hugepage_malloc
+    """`python -m MODULE` (or `python MODULE.py`): import it with Ctrl-C and SIGTERM deferred, run its main, and
+    ignore both while the interpreter shuts down. hugepages: restart once with huge-page malloc first
+    (process.huge_pages; a stop signal that arrives meanwhile is held back and answered by the restarted process)."""
+    try:
+        with interrupts.deferred(then_ignore=True):
+            if hugepages:
+                from exhubert_jax.process.huge_pages import use_hugepage_malloc
 
-        use_hugepage_malloc()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what deferred() restores: the interpreter's shutdown ignores it
-    with interrupts.deferred():
-        try:
+                use_hugepage_malloc()
             return importlib.import_module(module).main()
-        except KeyboardInterrupt as e:  # during the imports, before main ran
-            print(interrupted_line(e, prog(module)), file=sys.stderr, flush=True)
-            return INTERRUPTED
+    except KeyboardInterrupt as e:  # during the restart or the imports, before main ran
+        print(interrupted_line(e, prog(module)), file=sys.stderr, flush=True)
+        return interrupted_status()
 
 
 def earlier_name(name: str, target: str, hugepages: bool = False) -> Callable[[str], object]:

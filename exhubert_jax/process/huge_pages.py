@@ -13,6 +13,8 @@ import os
 import platform
 import sys
 
+from exhubert_jax.process.interrupts import blocked
+
 TUNABLE = "glibc.malloc.hugetlb=1"
 OPT_OUT = "EXHUBERT_NO_HUGEPAGES"
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -53,7 +55,8 @@ def use_hugepage_malloc() -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    with blocked():  # Ctrl-C or SIGTERM from here on waits, pending, for the restarted process's handlers
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 def hugepage_malloc_active() -> bool:

@@ -1,8 +1,13 @@
-"""Ctrl-C at safe points only: a KeyboardInterrupt raised inside JAX's Python code (a jit trace, a garbage-collection
-callback, Orbax's event loop) can be swallowed ("Exception ignored in _xla_gc_callback") or leave XLA's threads
-running into a crash at exit. While a command runs, SIGINT sets a flag; the KeyboardInterrupt is raised once the main
-thread is back in code outside those libraries, and never inside a `held()` block (a write that must finish). One
-that still lands in a callback whose exceptions Python ignores (a weakref callback) is delivered again."""
+"""Ctrl-C and SIGTERM at safe points only: a KeyboardInterrupt raised inside JAX's Python code (a jit trace, a
+garbage-collection callback, Orbax's event loop) can be swallowed ("Exception ignored in _xla_gc_callback") or leave
+XLA's threads running into a crash at exit. While a command runs, SIGINT and SIGTERM (what SLURM and Kubernetes send on
+preemption) set a flag; the KeyboardInterrupt is raised once the main thread is back in code outside those libraries,
+and never inside a `held()` block (a write that must finish). One that still lands in a callback whose exceptions
+Python ignores (a weakref callback) is delivered again, and one still waiting after REDELIVER_SECONDS is re-sent.
+The signal that stopped the command sets its exit status (128 + its number: 130 for Ctrl-C, 143 for SIGTERM).
+
+`blocked()` holds both signals back across an exec (the huge-page restart): they stay pending in the kernel, and the
+new process receives them once its handlers are in place, so none is lost in between."""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ import importlib.util
 import signal
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 # Libraries whose Python code runs under C++ (XLA, TensorStore) or in callbacks from it.
 UNSAFE_PACKAGES = ("jax", "jaxlib", "flax", "orbax", "tensorstore")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REDELIVER_SECONDS = 0.5  # a deferred stop not raised by then is sent again (in case its return hook was lost)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -28,6 +35,7 @@ class _State:
     installed = 0  # nesting depth of deferred()
     held = 0  # nesting depth of held()
     pending = False  # a Ctrl-C not raised yet
+    signum: int | None = None  # the first stop signal received while installed
     roots: tuple[str, ...] = ()
 
 
@@ -69,15 +77,25 @@ def _unwatch() -> None:
         sys.setprofile(None)
 
 
+def _redeliver() -> None:
+    """Timer thread: send a stop that still waits outside a held() block again (the main thread's handler decides)."""
+    if _State.pending and _State.installed and not _State.held:
+        _thread.interrupt_main(_State.signum or signal.SIGINT)
+
+
 def _defer() -> None:
     """Remember a Ctrl-C; it is delivered again when the main thread returns to a safe frame."""
     _State.pending = True
     if not _State.held:
         sys.setprofile(_watch)
+        timer = threading.Timer(REDELIVER_SECONDS, _redeliver)
+        timer.daemon = True
+        timer.start()
 
 
 def _handle(signum: int, frame: Any) -> None:
-    """SIGINT handler: raise now at a safe point, else remember it."""
+    """SIGINT and SIGTERM handler: raise now at a safe point, else remember it."""
+    _State.signum = _State.signum or signum
     if not _State.held and _safe(frame):
         _State.pending = False
         _unwatch()
@@ -90,33 +108,90 @@ def _rearm(unraisable: Any) -> None:
     __del__) is delivered again instead of being lost; anything else goes to the previous hook."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _State.installed:
         _State.pending = True  # delivered again shortly, from outside this hook
-        threading.Timer(0.01, _thread.interrupt_main, (signal.SIGINT,)).start()
+        threading.Timer(0.01, _thread.interrupt_main, (_State.signum or signal.SIGINT,)).start()
     else:
         _rearm.previous(unraisable)
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Within this block (main thread only; elsewhere a no-op), Ctrl-C is raised at safe points only."""
+def deferred(then_ignore: bool = False) -> Iterator[None]:
+    """Within this block (main thread only; elsewhere a no-op), Ctrl-C and SIGTERM are raised at safe points only;
+    then_ignore: ignore both after it (a command's process shutting down) instead of restoring the handlers before."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     if not _State.roots:
         _State.roots = _package_roots()
-    before, hook = signal.signal(signal.SIGINT, _handle), sys.unraisablehook
+    if not _State.installed:
+        _State.signum = None
+    before, hook = {s: signal.signal(s, _handle) for s in STOP_SIGNALS}, sys.unraisablehook
     if hook is not _rearm:
         _rearm.previous, sys.unraisablehook = hook, _rearm
     _State.installed += 1
     try:
+        _unblock()  # a stop held back across the huge-page restart arrives now, into _handle
         yield
     finally:
         _State.installed -= 1
-        signal.signal(signal.SIGINT, before)
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_IGN if then_ignore else handler)
         if sys.unraisablehook is _rearm and hook is not _rearm:
             sys.unraisablehook = hook
         if not _State.installed:
             _State.pending = False
             _unwatch()
+
+
+def _unblock() -> None:
+    """Unblock the stop signals (a process started inside blocked(), by its exec, receives the pending ones now)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """The stop signals are held back by the kernel in this block (and across an exec in it); the signal mask before
+    it is restored after, and what arrived meanwhile is delivered then."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def stop_signal() -> int:
+    """The signal that stopped the command (SIGINT when none was recorded, e.g. KeyboardInterrupt raised by code)."""
+    return _State.signum or signal.SIGINT
+
+
+def stop_name() -> str:
+    """How the stop is named to the user: Ctrl-C, or the signal's name (SIGTERM)."""
+    signum = stop_signal()
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def checkpoint_requests(enabled: bool = True) -> Iterator[Callable[[], bool]]:
+    """Within this block (main thread), SIGUSR1 (a scheduler's warning before preemption) asks for a checkpoint
+    without stopping; yields `requested()`, which says whether one was asked for since it last said so."""
+    signum = getattr(signal, "SIGUSR1", None) if enabled else None
+    asked = [False]
+
+    def requested() -> bool:
+        was, asked[0] = asked[0], False
+        return was
+
+    if signum is None or threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    before = signal.signal(signum, lambda *_: asked.__setitem__(0, True))
+    try:
+        yield requested
+    finally:
+        signal.signal(signum, before)
 
 
 @contextlib.contextmanager

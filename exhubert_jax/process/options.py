@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
@@ -117,6 +118,8 @@ def problem(f: dataclasses.Field, spec: Spec, value: Any) -> str | None:
     why = None
     if spec.choices is not None and value not in spec.choices:
         why = f"must be one of {', '.join(map(str, spec.choices))}"
+    elif isinstance(value, float) and not math.isfinite(value):  # every number option: nan and inf never work
+        why = "must be a finite number"
     elif spec.check is not None and not spec.check.ok(value):
         why = spec.check.why
     return why and f"{flag_of(f) or f.name} {why}, got {value!r}"
@@ -232,7 +235,23 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None, *classes: Any
         relax_required(parser, {dest for dest, v in values.items() if v not in (None, [], ())})
     args = parser.parse_args(argv)
     args.config_keys = frozenset(values)
+    check_values(args, *classes)
     return args
+
+
+def check_values(args: argparse.Namespace, *classes: Any) -> None:
+    """An OptionsError naming the first declared option whose parsed value cannot work (its flag and the value),
+    read through the option's `parse` where it has one, so a command refuses it before it builds or reads anything;
+    an option left unset (None) is skipped."""
+    for cls in classes:
+        for f, spec in specs(cls):
+            dest = dest_of(f)
+            value = getattr(args, dest, None) if dest else None
+            if value is None:
+                continue
+            why = problem(f, spec, spec.parse(value) if spec.parse is not None else value)
+            if why:
+                raise OptionsError(why)
 
 
 def relax_required(parser: argparse.ArgumentParser, given: set[str]) -> None:

@@ -6,8 +6,11 @@ mean ± sd and the pooled UAR. The command is protocols.runner (python -m exhube
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -161,7 +164,8 @@ def evaluate_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input
     prepared = open_prepared(corpus, data_dir)
     space = stage.label_space if stage.label_space != "auto" else ev.auto_label_space(model.config,
                                                                                     prepared.native_labels)
-    r = ev.evaluate_corpus(model, params, prepared, "test", batch_size, data_dir, space, input_mode=input_mode)
+    r = ev.evaluate_corpus(model, params, prepared, "test", batch_size, data_dir, space, input_mode=input_mode,
+                           progress=not quiet_stage(stage))
     return {"corpus": corpus, "checkpoint": str(checkpoint), "label_space": space, "uar": r["uar"], "n": r["n"],
             "class_names": r["class_names"], "targets": [u["label"] for u in r["utterances"]],
             "preds": [u["pred"] for u in r["utterances"]], "caveat": ev.checkpoint_caveat(checkpoint)}
@@ -185,15 +189,15 @@ def _write_json(path: Path, doc: Any) -> None:
 def run_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode: str, batch_size: int,
               say=print) -> dict[str, Any]:
     """Train (train.py resumes from the stage's checkpoints, or finishes at once when done) and evaluate; a
-    stage with its evaluation written is not run again."""
-    from exhubert_jax.cli import train
-
+    stage with its evaluation written is not run again; quiet (train.py's --quiet), one line for the stage."""
     done = stage.workdir / RESULT
     if done.is_file():
         say(f"protocol: {stage.workdir} done ({stage.column} UAR {json.loads(done.read_text())['uar']:.4f})")
         return json.loads(done.read_text())
-    say(f"protocol: {stage.workdir}: python train.py {' '.join(stage.argv)}")
-    code = train.main(list(stage.argv))
+    quiet = quiet_stage(stage)
+    if not quiet:
+        say(f"protocol: {stage.workdir}: python train.py {' '.join(stage.argv)}")
+    code = train_stage(stage, quiet)
     if code == 130:
         raise KeyboardInterrupt
     if code:
@@ -201,7 +205,32 @@ def run_stage(stage: Stage, corpus: str, data_dir: str | Path | None, input_mode
                             "same command: finished runs are kept")
     result = evaluate_stage(stage, corpus, data_dir, input_mode, batch_size)
     _write_json(done, result)
+    say(f"protocol: {stage.workdir}: {stage.column} UAR {result['uar']:.4f} ({result['n']} utterances of {corpus})")
     return result
+
+
+def quiet_stage(stage: Stage) -> bool:
+    """Whether the stage's train.py arguments (a flag, or its --config file) ask for --quiet."""
+    from exhubert_jax.cli import train
+
+    return bool(train.parse_args(list(stage.argv)).quiet)
+
+
+def train_stage(stage: Stage, quiet: bool) -> int:
+    """train.py's exit code for the stage. Quiet, what it prints on stdout (its validation table, where its models
+    went) is held back, so that a quiet protocol prints one line per run: all of it is printed when the run fails,
+    and its `warning: ...` lines when it does not (its errors go to stderr as they come)."""
+    from exhubert_jax.cli import train
+
+    if not quiet:
+        return train.main(list(stage.argv))
+    held = io.StringIO()
+    with contextlib.redirect_stdout(held):
+        code = train.main(list(stage.argv))
+    lines = held.getvalue().splitlines(keepends=True)
+    if code != 130:
+        sys.stdout.writelines(lines if code else [line for line in lines if line.startswith("warning:")])
+    return code
 
 
 def _plan(mode: str, runs: Sequence[Run]) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from exhubert_jax.data.loading.input_protocol import CardProtocol
 from exhubert_jax.data.loading.prefetch import Prefetch
 from exhubert_jax.evaluation.predict import Predictor, validation_uar
 from exhubert_jax.evaluation.reports import RunLog, plot_uar_curve
-from exhubert_jax.process.interrupts import Interrupted, held
+from exhubert_jax.evaluation.scoring import model_class_names
+from exhubert_jax.evaluation.split_caveats import MARK, split_caveats
+from exhubert_jax.process.interrupts import Interrupted, checkpoint_requests, held
 from exhubert_jax.process.run_folders import BEST, FINAL
 from exhubert_jax.process.workdir_lock import workdir_lock
 from exhubert_jax.training import run_record as runconfig
@@ -47,6 +49,7 @@ class TrainResult:
     resumed_from: int | None
     finished: bool
     early_stopped: bool = False
+    val_caveats: dict[str, str] = dataclasses.field(default_factory=dict)  # corpus -> why its UAR says little
 
 
 def schedule_for(opts: TrainOptions) -> Any:
@@ -96,6 +99,8 @@ class Trainer:
         self.stream = training_stream(train_sources, opts, mesh)  # batches made ahead while the device runs
         self.data_pos = self.stream.state()  # the data position of the last finished step (saved with it)
         self.run_document = run_document(opts, model.config, train_sources, run_info)
+        self.val_caveats = (split_caveats(val_sources, opts.label_space, model_class_names(model.config))
+                            if model.config.num_labels else {})
         self.best: dict | None = None
         self.history: list[dict] = []
         self.resumed_from: int | None = None
@@ -110,22 +115,29 @@ class Trainer:
             runconfig.write_or_check(self.workdir, self.run_document, resuming=self.resumed_from is not None)
         opts = self.opts
         self.monitor = StepMonitor(RunLog(self.workdir, active=self.lead), opts, self.update.unit, self.schedule,
-                                   start, self.ckpts.directory)
+                                   start, self.ckpts)
+        for corpus, caveat in sorted(self.val_caveats.items()):
+            self.say(f"warning: {corpus}, validation split: {caveat} ({MARK} beside its UAR)")
         last_saved = self.resumed_from
         try:
-            for step in range(start + 1, opts.steps + 1):
-                if self.early_stopped:
-                    break
-                self._train_step(step)
-                if step % opts.eval_every == 0 or step == opts.steps:
-                    self._evaluate(step)
-                if step % (opts.checkpoint_every or opts.eval_every) == 0 or step in (opts.steps, opts.stop_after) \
-                        or self.early_stopped:
-                    self._checkpoint(step)
-                    last_saved = step
-                if step == opts.stop_after:
-                    break
-            self.monitor.settle()
+            with checkpoint_requests(enabled=jax.process_count() == 1) as requested:
+                for step in range(start + 1, opts.steps + 1):
+                    if self.early_stopped:
+                        break
+                    self._train_step(step)
+                    if step % opts.eval_every == 0 or step == opts.steps:
+                        self._evaluate(step)
+                    asked = requested()  # SIGUSR1: a scheduler's warning; checkpoint now and go on
+                    if step % (opts.checkpoint_every or opts.eval_every) == 0 or self.early_stopped or asked \
+                            or step in (opts.steps, opts.stop_after):
+                        self._checkpoint(step)
+                        last_saved = step
+                    if asked:
+                        self.say(f"step {step}: checkpoint saved in {self.ckpts.directory} on request (SIGUSR1); "
+                                 "training goes on")
+                    if step == opts.stop_after:
+                        break
+                self.monitor.settle()
         except KeyboardInterrupt:
             raise self._on_interrupt(last_saved) from None
         finally:
@@ -171,8 +183,10 @@ class Trainer:
         self.history.append(dict(step=step, **uars))
         self.monitor.log.write("eval", step, {(f"ccc/{k[:-4]}" if k.endswith(" ccc") else f"uar/{k}"): v
                                               for k, v in uars.items()})
-        self.say(f"step {step}: validation {score_name(self.model.config, '/')} "
-                 + ", ".join(f"{k} {v:.3f}" for k, v in uars.items()))
+        if not self.opts.quiet:  # quiet: the results at the end, not every evaluation
+            self.say(f"step {step}: validation {score_name(self.model.config, '/')} "
+                     + ", ".join(f"{k} {v:.3f}{f' {MARK}' if k in self.val_caveats else ''}"
+                                 for k, v in uars.items()))
         if self.best is None or uars["mean"] > self.best["mean"]:
             self.best = dict(step=step, **uars)
             if self.lead:
@@ -215,7 +229,7 @@ class Trainer:
         return TrainResult(state=self.state, final_uar=self.final_uar, best=self.best, history=self.history,
                            compiles=self.update.compiles.count, eval_compiles=len(self.predictor.compiled_shapes),
                            bucket_shapes=list(self.update.compiles.shapes), resumed_from=self.resumed_from,
-                           finished=finished, early_stopped=self.early_stopped)
+                           finished=finished, early_stopped=self.early_stopped, val_caveats=self.val_caveats)
 
 
 def take_batches(stream: Prefetch, n: int) -> tuple[list, float]:
@@ -243,9 +257,11 @@ def check_devices(batch_size: int, mesh: Mesh | None) -> None:
 
 
 def run_document(opts: TrainOptions, config: Any, train_sources: Mapping[str, Any], run_info: Mapping | None) -> dict:
-    """run.json of a run: its options, model config and the training corpora's fingerprints, with `run_info`."""
+    """run.json of a run: its options, model config and the training corpora's fingerprints and preparation
+    times, with `run_info`."""
     return runconfig.build(run_options(opts), config.to_dict(),
                            {n: getattr(s, "fingerprint", None) for n, s in sorted(train_sources.items())},
+                           prepared={n: getattr(s, "prepared_at", None) for n, s in sorted(train_sources.items())},
                            **dict(run_info or {}))
 
 

@@ -3,22 +3,20 @@ non-finite steps counted, losses, learning rate and throughput logged, the progr
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable
 
 import jax
 
 from exhubert_jax.evaluation.reports import RunLog
+from exhubert_jax.process.progress import progress
 from exhubert_jax.training.step import TrainError
 
 
 def progress_bar(total: int, start: int, unit: str, quiet: bool):
-    """A tqdm bar over the run's steps (disabled when quiet or not on a TTY)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc="train", unit=unit, disable=quiet or not sys.stderr.isatty(),
-                dynamic_ncols=True)
+    """The run's progress over its steps (process.progress: a bar on a terminal, periodic lines in a log or a pipe),
+    shown by the first process only, nothing when quiet."""
+    return progress(total, "train", unit, initial=start, quiet=quiet or jax.process_index() != 0)
 
 
 class StepMonitor:
@@ -75,9 +73,12 @@ class StepMonitor:
         self.bad_in_row += 1
         self.log.write("skip", step, dict(corpora=corpora, **values))
         if self.bad_in_row >= self.opts.max_bad_steps:
+            latest = self.checkpoints.latest_step()
+            kept = (f"no checkpoint was saved before it in {self.checkpoints.directory}" if latest is None else
+                    f"the latest good checkpoint is step {latest} in {self.checkpoints.directory}")
             raise TrainError(f"{self.bad_in_row} consecutive steps had a non-finite loss or gradient (last at "
-                             f"step {step}, corpora {', '.join(corpora)}); stopping. The latest good checkpoint "
-                             f"is in {self.checkpoints}. Lower --lr, set --clip-norm, or check the data.")
+                             f"step {step}, corpora {', '.join(corpora)}); stopping: {kept}. Lower --lr, set "
+                             "--clip-norm, or check the data.")
 
     def _log_train(self, step: int, loss: float, grad_norm: float, per_corpus: dict) -> None:
         """One 'train' log line with the rates since the run (or its resume) began, and the bar's postfix."""

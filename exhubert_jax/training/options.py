@@ -120,7 +120,8 @@ class TrainOptions(LossOptions):
                        help="AdamW peak learning rate (paper 1e-5, demo 2e-3)")
     schedule: str = option("constant", choices=SCHEDULES, stages=TRAINING,
                            help="learning-rate schedule after warm-up (paper: constant)")
-    warmup_steps: int = option(0, type=int, stages=TRAINING, help="linear warm-up from 0 over N updates")
+    warmup_steps: int = option(0, type=int, stages=TRAINING, check=NON_NEGATIVE,
+                               help="linear warm-up from 0 over N updates")
     weight_decay: float = option(0.01, type=float, stages=TRAINING, check=NON_NEGATIVE,
                                  help="AdamW decoupled weight decay on all trainable parameters "
                                       "(torch.optim.AdamW's default)")
@@ -146,7 +147,9 @@ class TrainOptions(LossOptions):
                     "must be two non-negative weights (categorical, dimensional), not both 0"),
         help="loss weight of each task (default 1 each); a corpus adds the losses of the labels it has")
     log_every: int = option(10, flag=False, check=AT_LEAST_1, resumable=True)
-    quiet: bool = option(False, action="store_true", resumable=True, help="no progress bar")
+    quiet: bool = option(False, action="store_true", resumable=True,
+                         help="no progress and no per-evaluation lines: what the model starts from, warnings, "
+                              "errors and the results")
     curve_png: bool = option(False, flag=False, resumable=True)
     stop_after: int | None = option(None, flag=False, resumable=True)  # stop (checkpointed) after this step; tests
 

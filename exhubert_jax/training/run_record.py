@@ -75,10 +75,32 @@ def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[st
     for key in sorted(set(saved.get("model", {})) | set(current.get("model", {}))):
         if saved.get("model", {}).get(key) != current.get("model", {}).get(key):
             diffs.append(f"model {key} (was {saved['model'].get(key)!r}, now {current['model'].get(key)!r})")
-    if saved.get("corpora") != current.get("corpora"):
-        diffs.append(f"corpora or their prepared data (was {sorted(saved.get('corpora', {}))}, now "
-                     f"{sorted(current.get('corpora', {}))}, or a corpus was prepared again)")
-    return diffs
+    return diffs + list(corpus_changes(saved, current))
+
+
+def _prepared(document: Mapping[str, Any], name: str) -> str:
+    """' prepared TIME' of one corpus of a run.json, empty where it is not recorded (older runs and corpora)."""
+    when = (document.get("prepared") or {}).get(name)
+    return f" prepared {when}" if when else ""
+
+
+def corpus_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, str]:
+    """{change: what to do} for each training corpus added, left out or prepared again since a run started; a
+    corpus prepared again is named with its old and new fingerprint (first 12 digits) and preparation time."""
+    was, now = saved.get("corpora") or {}, current.get("corpora") or {}
+    fresh = "or train into a fresh --workdir"
+    out = {}
+    for name in sorted(set(was) | set(now)):
+        if name not in was:
+            out[f"corpus {name} (not among the run's corpora: {', '.join(sorted(was))})"] = f"leave it out, {fresh}"
+        elif name not in now:
+            out[f"corpus {name} (among the run's corpora, now left out)"] = f"name it again, {fresh}"
+        elif was[name] != now[name]:
+            old, new = (f"{str(fp)[:12] if fp else 'none'}{_prepared(doc, name)}"
+                        for fp, doc in ((was[name], saved), (now[name], current)))
+            out[f"corpus {name} was prepared again since the run started (fingerprint was {old}, now {new})"] = \
+                f"prepare it back as it was, {fresh}"
+    return out
 
 
 def write_or_check(workdir: str | Path, document: dict, resuming: bool) -> Path:
@@ -96,9 +118,10 @@ def write_or_check(workdir: str | Path, document: dict, resuming: bool) -> Path:
                                  "it from a copy, or resume into another --workdir")
         diffs = differences(saved, document)
         if diffs:
+            advice = corpus_changes(saved, document).get(diffs[0], "use the original settings to resume, or "
+                                                                       "another --workdir")
             raise RunConfigError(f"{path.parent} was started with other settings: {diffs[0]}"
-                                 + (f" and {len(diffs) - 1} more" if len(diffs) > 1 else "")
-                                 + "; use the original settings to resume, or another --workdir")
+                                 + (f" and {len(diffs) - 1} more" if len(diffs) > 1 else "") + f"; {advice}")
         return path
     return write(path.parent, document)
 

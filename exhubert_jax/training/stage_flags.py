@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from exhubert_jax.adapters import checked_specs
 from exhubert_jax.model.config import EXPANSION_STYLES, PRESETS
 from exhubert_jax.model.expansion_layout import FREEZE_MODES
 from exhubert_jax.model.heads import TASKS
-from exhubert_jax.training.options import STAGE_NAMES, TRAINING, option
+from exhubert_jax.training.options import AT_LEAST_1, NON_NEGATIVE, STAGE_NAMES, TRAINING, option
 
 DTYPES = ("float32", "bfloat16")
 
@@ -35,10 +36,11 @@ class StageFlags:
     task: str = option("categorical", choices=TASKS, stages=TRAINING,
                        help="finetune/transfer: the 6 classes, arousal/valence/dominance regression, or both heads")
     adapter: list[str] | None = option(
-        None, action="append", metavar="SPEC", stages=TRAINING,
+        None, action="append", metavar="SPEC", stages=TRAINING, parse=checked_specs,
         help="finetune/transfer: add an adapter, e.g. lora:r=8,alpha=16,targets=q+v, ia3, bitfit, "
              "bottleneck:size=64,style=houlsby, bbe:copies=1,style=zll (repeat to compose, in order)")
-    copies: int = option(1, type=int, stages=("expand",), help="expand: copies per layer (1 = ExHuBERT, 2 = XLarge)")
+    copies: int = option(1, type=int, check=AT_LEAST_1, stages=("expand",),
+                         help="expand: copies per layer (1 = ExHuBERT, 2 = XLarge)")
     style: str = option("zll", choices=EXPANSION_STYLES, stages=("expand",),
                         help="expand: zll (paper), zero_out (LLaMA Pro) or gated (the released ExHuBERT layout)")
     freeze: str = option("original", choices=FREEZE_MODES,
@@ -49,6 +51,7 @@ class StageFlags:
              "count and id from the flags below, else detected from SLURM, Open MPI, Kubernetes or Cloud TPU "
              "environments)")
     coordinator: str | None = option(None, help="--distributed: HOST:PORT of process 0's coordinator service")
-    num_processes: int | None = option(None, type=int, help="--distributed: number of processes (hosts) in the run")
-    process_id: int | None = option(None, type=int,
+    num_processes: int | None = option(None, type=int, check=AT_LEAST_1,
+                                       help="--distributed: number of processes (hosts) in the run")
+    process_id: int | None = option(None, type=int, check=NON_NEGATIVE,
                                     help="--distributed: this process's id, 0 .. num-processes - 1")

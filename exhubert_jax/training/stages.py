@@ -6,6 +6,7 @@ Each stage takes the parsed command line (an argparse.Namespace with the flags o
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,8 @@ def check_classes(corpora: dict, label_space: str, task: str) -> None:
 
 def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: str | None) -> int:
     """Train over the given corpora and print the final validation table."""
+    import jax
+
     from exhubert_jax.adapters import labels as adapter_labels
     from exhubert_jax.data.loading.devices import make_mesh
     from exhubert_jax.evaluation.reports import uar_table
@@ -192,22 +195,27 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
     mesh = make_mesh()
     unit = "rounds" if opts.update == "round" else "corpus steps"
-    print(f"workdir {workdir}; corpora {', '.join(corpora)}; {count(params, labels):,} trainable "
-          f"({count(params, labels) / 1e6:.2f} M) of {count(params) / 1e6:.2f} M params; {mesh.size} device(s); {opts.steps} {unit}, batch {opts.batch_size}, "
-          f"max {opts.max_seconds} s, lr {opts.lr:g} ({opts.schedule}), eval every {opts.eval_every}, "
-          f"dtype {args.dtype}, input {opts.input_mode}", flush=True)
+    if not opts.quiet:  # quiet: what the model starts from, warnings and the results only
+        print(f"workdir {workdir}; corpora {', '.join(corpora)}; {count(params, labels):,} trainable "
+              f"({count(params, labels) / 1e6:.2f} M) of {count(params) / 1e6:.2f} M params; {mesh.size} device(s); "
+              f"{opts.steps} {unit}, batch {opts.batch_size}, max {opts.max_seconds} s, lr {opts.lr:g} "
+              f"({opts.schedule}), eval every {opts.eval_every}, dtype {args.dtype}, input {opts.input_mode}",
+              flush=True)
     train_sources = {n: c.split("train") for n, c in corpora.items()}
     val_sources = {n: c.split("validation") for n, c in corpora.items()}
     run_info = dict(stage=args.stage, init=init, freeze=args.freeze, adapters=list(model.config.adapters),
                     dtype=args.dtype, remat=args.remat, task=args.task,
                     trainable_params=count(params, labels), total_params=count(params))
     result = train(model, params, labels, train_sources, val_sources, workdir, opts, mesh=mesh, run_info=run_info)
-    print(f"compiled the train step {result.compiles} time(s) for bucket shapes {sorted(set(result.bucket_shapes))}")
-    if result.state.skipped:
-        print(f"skipped {int(result.state.skipped)} step(s) with a non-finite loss or gradient")
+    if not opts.quiet:
+        print(f"compiled the train step {result.compiles} time(s) for bucket shapes "
+              f"{sorted(set(result.bucket_shapes))}")
+    if result.state.skipped and jax.process_index() == 0:  # the others print nowhere
+        print(f"warning: skipped {int(result.state.skipped)} step(s) with a non-finite loss or gradient",
+              file=sys.stderr)
     step = int(result.state.step)
     what = score_name(model.config)
-    print("\n" + uar_table(result.final_uar, f"validation {what} (step {step})"))
+    print("\n" + uar_table(result.final_uar, f"validation {what} (step {step})", result.val_caveats))
     if result.best:
         print(f"\nbest mean validation {what} {result.best['mean']:.4f} at step {result.best['step']} -> {workdir}/best")
     print(f"final model -> {workdir}/final")
@@ -232,6 +240,18 @@ def check_task(task: str, corpora: dict) -> None:
                          f"{', '.join(corpora)} has them (prepare one from a reader or manifest that gives them)")
 
 
+def demo_notice(names: list[str], data_dir: Path, init: str | None) -> str:
+    """The NOTICE of an embedded-demo run: its corpora, the model it starts from (a tiny random-init one with the
+    demo's model overrides, or --init's) and the demo defaults that apply."""
+    if init:
+        model, defaults, overrides = f"the model of --init {init}", {k: v for k, v in DEMO.items() if k != "preset"}, ""
+    else:
+        model, defaults, overrides = "tiny model, random init", DEMO, f" and model overrides {DEMO_OVERRIDES}"
+    return (f"NOTICE: no --corpora given and no real corpora prepared in {data_dir}: training the embedded demo "
+            f"(synthetic corpora {', '.join(names)}, {model}) with demo defaults {defaults}{overrides}. Flags "
+            "override them.")
+
+
 def stage_finetune(args) -> int:
     """Multi-corpus round-robin fine-tuning with the 6-class head, a regression head (--task dimensional) or both."""
     from exhubert_jax.adapters import with_config
@@ -240,9 +260,7 @@ def stage_finetune(args) -> int:
     data_dir = data_dir_of(args)
     names, demo = finetune_corpora(args.corpora, data_dir)
     if demo and args.corpora is None:
-        print(f"NOTICE: no --corpora given and no real corpora prepared in {data_dir}: training the embedded demo "
-              f"(synthetic corpora {', '.join(names)}, tiny model, random init) with demo defaults "
-              f"{DEMO} and model overrides {DEMO_OVERRIDES}. Flags override them.", flush=True)
+        print(demo_notice(names, data_dir, args.init), flush=True)
     if demo:
         ensure_demo(data_dir)
     if not demo and not args.init and not args.random_init:

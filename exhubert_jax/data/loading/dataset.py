@@ -4,7 +4,8 @@ access, no TensorFlow), after checking their version and their files.
 Layout of a prepared corpus under the data dir:
 
     {data_dir}/{corpus}/info.json        the prepare record: current version, its files' sizes, the fingerprint
-                                         of the inputs, the command that rebuilds it, the summary
+                                         of the inputs, when it was prepared, the command that rebuilds it, the
+                                         summary
     {data_dir}/{corpus}/{version}/       a TFDS dataset (dataset_info.json, features.json, metadata.json,
                                          {tfds_name}-{split}.array_record-NNNNN-of-NNNNN)
 """
@@ -201,6 +202,7 @@ class PreparedSplit:
                                 np.float32).reshape(-1, 3) if "dims" in index else None)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
+        self.prepared_at = corpus.record.get("prepared_at")  # when (UTC); None for a corpus prepared before it was kept
         self._source = None
 
     def __len__(self) -> int:

@@ -81,7 +81,8 @@ class PrepareOptions:
     workers: int = option(1, type=int, help="decoding processes (default 1: decoding runs at ~2k files/s already; more "
                                             "helps only for large corpora in heavy formats)")
     force: bool = option(False, action="store_true", help="rebuild even if up to date")
-    no_progress: bool = option(False, action="store_true", help="no progress bar")
+    no_progress: bool = option(False, action="store_true",
+                               help="no progress (a bar on a terminal, else periodic lines on stderr)")
     list_corpora: bool = option(False, flag="--list", action="store_true", help="list the known corpora and exit")
 
 

@@ -79,6 +79,12 @@ class Plan:
                                    f"{self.skipped[-1]['path']}: {self.skipped[-1]['reason']})")
             raise self.error
 
+    def estimated_bytes(self) -> int | None:
+        """About the bytes of every planned example's 16-bit audio, extrapolated from those decoded so far (None
+        before the first)."""
+        lengths = [n for ix in self.index.values() for n in ix["num_samples"]]
+        return 2 * sum(lengths) * len(self.items) // len(lengths) if lengths else None
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-split statistics of what was written."""
         out = {}
@@ -91,14 +97,15 @@ class Plan:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """The JSON line printed last; speaker counts and speaker independence are None when speakers are unknown."""
+        """The JSON line printed last, with every skipped file and its reason; speaker counts and speaker independence
+        are None when speakers are unknown."""
         splits = self.stats()
         independent = self.extra["speaker_independent"]
         known = independent is not None
         per_split = {k: {"n": s["n"], "speakers": s["n_speakers"] if known else None, "classes": s["classes"]}
                      for k, s in splits.items()}
         return {"corpus": self.name, "n_examples": sum(s["n"] for s in splits.values()),
-                "n_skipped": len(self.skipped), "n_dropped": self.n_dropped,
+                "n_skipped": len(self.skipped), "skipped": [dict(s) for s in self.skipped], "n_dropped": self.n_dropped,
                 "split_method": self.extra["split_method"], "speaker_independent": independent,
                 "test_speakers_disjoint": self.extra["test_speakers_disjoint"],
                 **{k: self.extra[k] for k in ("fold", "validation") if k in self.extra}, "splits": per_split}

@@ -1,5 +1,6 @@
 """Writing one corpus as a TFDS dataset {out}/{name}/: built under a temporary folder through its builder, then
-swapped in, unless an intact copy prepared from the same files, labels and options is already there."""
+swapped in (process.atomic_files), unless an intact copy prepared from the same files, labels and options is already
+there. A failure, Ctrl-C or a full disk (one DiskFullError naming the folder) leaves an earlier copy as it was."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import os
 import shlex
 import shutil
 import sys
-import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -23,6 +24,8 @@ from exhubert_jax.data.prepare.plan import Origin, Plan, metadata, speaker_repor
 from exhubert_jax.data.sources.corpora import Corpus, base_name
 from exhubert_jax.data.sources.labels import LabelRule, LabelTable
 from exhubert_jax.data.sources.readers import Utterance
+from exhubert_jax.process.atomic_files import atomic_directory
+from exhubert_jax.process.output_dirs import sized_output
 
 ON_ERROR = ("skip", "stop")
 
@@ -89,15 +92,6 @@ def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, Label
             stat = "missing"
         h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}\n".encode())
     return h.hexdigest()
-
-
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Replace dest by tmp (two renames; the old copy is removed only after the new one is in place)."""
-    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -167,32 +161,30 @@ def write_dataset(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str
 
 def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out: Path, fingerprint: str,
            extra: dict[str, Any], origin: Origin, options: Options) -> Plan:
-    """Build the dataset under a temporary folder and swap it in as {out}/{name}/; the plan it was built from."""
-    from tqdm import tqdm
-
+    """Build the dataset in a temporary folder beside {out}/{name}/ (TFDS's own folders in its .build/, removed
+    before the swap) and swap it in; the plan it was built from."""
     from exhubert_jax.data.prepare.builders import tfds_name, version_parts
+    from exhubert_jax.process.progress import progress
 
     name, version = entry.name, extra["version"]
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    bar = tqdm(total=len(items), desc=f"prepare {name}", unit="file", disable=not options.progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = progress(len(items), f"prepare {name}", "file", quiet=not options.progress)
     try:
-        with decoder(options.workers, len(items)) as decode:
-            plan = Plan(name, items, extra["native_labels"], origin.base, options.on_error, decode, bar,
-                        options.say, sum(extra["dropped"].values()), extra)
-            version_dir = _build(entry, plan, tmp, origin.base)
-        bar.close()
-        final = tmp / "final"
-        final.mkdir()
-        version_dir.rename(final / version)
-        record = {"corpus": name, "tfds_name": tfds_name(name), "version": version, "fingerprint": fingerprint,
-                  "version_parts": version_parts(entry), "reader": entry.reader, "command": origin.command,
-                  "files": file_sizes(final / version), "summary": plan.summary()}
-        (final / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-        _swap_in(final, out / name)
+        with atomic_directory(out / name) as final:
+            build = final / ".build"
+            build.mkdir()
+            with decoder(options.workers, len(items)) as decode:
+                plan = Plan(name, items, extra["native_labels"], origin.base, options.on_error, decode, bar,
+                            options.say, sum(extra["dropped"].values()), extra)
+                with sized_output(out / name, plan.estimated_bytes):  # a full disk: the bytes of all the audio
+                    version_dir = _build(entry, plan, build, origin.base)
+            bar.close()
+            version_dir.rename(final / version)
+            shutil.rmtree(build)
+            record = {"corpus": name, "tfds_name": tfds_name(name), "version": version, "fingerprint": fingerprint,
+                      "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "version_parts": version_parts(entry), "reader": entry.reader, "command": origin.command,
+                      "files": file_sizes(final / version), "summary": plan.summary()}
+            (final / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     finally:
         bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     return plan

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from exhubert_jax.data.errors import DataError, MissingSourceError
-from exhubert_jax.data.sources.readers import READERS, Utterance
+from exhubert_jax.data.sources.readers import READERS, Utterance, read_utf8
 
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}  # our split -> EmoBox's file word
 _FOLD_DIR = re.compile(r"^fold_?(\d+)$")
@@ -68,7 +68,8 @@ def read_list(path: Path, root: str | Path) -> dict[str, Utterance]:
     if not path.is_file():
         raise MissingSourceError(str(path), "EmoBox list")
     out: dict[str, Utterance] = {}
-    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_utf8(path, lambda problem: EmoBoxError(f"{path}: {problem}"))
+    for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:

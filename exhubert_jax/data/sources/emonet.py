@@ -4,11 +4,12 @@ paths relative to the corpus folder), the corpus's own split. Speakers are not p
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from exhubert_jax.data.errors import DataError, ManifestError, MissingSourceError, UnknownCorpusError
 from exhubert_jax.data.sources.corpora import Corpus, get_corpus
-from exhubert_jax.data.sources.readers import Utterance
+from exhubert_jax.data.sources.readers import Utterance, read_utf8
 
 # split -> accepted list-file names, first preferred (EmoNet's training code names the validation list val.csv)
 LISTS = {"train": ("train.csv",), "validation": ("devel.csv", "val.csv"), "test": ("test.csv",)}
@@ -31,17 +32,17 @@ def _list_file(folder: Path, split: str) -> Path:
 
 def _rows(path: Path) -> list[tuple[int, str, str]]:
     """(line number, file, label) of one list file; a bad header or row names the file and line."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; expected the header file,label")
-        rows = []
-        for row in reader:
-            file, label = ((row.get(k) or "").strip() for k in ("file", "label"))
-            if not file or not label:
-                raise ManifestError(str(path), reader.line_num, "empty 'file' or 'label'")
-            rows.append((reader.line_num, file, label))
+    text = read_utf8(path, lambda problem: ManifestError(str(path), None, problem))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; expected the header file,label")
+    rows = []
+    for row in reader:
+        file, label = ((row.get(k) or "").strip() for k in ("file", "label"))
+        if not file or not label:
+            raise ManifestError(str(path), reader.line_num, "empty 'file' or 'label'")
+        rows.append((reader.line_num, file, label))
     if not rows:
         raise ManifestError(str(path), None, "no rows")
     return rows

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from exhubert_jax.data.errors import LayoutError, ManifestError, MissingSourceError
+from exhubert_jax.data.errors import DataError, LayoutError, ManifestError, MissingSourceError
 from exhubert_jax.data.sources.dimensions import DIMENSIONS, SCALES, class_of, normalise, parse_value
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -360,14 +360,19 @@ def read_meld(root: str | Path) -> list[Utterance]:
     return sorted(utts)
 
 
+def read_utf8(path: Path, error: Callable[[str], DataError]) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark dropped); a file in another encoding raises
+    error(problem), the problem naming the first bad byte and the command that converts the file."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise error(f"not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}, as Latin-1 or another "
+                    f"8-bit encoding writes it); save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {path}") from None
+
+
 def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
     """(line number, row dict) of a CSV/TSV or JSONL manifest."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(str(path), None, f"not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}, "
-                            "as Latin-1 or another 8-bit encoding writes it); save it as UTF-8, e.g. "
-                            f"iconv -f latin1 -t utf-8 {path}") from None
+    text = read_utf8(path, lambda problem: ManifestError(str(path), None, problem))
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
         for line, raw in enumerate(text.splitlines(), start=1):
             if raw.strip():
