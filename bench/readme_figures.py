@@ -1,15 +1,16 @@
 """The demo figures the README quotes, measured afresh on this machine (re-run it after every change).
 
-    python bench/readme_figures.py                    # every part: about 17 min on a busy 2-core machine
-    python bench/readme_figures.py --parts masked,card
+    python bench/readme_figures.py                    # every part: about 20 min on a busy 2-core machine
+    python bench/readme_figures.py --parts masked,card --seeds 0,1,2
 
-First the training (train.py --stage finetune --workdir W: best and final validation UAR; a finished run is
-resumed and ends at once), then the parts, each the README's own command: masked and card (evaluate.py --corpus
-demo, --input card), paired (a second run with --seed 1 and the comparison against W), calibrate (--calibrate, on
-a copy of W so that W's own evaluations stay uncalibrated), probe (exhubert_jax.inference.embedding_files --probe logreg on demo-a) and
-protocol (the 2-fold protocol of demo-a and leave-one-corpus-out, in W-protocol/ with data of its own; most of the
-time). Finished runs are reused, so a second call takes seconds. The figures go to stdout, the commands' own
-progress to stderr.
+First the training (train.py --stage finetune --workdir W, and W-seedS with --seed S for each other seed of
+--seeds: best and final validation UAR; a finished run is resumed and ends at once), then the parts, each the
+README's own command: masked and card (evaluate.py --corpus demo, --input card: the range over the seeds, then each
+seed), paired (the seed-1 run compared against W), calibrate (--calibrate, on a copy of W so that W's own
+evaluations stay uncalibrated), probe (exhubert_jax.inference.embedding_files --probe logreg on demo-a) and protocol
+(the 2-fold protocol of demo-a and leave-one-corpus-out, in W-protocol/ with data of its own; most of the time).
+Finished runs are reused, so a second call takes seconds. The figures go to stdout, the commands' own progress to
+stderr.
 """
 
 from __future__ import annotations
@@ -141,10 +142,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", default="runs/demo", help="the demo run (trained here unless finished)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     p.add_argument("--data-dir", default=None, help="prepared data (default as train.py's)")
+    p.add_argument("--seeds", default="0,1", help="training seeds whose test UAR is given as a range (seed 0 trains "
+                   "in --workdir, seed S in WORKDIR-seedS); the other parts use seed 0's run")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
                    help="further train.py flags, e.g. --steps 4 for a quick check of this script (must come last)")
     args = p.parse_args(argv)
     args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    try:
+        args.seeds = sorted({int(s) for s in args.seeds.split(",") if s.strip()} | {0})
+    except ValueError:
+        p.error(f"--seeds: comma-separated integers, got {args.seeds!r}")
     unknown = [s for s in args.parts if s not in PARTS]
     if unknown:
         p.error(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -156,15 +163,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir)
     print(machine_line(), flush=True)
-    print(training(args, workdir), flush=True)  # every other part needs the trained run
-    if "masked" in args.parts:
-        doc = evaluation(args, str(workdir))[0]
-        print(f"test UAR, --input masked: {uars(doc)}\n\n{doc['table'].strip()}", flush=True)
-    if "card" in args.parts:
-        print(f"test UAR, --input card: {uars(evaluation(args, str(workdir), '--input', 'card')[0])}", flush=True)
+    runs = {seed: workdir if seed == 0 else workdir.with_name(f"{workdir.name}-seed{seed}") for seed in args.seeds}
+    for seed, run in runs.items():  # every other part needs the trained runs
+        print(training(args, run, seed=seed), flush=True)
+    for part, extra in (("masked", ()), ("card", ("--input", "card"))):
+        if part in args.parts:
+            docs = {seed: evaluation(args, str(run), *extra)[0] for seed, run in runs.items()}
+            means = [100 * sum(r["uar"] for r in d["results"]) / len(d["results"]) for d in docs.values()]
+            print(f"test UAR, --input {part}, seeds {', '.join(map(str, runs))}: {min(means):.1f}-{max(means):.1f} %"
+                  + "".join(f"\n  seed {seed}: {uars(d)}" for seed, d in docs.items()), flush=True)
+            if part == "masked":
+                print(f"\n{docs[args.seeds[0]]['table'].strip()}", flush=True)
     if "paired" in args.parts:
         seed1 = workdir.with_name(f"{workdir.name}-seed1")
-        print(training(args, seed1, seed=1), flush=True)
+        if 1 not in runs:
+            print(training(args, seed1, seed=1), flush=True)
         doc = evaluation(args, f"{workdir},{seed1}", "--baseline", str(workdir))[0]
         print(doc["table"].strip(), flush=True)
     if "calibrate" in args.parts:

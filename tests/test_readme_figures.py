@@ -16,15 +16,27 @@ def test_prints_each_figure_in_its_format(tmp_path, capsys):
     assert readme_figures.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"machine: .+, \d+ cores; jax \S+", lines[0]), lines[0]
-    assert re.fullmatch(rf"training \({re.escape(str(tmp_path / 'demo'))}, seed 0\): best mean validation UAR "
-                        r"0\.\d{3} at step [12], final 0\.\d{3} at step 2", lines[1]), lines[1]
+    for seed, line in enumerate(lines[1:3]):
+        run = re.escape(str(tmp_path / ("demo" if seed == 0 else "demo-seed1")))
+        assert re.fullmatch(rf"training \({run}, seed {seed}\): best mean validation UAR 0\.\d{{3}} at step [12], "
+                            r"final 0\.\d{3} at step 2", line), line
     corpora = rf"\(demo-a {PCT}, demo-b {PCT}, demo-c {PCT}\)"
-    assert re.fullmatch(rf"test UAR, --input masked: mean {PCT} % {corpora}", lines[2]), lines[2]
+    for part in ("masked", "card"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"test UAR, --input {part}"))
+        assert re.fullmatch(rf"test UAR, --input {part}, seeds 0, 1: {PCT}-{PCT} %", lines[at]), lines[at]
+        for seed in (0, 1):
+            assert re.fullmatch(rf"  seed {seed}: mean {PCT} % {corpora}", lines[at + 1 + seed]), lines[at + 1 + seed]
     assert "| **Average over all datasets** | 54 |" in "\n".join(lines)
-    assert re.fullmatch(rf"test UAR, --input card: mean {PCT} % {corpora}", lines[-1]), lines[-1]
 
 
 def test_unknown_parts_are_refused(capsys):
     with pytest.raises(SystemExit):
         readme_figures.parse_args(["--parts", "masked,cards"])
     assert "unknown cards" in capsys.readouterr().err
+
+
+def test_seeds_always_include_seed_0_and_must_be_integers(capsys):
+    assert readme_figures.parse_args(["--seeds", "2,1"]).seeds == [0, 1, 2]
+    with pytest.raises(SystemExit):
+        readme_figures.parse_args(["--seeds", "one"])
+    assert "--seeds: comma-separated integers" in capsys.readouterr().err
