@@ -11,7 +11,9 @@ With --merge, LoRA, IA3 and BitFit adapters are folded into the weights first, a
 them; adapters that cannot fold in (bottleneck) are refused.
 Every export holds a preprocessor_config.json (Wav2Vec2FeatureExtractor) for the input protocol the model was trained
 with (--input, else the run.json beside the checkpoint, else masked), so pipeline("audio-classification", model=OUT)
-feeds it as training did.
+feeds it as training did, and a README.md model card generated from the model and its run (--license for its front
+matter). SRC may be a Hub id org/name[@revision]. With --push-to-hub ORG/NAME the export, once written and read back,
+is uploaded there (--private, --revision, --commit-message).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import json
 
 from exhubert_jax import adapters
 from exhubert_jax.data.loading.input_protocol import INPUT_MODES
+from exhubert_jax.hub.repos import resolve_checkpoint
 from exhubert_jax.pretrained import from_pretrained
 from exhubert_jax.process.commands import USER_ERROR, command
 from exhubert_jax.process.options import (add_flags, add_positionals, command_parser, option, parse,
                                           require_positionals)
-from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
-from .export import LAYOUTS, export, trained_input_mode
+from . import hub_push
+from .export import LAYOUTS, export, trained_input_mode, verify
 from .peft_io import export_peft
 
 
@@ -65,14 +68,14 @@ class AdapterChoice:
 class Paths:
     """The positional arguments, which a --config file may give instead."""
 
-    src: str | None = option(None, help="exhubert-jax checkpoint directory (params/ + config.json), or a training "
-                                        "workdir (uses best/, else final/)")
+    src: str | None = option(None, help="exhubert-jax checkpoint directory (params/ + config.json), a training "
+                                        "workdir (uses best/, else final/), or a Hub id org/name[@revision]")
     out: str | None = option(None, help="output HF directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """SRC OUT, --config FILE and the declared flags; --peft and --merge exclude each other."""
-    ap = command_parser(__doc__.splitlines()[0], ExportOptions)
+    ap = command_parser(__doc__.splitlines()[0], ExportOptions, hub_push.HubOptions)
     add_positionals(ap, Paths)
     add_flags(ap.add_mutually_exclusive_group(), AdapterChoice)
     return ap
@@ -81,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The parsed command line over --config's values (flags win); SRC and OUT are required from either."""
     ap = build_parser()
-    args = parse(ap, argv, ExportOptions, AdapterChoice, Paths)
+    args = parse(ap, argv, ExportOptions, AdapterChoice, Paths, hub_push.HubOptions)
     if args.peft and args.merge:  # one or both from the file (argparse refuses both flags itself)
         ap.error("argument --merge: not allowed with argument --peft")
     require_positionals(ap, args, Paths)
@@ -92,8 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     args = parse_args(argv)
+    hub_push.check(args)  # before any work
     try:
-        src, which = resolve_checkpoint_dir(args.src)
+        src, which = resolve_checkpoint(args.src)
         if which:
             print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
         model, params = from_pretrained(src)
@@ -101,13 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.merge:
             params, config, folded = adapters.merge_all(params, config)
         input_mode = args.input or trained_input_mode(src) or "masked"
+        card = {"source": src, "input_mode": input_mode, "license": args.license, "where": args.push_to_hub}
         if args.peft:
-            out = export_peft(params, config, args.out, source=src, input_mode=input_mode)
+            out = export_peft(params, config, args.out, **card)
         else:
-            out = export(params, config, args.out, args.layout, source=src, input_mode=input_mode)
+            out = export(params, config, args.out, args.layout, **card)
+        del params
+        tensors = verify(out)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return USER_ERROR
+    url = hub_push.push(out, args, "PyTorch") if args.push_to_hub else None
+    if url:
+        print(f"pushed {out} to {url}", file=sys.stderr)
     print(json.dumps({"src": str(src), "out": str(out), "layers": config.total_layers,
-                      "style": config.expansion_style or "plain", "merged_adapters": folded, "input": input_mode}))
+                      "style": config.expansion_style or "plain", "merged_adapters": folded, "input": input_mode,
+                      "tensors": tensors, **({"url": url} if url else {})}))
     return 0

@@ -18,13 +18,14 @@ import numpy as np
 from exhubert_jax import adapters
 from exhubert_jax.adapters.registry import TARGETS, lookup, options_of
 from exhubert_jax.errors import ExhubertError
+from exhubert_jax.hub.mapping import fold_heads, split_heads
+from exhubert_jax.hub.torch_io import read_weight_file, tensor_bytes, write_safetensors
 from exhubert_jax.model import expansion_layout as spec
 from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.process.atomic_files import atomic_directory
 
+from . import model_card
 from .export import export
-from .mapping import fold_heads, split_heads
-from .torch_io import read_weight_file, tensor_bytes, write_safetensors
 from .zll_export import has_linears
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, BASE_DIR = "adapter_config.json", "adapter_model.safetensors", "base"
@@ -102,10 +103,11 @@ def lora_state_dict(config: HubertConfig, pairs: dict, params: dict) -> dict[str
 
 
 def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: str | Path | None = None,
-                input_mode: str = "masked") -> Path:
-    """Write the peft LoRA adapter into `out` and the HF base (config.json, model.safetensors, the feature extractor
-    of `input_mode`) into `out`/base; the folder appears whole or not at all (a full disk is one DiskFullError
-    naming `out`), and `source` is never overwritten."""
+                input_mode: str = "masked", license: str | None = None, where: str | None = None) -> Path:
+    """Write the peft LoRA adapter and its model card (README.md: `license`, loaded from `where`, default `out`) into
+    `out` and the HF base (config.json, model.safetensors, the feature extractor of `input_mode`) into `out`/base;
+    the folder appears whole or not at all (a full disk is one DiskFullError naming `out`), and `source` is never
+    overwritten."""
     base, base_config, pairs = split_lora(params, config)
     leftover = [s for s in base_config.adapters if lookup(s.partition(":")[0]).structural]
     if leftover:
@@ -113,10 +115,13 @@ def export_peft(params: dict, config: HubertConfig, out: str | Path, *, source: 
                         "(with optional ia3/bitfit) models with --peft")
     final, lora = Path(out).absolute(), lora_state_dict(config, pairs, params)
     with atomic_directory(final, *([source] if source else []), needed=tensor_bytes(base, lora)) as tmp:
-        export(base, base_config, tmp / BASE_DIR, input_mode=input_mode)
+        export(base, base_config, tmp / BASE_DIR, input_mode=input_mode, license=license,
+               where=f"{where or out}/{BASE_DIR}")
         write_safetensors(lora, tmp / ADAPTER_WEIGHTS)
         with open(tmp / ADAPTER_CONFIG, "w") as f:
             json.dump(adapter_config(config, str(final / BASE_DIR)), f, indent=2)
+        model_card.write(tmp, model_card.Card("peft", config, input_mode, where or str(out),
+                                              Path(source) if source else None, license))
     return Path(out)
 
 

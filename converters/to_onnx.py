@@ -4,6 +4,9 @@ Usage: python -m converters.to_onnx SRC OUT.onnx [--embedding] [--no-mask] [--op
 The graph takes input_values (batch, samples) float32 and attention_mask (batch, samples) int64, both axes
 dynamic, and gives logits (batch, classes), plus the pooled embedding (batch, classifier_proj_size) with
 --embedding. LoRA and IA3 adapters are merged first; models the PyTorch export cannot express are refused.
+SRC may be a Hub id org/name[@revision]. A model card goes beside OUT as README.md (as OUT.README.md where a
+README.md of something else is there); with --push-to-hub ORG/NAME the file, its .data and the card, once written
+and verified, are uploaded there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from exhubert_jax import adapters
 from exhubert_jax.errors import ExhubertError, one_line
+from exhubert_jax.hub.repos import resolve_checkpoint
 from exhubert_jax.model.config import HubertConfig
 from exhubert_jax.pretrained import from_pretrained, load_config
 from exhubert_jax.process.atomic_files import atomic_files
@@ -36,9 +40,9 @@ from exhubert_jax.process.output_dirs import sized_output
 from exhubert_jax.process.commands import USER_ERROR, command
 from exhubert_jax.process.options import (add_flags, add_positionals, command_parser, option, parse,
                                           require_positionals)
-from exhubert_jax.process.run_folders import resolve_checkpoint_dir
 
-from .export import export
+from . import hub_push, model_card
+from .export import export, trained_input_mode
 from .onnx_io import EMBEDDING, INPUTS, LOGITS, jax_outputs, run, session
 
 OPSET = 18
@@ -215,25 +219,39 @@ def verify(out: Path, model, params: dict, mask: bool, shown: Path | None = None
     return diff
 
 
+def card_file(out: Path) -> Path:
+    """Where an ONNX export's model card goes: README.md beside it, unless a README.md that no export wrote is
+    there (then OUT.README.md, and that README.md is left alone)."""
+    readme = out.with_name(model_card.CARD)
+    return readme if not readme.exists() or model_card.is_ours(readme) else out.with_name(f"{out.name}.README.md")
+
+
 def export_onnx(params: dict, config: HubertConfig, out: str | Path, *, embedding: bool = False, mask: bool = True,
-                opset: int = OPSET, model=None) -> dict:
-    """Export to `out` and run ONNX's checker, and with `model` (the JAX model of `params`) verify the file against
-    it: a summary (files, sizes, inputs, outputs, merged adapters, the difference). The files are written and
-    checked beside `out` and only then renamed onto it (a stale OUT.data removed), so a refused export, a full disk
-    (one DiskFullError naming `out` and the bytes it needs) or Ctrl-C leaves an earlier export as it was."""
+                opset: int = OPSET, model=None, source: str | Path | None = None, input_mode: str = "masked",
+                license: str | None = None, where: str | None = None) -> dict:
+    """Export to `out` with its model card (card_file; `source`, the checkpoint, for its run; `license`; `where` the
+    Hub repo it goes to) and run ONNX's checker, and with `model` (the JAX model of `params`) verify the file
+    against it: a summary (files, sizes, inputs, outputs, merged adapters, the difference). The files are written
+    and checked beside `out` and only then renamed onto it (a stale OUT.data removed), so a refused export, a full
+    disk (one DiskFullError naming `out` and the bytes it needs) or Ctrl-C leaves an earlier export as it was."""
     out, original = Path(out), params
     params, config, folded = exportable(params, config)
     graph = graph_module(load_torch(params, config), embedding)
     program = trace(graph, config, mask, embedding, opset)
     del graph
-    summary = {}
-    with atomic_files(out, data_file(out)) as tmp:
+    summary, card = {}, card_file(out)
+    inputs = tuple(INPUTS if mask else INPUTS[:1])
+    with atomic_files(out, data_file(out), card) as tmp:
         files = save(program, tmp / out.name)
         del program
         check(files[0], shown=out)
         if model is not None:
             summary["max_abs_logit_diff_vs_jax"] = verify(files[0], model, original, mask, shown=out)
         written = sum(f.stat().st_size for f in files)
+        model_card.write(tmp, model_card.Card("onnx", config, input_mode, where or str(out),
+                                              Path(source) if source else None, license, onnx_inputs=inputs,
+                                              file=out.name), card.name)
+    files.append(card)
     return {"out": str(out), "files": [str(out.with_name(f.name)) for f in files], "bytes": written,
             "inputs": list(INPUTS if mask else INPUTS[:1]), "outputs": [LOGITS, EMBEDDING] if embedding else [LOGITS],
             "opset": opset, "style": config.expansion_style or "plain", "layers": config.total_layers,
@@ -255,8 +273,8 @@ class OnnxOptions:
 class Paths:
     """The positional arguments, which a --config file may give instead."""
 
-    src: str | None = option(None, help="exhubert-jax checkpoint directory, or a training workdir (uses best/, else "
-                                        "final/)")
+    src: str | None = option(None, help="exhubert-jax checkpoint directory, a training workdir (uses best/, else "
+                                        "final/), or a Hub id org/name[@revision]")
     out: str | None = option(None, help="the .onnx file to write (weights go to OUT.data beside it past 2 GB)")
 
 
@@ -265,13 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap = command_parser(__doc__.splitlines()[0])
     add_positionals(ap, Paths)
     add_flags(ap, OnnxOptions)
+    add_flags(ap, hub_push.HubOptions)
     return ap
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The parsed command line over --config's values (flags win); SRC and OUT are required from either."""
     ap = build_parser()
-    args = parse(ap, argv, OnnxOptions, Paths)
+    args = parse(ap, argv, OnnxOptions, Paths, hub_push.HubOptions)
     require_positionals(ap, args, Paths)
     return args
 
@@ -280,16 +299,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     args = parse_args(argv)
+    hub_push.check(args)  # before any work
     try:
-        src, which = resolve_checkpoint_dir(args.src)
+        src, which = resolve_checkpoint(args.src)
         if which:
             print(f"{args.src} is a training workdir: exporting its {which}/ checkpoint {src}", file=sys.stderr)
         check_exportable(load_config(src))
         model, params = from_pretrained(src)
         summary = export_onnx(params, model.config, args.out, embedding=args.embedding, mask=not args.no_mask,
-                              opset=args.opset, model=None if args.no_verify else model)
+                              opset=args.opset, model=None if args.no_verify else model, source=src,
+                              input_mode=trained_input_mode(src) or "masked", license=args.license,
+                              where=args.push_to_hub)
     except (ExhubertError, OSError) as e:
         print(f"error: {args.src}: {e}" if isinstance(e, OnnxExportError) else f"error: {e}", file=sys.stderr)
         return USER_ERROR
+    if args.push_to_hub:
+        files = [Path(f) for f in summary["files"]]
+        with hub_push.staged({(model_card.CARD if f == files[-1] else f.name): f for f in files}) as folder:
+            summary["url"] = hub_push.push(folder, args, "ONNX")
+        print(f"pushed {', '.join(map(str, files))} to {summary['url']}", file=sys.stderr)
     print(json.dumps({"src": str(src), **summary}))
     return 0

@@ -1,4 +1,5 @@
-"""The config.json of an export with layout Linears (model_type "exhubert", loaded through trust_remote_code) and back."""
+"""The config.json of an export with layout Linears (model_type "exhubert", loaded through trust_remote_code) and the
+PyTorch code that goes with it; reading such a config.json back is exhubert_jax.hub.exhubert_config's."""
 
 from __future__ import annotations
 
@@ -6,29 +7,21 @@ import shutil
 from pathlib import Path
 
 from exhubert_jax.adapters import check_plain
-from exhubert_jax.errors import ExhubertError
+from exhubert_jax.hub.exhubert_config import (  # noqa: F401 - kept here
+    LABEL_KEYS,
+    MODEL_TYPE,
+    ExportConfigError,
+    hubert_config_dict,
+    linear_positions,
+)
 from exhubert_jax.model import expansion_layout as spec
 from exhubert_jax.model.config import HubertConfig, to_hf_config
 
-MODEL_TYPE = "exhubert"
 ARCHITECTURE = "ExHubertForSequenceClassification"
 # Self-contained PyTorch code copied into each export; auto_map points transformers' Auto classes at it.
 CODE_FILES = ("configuration_exhubert.py", "modeling_exhubert.py")
 AUTO_MAP = {"AutoConfig": "configuration_exhubert.ExHubertConfig",
             "AutoModelForAudioClassification": f"modeling_exhubert.{ARCHITECTURE}"}
-LABEL_KEYS = ("id2label", "label2id")
-
-
-class ExportConfigError(ExhubertError, ValueError):
-    """An exhubert config.json that does not describe a model we can convert."""
-
-
-def linear_positions(n_layers: int, copies: int, style: str | None) -> dict[str, list[int]]:
-    """Indices into the flattened PyTorch encoder.layers of the layers followed by a Linear with a skip
-    ("zll_layers") and by one without ("gate_layers"), from the layout."""
-    slots = spec.linear_slots(n_layers, copies, style)
-    return {"zll_layers": [s.position for s in slots if s.rule.skip],
-            "gate_layers": [s.position for s in slots if not s.rule.skip]}
 
 
 def has_linears(config: HubertConfig) -> bool:
@@ -55,22 +48,3 @@ def copy_code(out: Path) -> None:
     here = Path(__file__).parent
     for name in CODE_FILES:
         shutil.copyfile(here / name, out / name)
-
-
-def hubert_config_dict(data: dict, where: str = "config.json") -> dict:
-    """The transformers HuBERT config dict (with exhubert_expansion) that an exhubert config.json describes."""
-    missing = [k for k in ("encoder", "zll_layers", "expansion") if data.get(k) is None]
-    if missing:
-        raise ExportConfigError(f"{where}: model_type {MODEL_TYPE!r} but no {', '.join(missing)}")
-    expansion = data["expansion"]
-    layers = int(expansion["original_layers"]) * (1 + int(expansion["copies"]))
-    if data["encoder"].get("num_hidden_layers") != layers:
-        raise ExportConfigError(f"{where}: encoder.num_hidden_layers {data['encoder'].get('num_hidden_layers')} does "
-                                f"not match expansion {expansion} ({layers} layers)")
-    out = {**data["encoder"], **{k: data[k] for k in LABEL_KEYS if data.get(k)}, "exhubert_expansion": expansion}
-    want = linear_positions(int(expansion["original_layers"]), int(expansion["copies"]), expansion["style"])
-    for key, positions in want.items():
-        if list(data.get(key) or []) != positions:
-            raise ExportConfigError(f"{where}: {key} {data.get(key)} is not the layout of expansion {expansion} "
-                                    f"(expected {positions})")
-    return out

@@ -4,7 +4,7 @@ import importlib
 
 # Imported on first use, so that a command (exhubert_jax.cli) starts without JAX and answers Ctrl-C at once.
 _LAZY = {
-    "from_pretrained": "pretrained", "save_pretrained": "pretrained",
+    "from_pretrained": "hub.repos", "save_pretrained": "pretrained",  # from_pretrained takes Hub ids too
     **dict.fromkeys(("HubertConfig", "from_hf_config", "preset", "to_hf_config"), "model.config"),
     **dict.fromkeys(("EncoderOutput", "HubertForSequenceClassification", "HubertModel", "HubertOutput"),
                     "model.hubert"),

@@ -3,6 +3,7 @@ checkpoint whose config records adapters loads as the wrapped model (exhubert_ja
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -119,9 +120,8 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
     needed = sum(int(np.size(x)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(params))
     try:
         with atomic_directory(path, needed=needed) as tmp, held():  # Ctrl-C: once complete, then discarded
-            with quiet_orbax(), ocp.StandardCheckpointer(**options) as ckptr:
-                ckptr.save(tmp / PARAMS_DIR, params)
-                ckptr.wait_until_finished()
+            with quiet_orbax(), tree_checkpointer(**options) as ckptr:
+                ckptr.save(tmp / PARAMS_DIR, args=ocp.args.PyTreeSave(params))
             config.save(tmp / CONFIG_FILE)
             _carry_over(path, tmp)
     except Exception as e:  # disk full, permissions, a file system error inside Orbax/TensorStore
@@ -130,6 +130,34 @@ def save_pretrained(path: str | os.PathLike, model_or_config, params: dict, *, o
         raise CheckpointWriteError(f"cannot write checkpoint {path} ({cause}); free space or fix the permissions and "
                                    "run the command again") from e
     return path
+
+
+class _OneSingletonWriteAtATime(ocp.type_handlers.NumpyHandler):
+    """Orbax's numpy handler, writing the arrays that have an axis of length 1 one after another: TensorStore writes
+    other arrays straight from the caller's memory but copies such an array first, and the stacked copies of a model
+    expanded with one copy per layer (L, 1, ...) are half of it (if Orbax renames the method, all are written at
+    once again, as Orbax does)."""
+
+    async def _open_and_write(self, value, tspec, ts_context):
+        if 1 not in np.shape(value):
+            return await super()._open_and_write(value, tspec, ts_context)
+        self._serial = getattr(self, "_serial", None) or asyncio.Lock()  # made in the save's event loop
+        async with self._serial:
+            return await super()._open_and_write(value, tspec, ts_context)
+
+
+def tree_checkpointer(**options) -> ocp.Checkpointer:
+    """A synchronous Orbax checkpointer of parameter trees (what StandardCheckpointer reads) that holds no second
+    copy of the parameters while it writes them. By default Orbax copies host arrays first (so that a caller may
+    change them during an asynchronous save; save_pretrained returns only when the save is done), and compresses
+    each array into a buffer of its own before writing it: float weights shrink by under 10 % that way (7.6 % on
+    HuBERT Large-shaped random weights), and either copy doubles the memory a model needs while it is written."""
+    handlers = ocp.type_handlers
+    registry = handlers.create_type_handler_registry(
+        *((kind, handlers.get_type_handler(kind)) for kind in (int, float, np.number, jax.Array)),
+        (np.ndarray, _OneSingletonWriteAtATime(deepcopy_host_arrays=False)))
+    handler = ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=False, **options)
+    return ocp.Checkpointer(handler, **options)
 
 
 def _carry_over(old: Path, new: Path) -> None:
@@ -157,7 +185,8 @@ def load_config(path: str | os.PathLike) -> HubertConfig:
 
 
 def from_pretrained(path: str | os.PathLike, *, dtype=None, remat: bool = False):
-    """Load (model, params) from a directory written by save_pretrained or converters.torch_to_flax."""
+    """Load (model, params) from a directory written by save_pretrained or converters.torch_to_flax (Hub ids:
+    exhubert_jax.from_pretrained, which is exhubert_jax.hub.repos.from_pretrained)."""
     path = Path(path).absolute()
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")

@@ -273,7 +273,7 @@ def test_peft_round_trip(tmp_path, hf_tiny):
     assert flax_to_torch.main([str(tmp_path / "ours"), str(tmp_path / "peft"), "--peft"]) == 0
     assert {p.name for p in (tmp_path / "peft").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
     assert {p.name for p in (tmp_path / "peft" / "base").iterdir()} == {"config.json", "model.safetensors",
-                                                                      "preprocessor_config.json"}
+                                                                      "preprocessor_config.json", "README.md"}
     base = TorchSeqCls.from_pretrained(tmp_path / "peft" / "base")
     assert not any("lora" in name for name, _ in base.named_parameters())
     peft_model = PeftModel.from_pretrained(base, tmp_path / "peft").eval()

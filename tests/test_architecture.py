@@ -11,8 +11,8 @@ PACKAGES = ("exhubert_jax", "converters")
 ROOT_SCRIPTS = ("train", "evaluate")
 # Lowest first; a layer imports only layers before it (and itself). The top-level `exhubert_jax` names are lazy
 # and the three earlier command names (protocol, embed, expansion) are entry points, so neither is a layer.
-LAYERS = ("errors", "process", "data", "model", "adapters", "pretrained", "evaluation", "training", "inference",
-          "cli", "protocols", "converters")
+LAYERS = ("errors", "process", "data", "model", "adapters", "pretrained", "hub", "evaluation", "training",
+          "inference", "cli", "protocols", "converters")
 ENTRY_POINTS = ("exhubert_jax", "exhubert_jax.protocol", "exhubert_jax.embed", "exhubert_jax.expansion")
 
 

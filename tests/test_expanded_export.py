@@ -66,7 +66,7 @@ def test_export_parity_and_round_trip(tmp_path, style, copies, stable):
     if style == "zll":
         assert hf["model_type"] == "exhubert" and hf["architectures"] == ["ExHubertForSequenceClassification"]
         assert hf["encoder"]["num_hidden_layers"] == config.total_layers and hf["zll_layers"] == [1, 3]
-        written = ["config.json", "model.safetensors", "preprocessor_config.json", *CODE_FILES]
+        written = ["README.md", "config.json", "model.safetensors", "preprocessor_config.json", *CODE_FILES]
         assert sorted(p.name for p in out.iterdir()) == sorted(written)
     else:
         assert hf["architectures"] == ["HubertForSequenceClassification"]

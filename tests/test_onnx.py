@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import onnx
 import pytest
+import yaml
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from converters import to_onnx
@@ -81,7 +82,10 @@ def exported(tmp_path_factory):
 
 def test_cli_writes_a_checked_file_with_dynamic_axes(exported):
     path, model, _, summary = exported
-    assert summary["files"] == [str(path)] and summary["bytes"] == path.stat().st_size
+    assert summary["files"] == [str(path), str(path.with_name("README.md"))]
+    assert summary["bytes"] == path.stat().st_size
+    card = path.with_name("README.md").read_text()
+    assert yaml.safe_load(card.split("---\n")[1])["library_name"] == "onnx" and "model.onnx" in card
     assert summary["inputs"] == ["input_values", "attention_mask"] and summary["outputs"] == [LOGITS, EMBEDDING]
     assert summary["style"] == "gated" and summary["layers"] == 4
     assert [s.partition(":")[0] for s in summary["merged_adapters"]] == ["lora"]

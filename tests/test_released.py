@@ -265,3 +265,39 @@ def test_lora_on_the_converted_release_trains_lora_the_copies_linears_and_head(r
     assert flat["hubert/encoder/expansion/gate/kernel"] == "frozen"
     assert any("expansion/layers" in k for k in trainable) and any(k.startswith("hubert/encoder/layers") for k in
                                                                       trainable)
+
+
+def test_the_release_converts_and_trains_without_layerdrop(tmp_path, capsys):
+    """The released config.json says layerdrop 0.1, its code never drops a layer: the conversion turns LayerDrop off
+    and says so, a training-mode forward draws no LayerDrop (with the old 0.1 some keys skip a layer), a transfer
+    step keeps it off, and a gated model that still has LayerDrop is refused unless --layerdrop asks for it."""
+    from argparse import Namespace
+
+    from exhubert_jax.training.stages import UsageError, with_layerdrop
+
+    save_released(build_replica(seed=4, layerdrop=0.1), tmp_path / "hub")
+    assert torch_to_flax.main([str(tmp_path / "hub"), str(tmp_path / "jax")]) == 0
+    out = capsys.readouterr().out
+    assert "ignored config key layerdrop: 0.1 in config.json" in out and "LayerDrop off" in out
+    model, params = from_pretrained(tmp_path / "jax")
+    assert model.config.layerdrop == 0.0
+    audio, mask = padded_batch((4000, 3100))
+    quiet = model.config.replace(mask_time_prob=0.0)  # no SpecAugment: LayerDrop is what is left to draw
+
+    def differs(config) -> list[bool]:
+        """For 16 dropout keys: whether a training-mode forward differs from the deterministic one."""
+        net = build(config)
+        want = np.asarray(net.apply({"params": params}, audio, mask.astype(np.int32)).logits)
+        return [not np.allclose(want, net.apply({"params": params}, audio, mask.astype(np.int32), deterministic=False,
+                                                rngs={"dropout": jax.random.PRNGKey(k)}).logits, atol=1e-6)
+                for k in range(16)]
+
+    assert not any(differs(quiet)) and any(differs(quiet.replace(layerdrop=0.1)))
+    transfer_from_release((None, tmp_path), tmp_path)
+    trained, _ = from_pretrained(tmp_path / "tr" / "final")
+    assert trained.config.layerdrop == 0.0
+    old = build(model.config.replace(layerdrop=0.1))  # a release converted before LayerDrop was turned off
+    with pytest.raises(UsageError, match="--layerdrop 0 to train as they did"):
+        with_layerdrop(Namespace(layerdrop=None), old)
+    assert with_layerdrop(Namespace(layerdrop=0.1), old).config.layerdrop == 0.1
+    assert with_layerdrop(Namespace(layerdrop=0.0), old).config.layerdrop == 0.0
