@@ -208,3 +208,73 @@ def test_prefetch_raises_the_streams_error_in_the_consumer():
 
     with pytest.raises(DataError, match="corpus x: unreadable"):
         next(Prefetch(Broken(), depth=2))
+
+
+class Imbalanced(ListSource):
+    """ListSource with skewed classes: of 60 examples, 40 of class 0, 14 of class 3, 5 of class 4, 1 of class 5
+    (none of 1 and 2); native index = class % 2."""
+
+    def __init__(self, corpus="skew", seed=0):
+        super().__init__(lengths(60, seed, lo=2000, hi=6000), corpus, seed)
+        for item, label in zip(self.items, [0] * 40 + [3] * 14 + [4] * 5 + [5]):
+            item["label"], item["native_index"] = label, label % 2
+
+
+def test_balanced_sampling_draws_every_class_equally_often():
+    """Each epoch fills its 63 slots (9 batches of 7) with the 4 classes present, 15 or 16 each: within one of
+    uniform per epoch, the extra slots going to classes at random. Over E epochs a class's count is E x 15 plus a
+    Binomial(E, 3/4) number of extras, so it stays within 5 standard deviations (5 x sqrt(E x 3/16)) of the mean
+    E x 63/4 (a failure by chance has probability below 1e-6); natural sampling stays as skewed as the corpus."""
+    src = Imbalanced()
+    it = train_batches(src, batch_size=7, max_seconds=0.25, seed=4)
+    it_balanced = type(it)(src, 7, 0.25, seed=4, sampling="balanced")
+    classes = np.array([item["label"] for item in src.items])
+    epochs = 400
+    counts = np.zeros((epochs, 6), np.int64)
+    for e in range(epochs):
+        order, _ = it_balanced.plan(e)
+        counts[e] = np.bincount(classes[order.ravel()], minlength=6)
+    present = [0, 3, 4, 5]
+    assert counts[:, [1, 2]].sum() == 0 and counts.sum(1).tolist() == [63] * epochs
+    per_epoch = counts[:, present]
+    assert per_epoch.min() == 15 and per_epoch.max() == 16  # within one of uniform in every epoch
+    bound = 5 * np.sqrt(epochs * 3 / 16)
+    assert np.all(np.abs(per_epoch.sum(0) - epochs * 63 / 4) <= bound), (per_epoch.sum(0), bound)
+    # the rare classes' examples all come round, and a batch holds what its plan says
+    assert set(np.concatenate([it_balanced.plan(e)[0].ravel() for e in range(3)])) >= set(np.flatnonzero(classes == 4))
+    seen = np.concatenate([next(it_balanced).labels for _ in range(2 * it_balanced.n_batches)])
+    assert np.array_equal(np.bincount(seen, minlength=6), counts[0] + counts[1])
+    natural = np.bincount(classes[it.plan(0)[0].ravel()], minlength=6)
+    assert natural[0] >= 40 and natural[5] <= 2
+
+
+def test_balanced_sampling_follows_the_label_space_trained_on():
+    src = Imbalanced()
+    it = train_batches(src, 7, 0.25, seed=0)
+    native = type(it)(src, 7, 0.25, seed=0, sampling="balanced", label_space="native")
+    nat = np.array([item["native_index"] for item in src.items])
+    counts = np.bincount(nat[native.plan(0)[0].ravel()], minlength=2)
+    assert sorted(counts.tolist()) == [31, 32]  # 46 of native index 0, 14 of 1: now a half each
+    with pytest.raises(DataError, match="sampling must be one of natural, balanced"):
+        type(it)(src, 7, 0.25, seed=0, sampling="uniform")
+
+
+def test_balanced_round_robin_resumes_exactly_and_its_state_records_the_sampling():
+    sources = {"a": Imbalanced("a", 1), "b": ListSource(lengths(9, 2, lo=2000, hi=6000), "b", 2)}
+    rr = RoundRobin(sources, 4, 0.25, seed=5, sampling="balanced")
+    for _ in range(23):  # into later epochs of both corpora
+        next(rr)
+    state = json.loads(json.dumps(rr.state()))
+    assert (state["sampling"], state["classes"]) == ("balanced", "emotion")
+    expected = [next(rr) for _ in range(20)]
+    again = RoundRobin(sources, 4, 0.25, 5, sampling="balanced")
+    again.load_state(state)
+    for resumed in (RoundRobin.restore(sources, state), again):
+        for want in expected:
+            assert_same(next(resumed), want)
+    with pytest.raises(DataError, match="sampling='balanced', this iterator 'natural'"):
+        RoundRobin(sources, 4, 0.25, 5).load_state(state)
+    old = {k: v for k, v in RoundRobin(sources, 4, 0.25, 5).state().items() if k not in ("sampling", "classes")}
+    RoundRobin(sources, 4, 0.25, 5).load_state(old)  # a position saved before sampling was recorded: natural
+    with pytest.raises(DataError, match="sampling='natural', this iterator 'balanced'"):
+        RoundRobin(sources, 4, 0.25, 5, sampling="balanced").load_state(old)

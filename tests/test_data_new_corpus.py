@@ -7,7 +7,7 @@ import pytest
 from exhubert_jax.data.audio import load_audio, to_pcm16
 from exhubert_jax.data.errors import PreparedDataError
 from exhubert_jax.data.loading.dataset import open_prepared
-from exhubert_jax.data.prepare.builders import builder_class
+from exhubert_jax.data.prepare.builders import SCHEMA, builder_class
 from exhubert_jax.data.prepare.corpus import prepare_corpus
 from exhubert_jax.data.sources import labels, readers
 from exhubert_jax.data.sources.corpora import CORPORA, Corpus, get_corpus
@@ -57,7 +57,7 @@ def test_a_corpus_added_as_the_readme_says_prepares_and_reads_back(tiny, tmp_pat
     summary = prepare_corpus("tiny", src, out, progress=False, log=lambda m: None)
     assert summary["n_examples"] == 12 and summary["speaker_independent"]  # the six x files are dropped
     corpus = open_prepared("tiny", out)
-    assert corpus.record["version"].startswith("1.1.") and corpus.native_labels == ("g", "j")
+    assert corpus.record["version"].startswith(f"{SCHEMA}.1.") and corpus.native_labels == ("g", "j")
     seen = []
     for name in corpus.splits:
         split = corpus.split(name)
@@ -76,6 +76,7 @@ def test_bumping_the_new_readers_version_asks_to_prepare_it_again(tiny, tmp_path
     prepare_corpus("tiny", tiny_tree(tmp_path / "src"), out, progress=False, log=lambda m: None)
     del readers.READERS["tiny"]
     readers.reader("tiny", labels=("j", "g", "x"), version=2)(read_tiny)
-    changed = r"prepared as version 1\.1\.\d+, this code reads 1\.2\.\d+ \(the reader or its version changed since\); "
+    changed = (rf"prepared as version {SCHEMA}\.1\.\d+, this code reads {SCHEMA}\.2\.\d+ \(the reader or its version "
+               r"changed since\); ")
     with pytest.raises(PreparedDataError, match=changed + "prepare it again: python -m exhubert_jax.data.prepare"):
         open_prepared("tiny", out)

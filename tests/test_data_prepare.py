@@ -12,6 +12,7 @@ import soundfile as sf
 from exhubert_jax.data.audio import load_audio, to_pcm16
 from exhubert_jax.data.errors import AudioError, PreparedDataError, UnknownLabelError
 from exhubert_jax.data.loading.dataset import open_prepared
+from exhubert_jax.data.prepare.builders import SCHEMA
 from exhubert_jax.data.prepare.command import main
 from exhubert_jax.data.prepare.corpus import prepare_corpus
 
@@ -143,7 +144,7 @@ def test_preparation_is_deterministic(tmp_path):
     for out in ("a", "b"):
         prepare_corpus("toy", out=tmp_path / out, manifest=manifest, progress=False, log=lambda m: None,
                        workers=2 if out == "b" else 1)
-    (va,), (vb,) = ((tmp_path / o / "toy").glob("1.*") for o in ("a", "b"))
+    (va,), (vb,) = ((tmp_path / o / "toy").glob(f"{SCHEMA}.*") for o in ("a", "b"))
     assert sorted(os.listdir(va)) == sorted(os.listdir(vb))
     for f in sorted(set(os.listdir(va)) - {"metadata.json"}):
         assert (va / f).read_bytes() == (vb / f).read_bytes(), f

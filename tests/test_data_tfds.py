@@ -16,7 +16,7 @@ from exhubert_jax.data.loading.dataset import open_prepared
 from exhubert_jax.data.prepare import builders, decoding, splits
 from exhubert_jax.data.prepare.command import main
 from exhubert_jax.data.prepare.corpus import prepare_corpus
-from exhubert_jax.data.sources import dimensions, emobox, readers
+from exhubert_jax.data.sources import dimensions, emobox, readers, soft_labels
 from exhubert_jax.data.sources.corpora import CORPORA, EMOBOX, MANIFEST, fold_entry, get_corpus, user_corpus
 from exhubert_jax.data.sources.labels import CLASSES, LabelRule, load_label_table
 from tests.test_data_prepare import emodb_tree, make_corpus
@@ -103,8 +103,9 @@ def _versions() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("module,name,value", [
-    (builders, "SCHEMA", 2), (splits, "SPLIT_RULE_VERSION", 2), (splits, "VALID_FRACTION", 0.15),
+    (builders, "SCHEMA", builders.SCHEMA + 1), (splits, "SPLIT_RULE_VERSION", 2), (splits, "VALID_FRACTION", 0.15),
     (audio, "DECODING_VERSION", audio.DECODING_VERSION + 1), (audio, "MIN_SAMPLES", 800), (dimensions, "RATING_RULE_VERSION", 2),
+    (soft_labels, "SOFT_LABEL_RULE_VERSION", soft_labels.SOFT_LABEL_RULE_VERSION + 1),
 ])
 def test_the_shared_rules_move_every_version(monkeypatch, module, name, value):
     before = _versions()
@@ -119,7 +120,8 @@ def test_a_reader_version_moves_its_corpus_and_its_folds_only(monkeypatch):
     before, folds_before = _versions(), [builders.corpus_version(f) for f in folds]
     monkeypatch.setitem(readers.READERS, "savee", replace(readers.READERS["savee"], version=2))
     after = _versions()
-    assert [n for n in before if after[n] != before[n]] == ["savee"] and after["savee"].startswith("1.2.")
+    assert [n for n in before if after[n] != before[n]] == ["savee"]
+    assert after["savee"].startswith(f"{builders.SCHEMA}.2.")
     assert all(builders.corpus_version(f) != v for f, v in zip(folds, folds_before))
 
 
@@ -128,7 +130,7 @@ def test_manifests_and_emobox_folds_have_their_own_version(monkeypatch, module, 
     fold = fold_entry(get_corpus("emodb"), "emodb-emobox-fold1", EMOBOX)
     version = builders.corpus_version
     before, fold_before, user = _versions(), version(fold), version(user_corpus("x"))
-    monkeypatch.setattr(module, name, 2)
+    monkeypatch.setattr(module, name, getattr(module, name) + 1)
     after = _versions()
     moved = [n for n in before if after[n] != before[n]]
     manifest_read = [n for n, c in CORPORA.items() if c.reader == MANIFEST]

@@ -331,3 +331,29 @@ def test_export_of_another_config_is_a_mismatch_not_damage(tmp_path, export_dir)
     with pytest.raises(CheckpointError, match=r"params does not match .*config\.json: parameter .*classifier") as info:
         from_pretrained(other)
     assert "damaged" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_sigint_with_every_training_aid_resumes_bit_identically(tmp_path):
+    """Augmentation (noise, reverb, speed), balanced class weights and balanced sampling: Ctrl-C as step 5 starts,
+    then the same command, ends bitwise equal to an uninterrupted run (every draw follows the seed and step)."""
+    from exhubert_jax.data.demo.synthetic import prepare_demo
+
+    prepare_demo(tmp_path / "data", n_per_class=1, n_speakers=4, log=lambda s: None)
+    aids = ["--augment", "noise", "--augment", "reverb", "--augment", "speed", "--class-weights", "balanced",
+            "--sampling", "balanced"]
+
+    def run_with_aids(fault: str, workdir: Path) -> subprocess.CompletedProcess:
+        argv = [sys.executable, str(HOOKS), fault, "train", *RUN, *aids, "--data-dir", str(tmp_path / "data"),
+                "--workdir", str(workdir), "--steps", "9"]
+        return subprocess.run(argv, cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                              text=True, timeout=900)
+
+    reference = run_with_aids("none", tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    stopped = run_with_aids("sigint:5", tmp_path / "split")
+    assert stopped.returncode == 130 and "interrupted: at step 4; checkpoint saved in" in stopped.stderr, \
+        stopped.stderr[-3000:]
+    resumed = run_with_aids("none", tmp_path / "split")
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
+    assert same(final_params(tmp_path / "split"), final_params(tmp_path / "ref"))

@@ -182,6 +182,76 @@ def test_a_stop_whose_return_hook_was_lost_is_sent_again():
     assert interrupts.stop_signal() == signal.SIGTERM
 
 
+class _FailsInDel:
+    """An object whose __del__ fails: Python hands the error to sys.unraisablehook."""
+
+    def __del__(self):
+        raise ValueError("x")
+
+
+def test_a_chain_of_hooks_that_leads_back_to_ours_reports_once(capsys, monkeypatch):
+    """Another library's unraisable hook installed over ours, and ours again over it (a cycle), reports the error
+    once with Python's own hook instead of recursing until RecursionError."""
+    seen = []
+
+    def theirs(unraisable):
+        seen.append(unraisable.exc_type)
+        theirs.previous(unraisable)
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    with deferred():
+        theirs.previous, sys.unraisablehook = sys.unraisablehook, theirs
+        interrupts._rearm.previous = theirs  # the cycle: ours -> theirs -> ours
+        _FailsInDel()  # deleted at once: its ValueError goes to sys.unraisablehook
+    err = capsys.readouterr().err  # the cycle is walked once at most, then Python's own hook reports it
+    assert 1 <= len(seen) <= 2 and err.count("ValueError: x") == 1, (seen, err)
+
+
+def test_a_resend_that_comes_after_its_stop_was_raised_does_nothing():
+    """The resend timer checked `pending` before the stop was raised on return; its late call must not raise a
+    second KeyboardInterrupt into the handling of the first (which replaced the training's one line)."""
+    with deferred():
+        interrupts._State.resent, interrupts._State.pending = True, False
+        interrupts._handle(signal.SIGTERM, sys._getframe())  # no KeyboardInterrupt
+        assert not interrupts._State.pending and not interrupts._State.resent
+        with pytest.raises(KeyboardInterrupt):  # a real signal after it still stops
+            interrupts._handle(signal.SIGTERM, sys._getframe())
+
+
+def test_a_stop_during_the_step_keeps_the_steps_result(tmp_path, monkeypatch):
+    """A stop that lands inside the jitted step is raised once its result is stored, so the step just run is saved
+    and none is lost (its input state was donated: without its result there would be nothing to save)."""
+    from exhubert_jax.training.loop import Trainer, train
+    from toys import opts, sources, tiny
+
+    original = Trainer._train_step
+
+    def stopped_inside(self, step):
+        if step == 3:
+            update = self.update
+
+            class Stopping:  # the update, with SIGTERM arriving while it runs
+                def __getattr__(self, name):
+                    return getattr(update, name)
+
+                def __call__(self, *args):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    interrupts._defer()  # as when it lands in JAX's code
+                    return update(*args)
+
+            self.update = Stopping()
+            try:
+                return original(self, step)
+            finally:
+                self.update = update
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "_train_step", stopped_inside)
+    model, params, labels = tiny()
+    with deferred(), pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
+        train(model, params, labels, *sources(), tmp_path, opts(), say=lambda s: None)
+
+
 # ------------------------------------------------------------------------------------------ commands, fast subset
 
 

@@ -63,6 +63,10 @@ BAD = [  # (field, value, flag): every checked option, each with a value that ca
     ("schedule", "step", "--schedule"), ("label_space", "nativ", "--labels"), ("input_mode", "x", "--input"),
     ("task_weights", (0.0, 0.0), "--task-weights"), ("task_weights", (1.0, -1.0), "--task-weights"),
     ("dim_loss", "mae", "--dim-loss"), ("warmup_steps", -1, "--warmup-steps"), ("lr", float("inf"), "--lr"),
+    ("sampling", "stratified", "--sampling"), ("class_weights", "weights.csv", "--class-weights"),
+    ("corpus_weights", "sizes", "--corpus-weights"), ("targets", "probabilities", "--targets"),
+    ("augment", ("echo",), "--augment"), ("noise_dir", "no/such/folder", "--noise-dir"),
+    ("rir_dir", "no/such/folder", "--rir-dir"),
 ]
 
 
@@ -113,7 +117,8 @@ def test_the_stage_table_is_the_former_hand_table():
     former = {**{flag: TRAINING for flag in (
         "data_dir", "random_init", "preset", "steps", "update", "batch_size", "max_seconds", "input", "lr",
         "schedule", "warmup_steps", "weight_decay", "eval_every", "patience", "keep", "clip_norm", "accumulate",
-        "max_bad_steps", "adapter", "task", "task_weights", "dim_loss")},
+        "max_bad_steps", "adapter", "task", "task_weights", "dim_loss", "class_weights", "sampling",
+        "corpus_weights", "targets", "augment", "noise_dir", "rir_dir", "layerdrop")},
         "corpora": ("finetune",), "corpus": ("transfer",), "labels": ("transfer",),
         "copies": ("expand",), "style": ("expand",)}
     table = {dest_of(f): spec.stages for cls in (StageFlags, TrainOptions) for f, spec in specs(cls)

@@ -217,6 +217,13 @@ def never(*args, **kwargs):
     (["--task-weights", "categorical=x"], "--task-weights: categorical needs a number, got 'x'"),
     (["--warmup-steps", "-1"], "--warmup-steps must not be negative, got -1"),
     (["--stage", "expand", "--copies", "0"], "--copies must be at least 1, got 0"),
+    (["--augment", "noise:snr=20-5"], ("--augment noise:snr=20-5: snr must be a number or a range LO-HI (LO <= HI), "
+                                       "got '20-5'")),
+    (["--augment", "gain", "--augment", "gain:db=3"], ("--augment: augmentation kind(s) gain given more than once; "
+                                                       "give each kind once")),
+    (["--augment", "reverb", "--rir-dir", "no/such/folder"], ("--rir-dir must be a folder holding audio files (.wav, "
+                                                               ".flac, .ogg, .mp3, .opus, .m4a, .aiff, .aif, .au), got "
+                                                               "'no/such/folder'")),
 ])
 def test_a_bad_flag_value_is_refused_before_any_model_or_data(argv, message, tmp_path, monkeypatch, capsys):
     """One error line, and nothing else printed (no demo NOTICE), before a model is built or a corpus read."""

@@ -32,8 +32,9 @@ from exhubert_jax.data.loading.devices import to_device
 from exhubert_jax.model.expansion import expand
 from exhubert_jax.model.hubert import HubertForSequenceClassification
 from exhubert_jax.model.param_labels import param_labels
+from exhubert_jax.training.imbalance import BatchWeights
 from exhubert_jax.training.optimizer import make_optimizer
-from exhubert_jax.training.step import RoundStep, create_state, make_train_step
+from exhubert_jax.training.step import LossOptions, RoundStep, create_state, make_train_step
 from hf_models import padded_batch, save_tiny
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -75,19 +76,21 @@ def our_arrays(batch) -> dict:
                 weights=np.ones(len(y), np.float64))
 
 
-def train_ours(config, params, labels, rounds: list[list]) -> tuple[list[list[float]], dict]:
+def train_ours(config, params, labels, rounds: list[list], weights: BatchWeights = BatchWeights()
+               ) -> tuple[list[list[float]], dict]:
     """Our training over `rounds` (each a list of one batch per corpus): the per-corpus step for one-batch rounds,
     the round step (gradients averaged over the round's batches, one AdamW update) otherwise; (per-batch losses per
-    round, params)."""
+    round, params). `weights`: the class and round weights of corpus c0, c1, ... (the round's batches in order)."""
     model = HubertForSequenceClassification(config, dtype=jnp.float64)
     params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
     tx = make_optimizer(labels, LR, b1=BETAS[0], b2=BETAS[1], eps=EPS, weight_decay=WEIGHT_DECAY)
     state = create_state(params, tx, seed=0)
-    step, _ = make_train_step(model, tx, labels)
-    round_step, sums = RoundStep(model, tx, labels), None
+    loss = LossOptions(class_weights="balanced" if weights.classes is not None else "none")
+    step, _ = make_train_step(model, tx, labels, loss=loss)
+    round_step, sums = RoundStep(model, tx, labels, loss=loss), None
     losses = []
     for batches_of_round in rounds:
-        device = [to_device(our_arrays(batch), None) for batch in batches_of_round]
+        device = [to_device(weights.add(our_arrays(batch), f"c{i}"), None) for i, batch in enumerate(batches_of_round)]
         if len(device) == 1:
             state, metrics = step(state, device[0])
             losses.append([float(metrics["loss"])])
@@ -105,9 +108,12 @@ def logits_of(out):
     return out.logits
 
 
-def train_torch(model: torch.nn.Module, rounds: list[list], no_decay=()) -> tuple[list[list[float]], dict]:
+def train_torch(model: torch.nn.Module, rounds: list[list], no_decay=(), weights: BatchWeights = BatchWeights()
+                ) -> tuple[list[list[float]], dict]:
     """torch.optim.AdamW over the model's parameters (frozen ones have requires_grad=False); one update per round
-    from the mean of the round's batch losses (= the average of their gradients)."""
+    from the mean of the round's batch losses (= the average of their gradients). `weights`: corpus c_i's class
+    weights go to torch's own cross-entropy (weight=...), its round weight w_i makes the round's loss
+    sum(w_i x loss_i) / sum(w_i)."""
     model.double().train()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [dict(params=[p for n, p in trainable if not n.endswith(no_decay) or not no_decay]),
@@ -118,10 +124,15 @@ def train_torch(model: torch.nn.Module, rounds: list[list], no_decay=()) -> tupl
     for batches_of_round in rounds:
         opt.zero_grad()
         round_losses = []
-        for x, mask, y in batches_of_round:
+        for i, (x, mask, y) in enumerate(batches_of_round):
             out = model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask))
-            round_losses.append(F.cross_entropy(logits_of(out), torch.from_numpy(y)))
-        torch.stack(round_losses).mean().backward()
+            w = torch.from_numpy(weights.classes[f"c{i}"]) if weights.classes is not None else None
+            round_losses.append(F.cross_entropy(logits_of(out), torch.from_numpy(y), weight=w))
+        if weights.corpora is None:
+            torch.stack(round_losses).mean().backward()
+        else:
+            w = torch.tensor([weights.corpora[f"c{i}"] for i in range(len(round_losses))], dtype=torch.float64)
+            (torch.stack(round_losses) @ w / w.sum()).backward()
         opt.step()
         losses.append([float(l.detach()) for l in round_losses])
     return losses, {k: v.detach().numpy() for k, v in model.state_dict().items()}
@@ -216,3 +227,32 @@ def test_decay_semantics_are_what_the_comparison_checks(tmp_path):
     _, ours = train_ours(config, params, labels, rounds)
     _, theirs = train_torch(torch_model, rounds, no_decay=("bias", "layer_norm.weight"))
     assert max(float(np.max(np.abs(ours[k] - v))) for k, v in theirs.items()) > 1000 * TOL
+
+
+# corpus c0's and c1's class weights (any positive weights: torch's semantics hold for all) and round weights
+WEIGHTS = BatchWeights(classes={"c0": np.array([0.5, 2.0, 1.0, 3.0, 0.25, 1.5]),
+                                "c1": np.array([1.0, 0.2, 4.0, 1.0, 1.0, 0.7])},
+                       corpora={"c0": 1.5, "c1": 0.5})
+
+
+def test_class_weighted_steps_equal_pytorch(tmp_path):
+    """--class-weights: each step's loss is torch.nn.CrossEntropyLoss(weight=w), sum of w[y_i] x ce_i over sum of
+    w[y_i], and so are the parameters its gradients make."""
+    torch_model, config, params, labels = plain_setup(tmp_path)
+    initial = {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
+    rounds = [[b] for b in batches(CORPUS_LENGTHS[0], STEPS, seed=1)]
+    weights = BatchWeights(classes=WEIGHTS.classes)
+    ours = train_ours(config, params, labels, rounds, weights)
+    print("class weights", compare(ours, train_torch(torch_model, rounds, weights=weights), initial))
+
+
+@pytest.mark.slow  # two compilations (one per corpus length) per framework, as the rounds test above
+def test_weighted_rounds_equal_pytorch(tmp_path):
+    """--class-weights with --corpus-weights: a round's gradient is that of sum(w_c x loss_c) / sum(w_c), each
+    loss_c torch's class-weighted cross-entropy."""
+    torch_model, config, params, labels = plain_setup(tmp_path)
+    initial = {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
+    per_corpus = [batches(lengths, STEPS, seed=10 + c) for c, lengths in enumerate(CORPUS_LENGTHS)]
+    rounds = [list(r) for r in zip(*per_corpus)]
+    print("weighted rounds", compare(train_ours(config, params, labels, rounds, WEIGHTS),
+                                     train_torch(torch_model, rounds, weights=WEIGHTS), initial))

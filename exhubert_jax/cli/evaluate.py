@@ -27,9 +27,9 @@ class EvaluateOptions:
     corpus: str | None = option(None, help="prepared corpus name(s), comma-separated; or demo, unseen, emoset, all")
     audio: str | None = option(None, help="an audio file or a directory of them (any format/sample rate)")
     checkpoint: str = option("runs/finetune",
-                             help="save_pretrained directory or training workdir (uses best/, else final/); several, "
-                                  "comma-separated, give one Table-2 column each (a workdir's transfer-CORPUS/ runs "
-                                  "are used for CORPUS when present)")
+                             help="save_pretrained directory, training workdir (uses best/, else final/) or Hub id "
+                                  "org/name[@revision]; several, comma-separated, give one Table-2 column each (a "
+                                  "workdir's transfer-CORPUS/ runs are used for CORPUS when present)")
     split: str = option("test", choices=("test", "validation", "train"))
     data_dir: str | None = option(None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
     labels: str = option("auto", choices=("auto", "emotion", "native"),

@@ -118,7 +118,7 @@ def warn_caveat(result: dict) -> dict:
 
 def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
     """results.md: the dimensional table, the table of every registered metric with its intervals, calibration,
-    and the demo caveat."""
+    the soft-label scores where the splits have label distributions, and the demo caveat."""
     from exhubert_jax.evaluation import reports as reporting, scoring as ev
 
     results, temperature = doc["results"], doc["temperature"]
@@ -126,10 +126,12 @@ def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
     dims = reporting.dimensional_table(results)
     calibration = (f"\n{calibration_heading(checkpoint, temperature)}\n\n{reporting.calibration_table(results)}"
                    if classes else "")
+    soft = reporting.soft_label_table(results)
+    soft = f"\nAgainst the annotators' label distributions (softmax of the logits at T = 1)\n\n{soft}" if soft else ""
     return (f"Checkpoint `{checkpoint}`, split `{args.split}`, input `{args.input}`\n\n"
             + (f"{dims}\n" if dims else "")
             + reporting.markdown_table(results, doc["average_uar_interval"], doc.get("average_intervals"))
-            + f"{mapped}{calibration}"
+            + f"{mapped}{calibration}{soft}"
             + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
 
 

@@ -391,6 +391,20 @@ def dimensional_table(results: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def soft_label_table(results: Sequence[dict]) -> str:
+    """Markdown table of the soft-label scores (result['soft_labels'], evaluation.soft_scores) of the results that
+    have them: utterances with a label distribution, cross-entropy against it and agreement 1 - TV in %; '' when
+    none has them."""
+    rows = [r for r in results if r.get("soft_labels")]
+    if not rows:
+        return ""
+    lines = ["| Corpus | # with a label distribution | Soft-label cross-entropy | Agreement 1 - TV (%) |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {r['corpus']} | {r['soft_labels']['n']} | {_num(r['soft_labels']['cross_entropy'])} | "
+              f"{_pct(r['soft_labels']['agreement'])} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], path: str | Path,
                  title: str | None = None) -> Path:
     """Predicted against true value per dimension (one panel each, the identity line dashed) as a PNG."""

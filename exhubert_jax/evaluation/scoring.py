@@ -30,7 +30,8 @@ from exhubert_jax.evaluation.dimensional import (
     classes_from_dims,
     summarize_dims,
 )
-from exhubert_jax.evaluation.predict import Predictor, predict_split
+from exhubert_jax.evaluation.predict import Predictor, SplitPredictions, predict_split
+from exhubert_jax.evaluation.soft_scores import soft_label_scores
 from exhubert_jax.evaluation.split_caveats import class_counts, split_caveat
 from exhubert_jax.model.config import EMOTION_CLASSES, LABEL_SPACES, HubertConfig
 
@@ -117,15 +118,21 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
                     input_mode: str = "masked", card: Any = None, progress: bool = False) -> dict:
     """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
     label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card' (default: the card's);
-    `progress`: show the utterances done on stderr."""
+    `progress`: show the utterances done on stderr. Where the split has label distributions, 'soft_labels' scores
+    the model's probabilities against them (soft_scores); utterances without a hard label (kept for their
+    distribution alone) count there only."""
     from exhubert_jax.data.loading import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
     name = prepared.name
     names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
-    p = predict_split(predictor or Predictor(model), params, prepared.split(split), batch_size=batch_size,
+    source = prepared.split(split)
+    p = predict_split(predictor or Predictor(model), params, source, batch_size=batch_size,
                       max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name,
                       card=card, progress=progress)
+    dists = source.dists if label_space == "emotion" else source.native_dists
+    soft = soft_label_scores(p.logits, dists[p.indices]) if dists is not None and model.config.num_labels else None
+    p = with_hard_labels(p)
     y_pred = predicted_classes(model.config, p.logits, p.values)
     result = {"corpus": name, "split": split, "label_space": label_space, "input": input_mode,
               "audio_seconds": p.seconds, **metrics.summarize(p.targets, y_pred, len(names), names),
@@ -141,7 +148,19 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
         result["dimensional"] = summarize_dims(targets, p.values, model.config.dimensions)
         for u, v, t in zip(result["utterances"], p.values, targets):
             u.update(values=[float(x) for x in v], dims=[float(x) if np.isfinite(x) else None for x in t])
+    if soft:
+        result["soft_labels"] = soft
     return result
+
+
+def with_hard_labels(p: SplitPredictions) -> SplitPredictions:
+    """The predictions of the utterances with a hard label: one kept for its label distribution alone (label -1,
+    prepare --keep-no-majority) is never scored on hard labels."""
+    keep = p.targets >= 0
+    if keep.all():
+        return p
+    return p._replace(indices=p.indices[keep], targets=p.targets[keep], logits=p.logits[keep],
+                      **{k: getattr(p, k)[keep] for k in ("values", "dims") if getattr(p, k) is not None})
 
 
 CLASSES_FROM_DIMS = (f"arousal >= {AROUSAL_HIGH} is high; valence < {VALENCE_BOUNDS[0]:.3f} negative, >= "
@@ -283,11 +302,12 @@ def _length_batches(chunks: list[tuple[int, np.ndarray]], batch_size: int, bucke
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A save_pretrained directory as given, or a training workdir's best/ (falling back to final/)."""
-    from exhubert_jax.process.run_folders import resolve_checkpoint_dir
+    """A save_pretrained directory as given, a training workdir's best/ (falling back to final/), or a Hub id's
+    checkpoint (converted and cached on first use)."""
+    from exhubert_jax.hub.repos import resolve_checkpoint as resolve
 
     try:
-        return resolve_checkpoint_dir(path)[0]
+        return resolve(path)[0]
     except FileNotFoundError as e:
         raise EvaluationError(f"{e}; train one with `python train.py --stage finetune` or pass --checkpoint DIR") from e
 

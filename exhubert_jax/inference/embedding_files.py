@@ -39,7 +39,8 @@ class EmbedInput:
 class EmbedOptions:
     """The checkpoint, the embeddings' level and layer, where they go, and the optional probe."""
 
-    checkpoint: str = option("runs/finetune", help="save_pretrained directory or training workdir")
+    checkpoint: str = option("runs/finetune", help="save_pretrained directory, training workdir or Hub id "
+                                                   "org/name[@revision]")
     split: str = option("test", choices=(*SPLITS, "all"), help="--corpus: which split(s)")
     data_dir: str | None = option(None, help="prepared data dir (default $EXHUBERT_DATA or data/prepared)")
     level: str = option("utterance", choices=("utterance", "frame"),

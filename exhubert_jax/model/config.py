@@ -179,19 +179,20 @@ class HubertConfig:
 SPEC_METHOD = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def split_spec(text: str) -> tuple[str, dict[str, str]]:
+def split_spec(text: str, what: str = "adapter spec", name: str = "method name") -> tuple[str, dict[str, str]]:
     """'lora:r=8,targets=q+v' -> ('lora', {'r': '8', 'targets': 'q+v'}): the syntax alone; what a method and its
-    options mean is the adapter registry's (exhubert_jax.adapters.registry)."""
+    options mean is the adapter registry's (exhubert_jax.adapters.registry); training's augmentation specs share
+    the syntax (`what` and `name` word its messages)."""
     method, _, rest = text.strip().partition(":")
     if not SPEC_METHOD.match(method):
-        raise ConfigError(f"adapter spec {text!r}: {method!r} is not a method name (lower-case letters, digits, _)")
+        raise ConfigError(f"{what} {text!r}: {method!r} is not a {name} (lower-case letters, digits, _)")
     options: dict[str, str] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ConfigError(f"adapter spec {text!r}: expected key=value, got {item!r}")
+            raise ConfigError(f"{what} {text!r}: expected key=value, got {item!r}")
         if key.strip() in options:
-            raise ConfigError(f"adapter spec {text!r}: option {key.strip()!r} given twice")
+            raise ConfigError(f"{what} {text!r}: option {key.strip()!r} given twice")
         options[key.strip()] = value.strip()
     return method, options
 

@@ -35,6 +35,7 @@ class _State:
     installed = 0  # nesting depth of deferred()
     held = 0  # nesting depth of held()
     pending = False  # a Ctrl-C not raised yet
+    resent = False  # _redeliver sent the stop again; its handler call is stale if the stop was raised meanwhile
     signum: int | None = None  # the first stop signal received while installed
     roots: tuple[str, ...] = ()
 
@@ -80,6 +81,7 @@ def _unwatch() -> None:
 def _redeliver() -> None:
     """Timer thread: send a stop that still waits outside a held() block again (the main thread's handler decides)."""
     if _State.pending and _State.installed and not _State.held:
+        _State.resent = True
         _thread.interrupt_main(_State.signum or signal.SIGINT)
 
 
@@ -94,7 +96,10 @@ def _defer() -> None:
 
 
 def _handle(signum: int, frame: Any) -> None:
-    """SIGINT and SIGTERM handler: raise now at a safe point, else remember it."""
+    """SIGINT and SIGTERM handler: raise now at a safe point, else remember it (a stale resend does nothing)."""
+    resent, _State.resent = _State.resent, False
+    if resent and not _State.pending:
+        return  # the stop it was resent for was raised meanwhile (and is being handled)
     _State.signum = _State.signum or signum
     if not _State.held and _safe(frame):
         _State.pending = False
@@ -105,12 +110,22 @@ def _handle(signum: int, frame: Any) -> None:
 
 def _rearm(unraisable: Any) -> None:
     """sys.unraisablehook: a KeyboardInterrupt that landed in a callback Python ignores (a weakref callback, a
-    __del__) is delivered again instead of being lost; anything else goes to the previous hook."""
+    __del__) is delivered again instead of being lost; anything else goes to the previous hook (Python's own when
+    the chain of hooks, installed in turn by other code, leads back here)."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _State.installed:
         _State.pending = True  # delivered again shortly, from outside this hook
         threading.Timer(0.01, _thread.interrupt_main, (_State.signum or signal.SIGINT,)).start()
+    elif _rearm.passing:
+        sys.__unraisablehook__(unraisable)
     else:
-        _rearm.previous(unraisable)
+        _rearm.passing = True
+        try:
+            _rearm.previous(unraisable)
+        finally:
+            _rearm.passing = False
+
+
+_rearm.passing = False  # set while an unraisable exception is passed down the chain of hooks
 
 
 @contextlib.contextmanager

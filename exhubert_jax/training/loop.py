@@ -27,7 +27,9 @@ from exhubert_jax.process.interrupts import Interrupted, checkpoint_requests, he
 from exhubert_jax.process.run_folders import BEST, FINAL
 from exhubert_jax.process.workdir_lock import workdir_lock
 from exhubert_jax.training import run_record as runconfig
+from exhubert_jax.training.augmentation import augmentation_for
 from exhubert_jax.training.checkpoints import RunCheckpoints
+from exhubert_jax.training.imbalance import BatchWeights
 from exhubert_jax.training.monitor import StepMonitor
 from exhubert_jax.training.optimizer import make_optimizer, make_schedule
 from exhubert_jax.training.options import TrainOptions, run_options
@@ -92,10 +94,13 @@ class Trainer:
         if tx is None:
             tx, schedule = default_optimizer(labels, opts), schedule_for(opts)
         self.schedule = schedule  # what the logs show (a caller's optimiser may give none: then no lr is logged)
-        self.update = UPDATE_RULES[opts.update](model, tx, labels, len(train_sources), mesh=mesh, loss=opts)
+        augment = augmentation_for(opts, mesh, say=None if opts.quiet else self.say)  # --augment: inside the step
+        self.update = UPDATE_RULES[opts.update](model, tx, labels, len(train_sources), mesh=mesh, loss=opts,
+                                                augment=augment)
         self.predictor = Predictor(model, mesh)
         self.state = create_state(params, tx, opts.seed, mesh)
         self.ckpts = RunCheckpoints(self.workdir, opts.keep, say=self.say)
+        self.weights = BatchWeights.of(opts, train_sources)  # --class-weights, --corpus-weights: a batch's arrays
         self.stream = training_stream(train_sources, opts, mesh)  # batches made ahead while the device runs
         self.data_pos = self.stream.state()  # the data position of the last finished step (saved with it)
         self.run_document = run_document(opts, model.config, train_sources, run_info)
@@ -165,8 +170,10 @@ class Trainer:
         """Run one step (a round, or one corpus batch) and queue its metrics."""
         batches, wait = take_batches(self.stream, self.update.batches_per_step)
         n_before = self.update.compiles.count
-        self.state, metrics = self.update(self.state, device_batches(batches, self.opts, self.model.config, self.mesh))
-        self.data_pos = self.stream.state()
+        with held():  # a stop waits for the step's result: its input state was donated, so it would be lost
+            self.state, metrics = self.update(self.state, device_batches(batches, self.opts, self.model.config,
+                                                                         self.mesh, self.weights))
+            self.data_pos = self.stream.state()
         self.monitor.compiled(step, self.update.compiles, n_before)
         self.monitor.queue(step, metrics, batches, wait)
 
@@ -206,7 +213,7 @@ class Trainer:
     def _on_interrupt(self, last_saved: int | None) -> Interrupted:
         """Ctrl-C: checkpoint the last finished step if it is not saved yet; what was kept, for the one line."""
         try:
-            with held():  # the checkpoint is written whole, whatever Ctrl-C follows
+            with held(drop=True):  # the checkpoint is written whole; a second Ctrl-C or SIGTERM changes nothing
                 step_now = int(jax.device_get(self.state.step))
                 if step_now != last_saved and step_now > 0:
                     self._checkpoint(step_now)
@@ -241,10 +248,13 @@ def take_batches(stream: Prefetch, n: int) -> tuple[list, float]:
     return batches, wait
 
 
-def device_batches(batches: list, opts: TrainOptions, config: Any, mesh: Mesh | None) -> list[dict]:
-    """The batches as the step's device arrays, their rows padded to a multiple of this process's devices."""
-    arrays = [batch_arrays(b, opts.label_space, opts.input_mode, config.dimensions, opts.task_weights)
-              for b in batches]
+def device_batches(batches: list, opts: TrainOptions, config: Any, mesh: Mesh | None,
+                   weights: BatchWeights = BatchWeights()) -> list[dict]:
+    """The batches as the step's device arrays, with their corpus's class and round weights where set, their rows
+    padded to a multiple of this process's devices."""
+    soft = config.num_labels if opts.targets == "soft" else 0  # --targets soft: (B, classes) soft_targets
+    arrays = [weights.add(batch_arrays(b, opts.label_space, opts.input_mode, config.dimensions, opts.task_weights,
+                                       soft), b.corpus) for b in batches]
     return [to_device(pad_rows(a, local_size(mesh)), mesh) for a in arrays]
 
 
@@ -272,11 +282,13 @@ def patience_spent(history: list[dict], best: dict, patience: int | None) -> boo
 
 def training_stream(train_sources: Mapping[str, Any], opts: TrainOptions, mesh: Mesh | None) -> Prefetch:
     """The round-robin batches of the training corpora, made ahead in a thread (its state() stays exact for
-    resume); with the model card's input protocol every clip is padded or cropped to exactly max_seconds."""
+    resume); with the model card's input protocol every clip is padded or cropped to exactly max_seconds; with
+    --sampling balanced each corpus's batches draw the classes trained on equally often."""
     buckets = card_buckets(opts.max_seconds) if opts.input_mode == "card" else None
     card = CardProtocol(max_length=buckets[0]) if buckets else None
     return Prefetch(RoundRobin(dict(train_sources), opts.batch_size, opts.max_seconds, opts.seed, buckets,
-                               shard=data_shard(mesh), card=card), depth=2)
+                               shard=data_shard(mesh), card=card, sampling=opts.sampling,
+                               label_space=opts.label_space), depth=2)
 
 
 def score_name(config: Any, joiner: str = " and ") -> str:

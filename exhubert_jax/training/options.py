@@ -12,11 +12,14 @@ import json
 from typing import Any
 
 from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE
+from exhubert_jax.data.loading.batching import SAMPLINGS
 from exhubert_jax.model.config import INPUT_MODES, LABEL_SPACES
 from exhubert_jax.model.heads import format_task_weights, parse_task_weights
 from exhubert_jax.process.options import (AT_LEAST_1, KINDS, NON_NEGATIVE, POSITIVE, Check, Spec,  # noqa: F401
                                           add_flags, dest_of, flag_of, flags, problem, specs)
 from exhubert_jax.process.options import option as base_option
+from exhubert_jax.training.augmentation.pipeline import AugmentOptions
+from exhubert_jax.training.imbalance import CORPUS_WEIGHTS_CHECK, parse_corpus_weights
 from exhubert_jax.training.optimizer import SCHEDULES
 from exhubert_jax.training.step import TRAINING_STAGES, LossOptions, TrainError
 from exhubert_jax.training.update_rules import UPDATES
@@ -98,9 +101,10 @@ def run_options(opts: Any) -> dict:
 
 
 @dataclasses.dataclass
-class TrainOptions(LossOptions):
+class TrainOptions(LossOptions, AugmentOptions):
     """Knobs of one training run, each declared once with its flag (option); the loss's own options come from
-    training.step.LossOptions, and the step reads them from this one object."""
+    training.step.LossOptions, the augmentation's from training.augmentation.AugmentOptions, and the step reads
+    them from this one object."""
 
     steps: int = option(3000, type=int, stages=TRAINING, check=AT_LEAST_1, paper=3000, demo=400, transfer=10000,
                         help="optimizer updates: rounds over all corpora (paper {paper}, transfer {transfer}, "
@@ -146,6 +150,13 @@ class TrainOptions(LossOptions):
         check=Check(lambda w: len(w) == 2 and min(w) >= 0 and max(w) > 0,
                     "must be two non-negative weights (categorical, dimensional), not both 0"),
         help="loss weight of each task (default 1 each); a corpus adds the losses of the labels it has")
+    sampling: str = option("natural", choices=SAMPLINGS, stages=TRAINING,
+                           help="natural: each example once per epoch (the paper); balanced: every class trained on "
+                                "(--labels) equally often in each corpus's batches")
+    corpus_weights: str | dict = option(
+        "equal", stages=TRAINING, parse=parse_corpus_weights, check=CORPUS_WEIGHTS_CHECK, metavar="equal|size|FILE",
+        help="weight of each corpus's loss in a round's average: equal (the paper), size (its training split's "
+             "size), or a CSV file of corpus,weight rows (1 for corpora left out)")
     log_every: int = option(10, flag=False, check=AT_LEAST_1, resumable=True)
     quiet: bool = option(False, action="store_true", resumable=True,
                          help="no progress and no per-evaluation lines: what the model starts from, warnings, "
@@ -156,3 +167,7 @@ class TrainOptions(LossOptions):
     def validate(self) -> None:
         """A TrainError naming the one flag whose value cannot work, and the value."""
         validate_options(self)
+        self.check_augmentation()
+        if self.corpus_weights != "equal" and self.update != "round":
+            raise TrainError("--corpus-weights weighs the corpora of a round; with --update per-corpus every corpus "
+                             "batch makes its own update, so leave it at equal or use --update round")

@@ -9,9 +9,10 @@ from exhubert_jax.adapters import checked_specs
 from exhubert_jax.model.config import EXPANSION_STYLES, PRESETS
 from exhubert_jax.model.expansion_layout import FREEZE_MODES
 from exhubert_jax.model.heads import TASKS
-from exhubert_jax.training.options import AT_LEAST_1, NON_NEGATIVE, STAGE_NAMES, TRAINING, option
+from exhubert_jax.training.options import AT_LEAST_1, NON_NEGATIVE, STAGE_NAMES, TRAINING, Check, option
 
 DTYPES = ("float32", "bfloat16")
+PROBABILITY = Check(lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1")
 
 
 @dataclasses.dataclass
@@ -26,7 +27,7 @@ class StageFlags:
                                   help="prepared corpora (default $EXHUBERT_DATA or data/prepared)")
     workdir: str | None = option(None, help="run folder (default runs/finetune, runs/expand, runs/transfer-CORPUS)")
     init: str | None = option(None, help="exhubert-jax checkpoint dir (converted HF model, or a stage's best/ or "
-                                         "final/)")
+                                         "final/), or a Hub id org/name[@revision] (converted on first use)")
     random_init: bool = option(False, action="store_true", stages=TRAINING,
                                help="allow training from random weights on real corpora")
     preset: str | None = option(None, choices=tuple(PRESETS), stages=TRAINING, paper="large", demo="tiny",
@@ -45,6 +46,11 @@ class StageFlags:
                         help="expand: zll (paper), zero_out (LLaMA Pro) or gated (the released ExHuBERT layout)")
     freeze: str = option("original", choices=FREEZE_MODES,
                          help="expand/transfer: freeze the original layers of an expanded model, or nothing")
+    layerdrop: float | None = option(None, type=float, check=PROBABILITY, stages=TRAINING,
+                                     help="finetune/transfer: LayerDrop probability of this run (default: the "
+                                          "model's). A gated model (the released ExHuBERT's layout) with LayerDrop "
+                                          "above 0 is refused unless this is given: its authors' code never drops a "
+                                          "layer")
     distributed: bool = option(
         False, action="store_true",
         help="multi-host: join the other processes through jax.distributed.initialize() (the coordinator, process "

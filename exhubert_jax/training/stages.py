@@ -26,9 +26,10 @@ TRANSFER_STEPS = stage_defaults("transfer", TrainOptions)["steps"]
 # validation UAR ~0.33 with it, ~0.65-0.70 without, at the same settings).
 DEMO_OVERRIDES = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, final_dropout=0.0,
                       layerdrop=0.0, mask_time_prob=0.0, feat_extract_norm="group", conv_bias=False)
-CONVERT_HINT = ("convert HuBERT Large first: python -m converters.torch_to_flax hubert-large-ls960-ft "
-                "checkpoints/hubert-large, then pass --init checkpoints/hubert-large (or --random-init to train "
-                "from random weights on purpose)")
+CONVERT_HINT = ("pass --init facebook/hubert-large-ls960-ft (HuBERT Large from the Hub, converted on first use), or "
+                "convert it first: python -m converters.torch_to_flax hubert-large-ls960-ft checkpoints/hubert-large, "
+                "then pass --init checkpoints/hubert-large (or --random-init to train from random weights on "
+                "purpose)")
 
 
 class UsageError(ExhubertError):
@@ -137,10 +138,10 @@ def load_model(args, init: str | None, demo: bool):
     from exhubert_jax.adapters import build, init_params
 
     if init:
-        from exhubert_jax.process.run_folders import resolve_checkpoint_dir
+        from exhubert_jax.hub.repos import resolve_checkpoint
 
-        try:
-            directory, which = resolve_checkpoint_dir(init)  # a workdir: its best/, else final/ (as evaluate.py)
+        try:  # a workdir: its best/, else final/ (as evaluate.py); a Hub id: its checkpoint, converted on first use
+            directory, which = resolve_checkpoint(init)
         except FileNotFoundError as e:
             raise UsageError(f"--init {init}: {e}") from None
         model, params = from_pretrained(directory, dtype=compute_dtype(args), remat=args.remat)
@@ -180,6 +181,20 @@ def check_classes(corpora: dict, label_space: str, task: str) -> None:
                              "out)")
 
 
+def check_targets(corpora: dict, targets: str, task: str) -> None:
+    """--targets soft needs a classifier and a training corpus with label distributions (without any, every example
+    would train on its one-hot label: --targets hard)."""
+    if targets != "soft":
+        return
+    if task == "dimensional":
+        raise UsageError("--targets soft trains the classifier on label distributions; --task dimensional has none "
+                         "(use --task both, or leave --targets out)")
+    if all(c.split("train").dists is None for c in corpora.values()):
+        raise UsageError(f"--targets soft: none of the training corpora ({', '.join(corpora)}) carries label "
+                         "distributions; prepare IEMOCAP, MSP-Podcast or CREMA-D with their per-annotator files, or a "
+                         "manifest with a label_dist column (docs/corpora.md), or leave --targets out")
+
+
 def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: str | None) -> int:
     """Train over the given corpora and print the final validation table."""
     import jax
@@ -191,6 +206,7 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     from exhubert_jax.training.loop import score_name, train
 
     opts.validate()  # before anything is printed or compiled
+    model = with_layerdrop(args, model)
     check_classes(corpora, opts.label_space, args.task)
     labels = adapter_labels(params, model.config, args.freeze)  # plain models: the freezing rules alone
     mesh = make_mesh()
@@ -201,8 +217,10 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
               f"{opts.steps} {unit}, batch {opts.batch_size}, max {opts.max_seconds} s, lr {opts.lr:g} "
               f"({opts.schedule}), eval every {opts.eval_every}, dtype {args.dtype}, input {opts.input_mode}",
               flush=True)
-    train_sources = {n: c.split("train") for n, c in corpora.items()}
-    val_sources = {n: c.split("validation") for n, c in corpora.items()}
+    # examples without a hard label (prepare --keep-no-majority) train with --targets soft only, and never validate
+    train_sources = {n: c.split("train") if opts.targets == "soft" else c.split("train").hard_labelled()
+                     for n, c in corpora.items()}
+    val_sources = {n: c.split("validation").hard_labelled() for n, c in corpora.items()}
     run_info = dict(stage=args.stage, init=init, freeze=args.freeze, adapters=list(model.config.adapters),
                     dtype=args.dtype, remat=args.remat, task=args.task,
                     trainable_params=count(params, labels), total_params=count(params))
@@ -222,6 +240,21 @@ def run_training(args, model, params, corpora: dict, opts, workdir: Path, init: 
     return 0
 
 
+def with_layerdrop(args, model):
+    """The model with --layerdrop's probability; without it, a gated model (the released ExHuBERT's layout) whose
+    config says LayerDrop above 0 is refused, since its authors' code never drops a layer (skip_the_layer = False)."""
+    from exhubert_jax.adapters import with_config
+
+    config, given = model.config, getattr(args, "layerdrop", None)
+    if given is not None:
+        return with_config(model, config.replace(layerdrop=given))
+    if config.expansion_style == "gated" and config.layerdrop > 0:
+        raise UsageError(f"the model has the gated layout (the released ExHuBERT's) and LayerDrop {config.layerdrop}, "
+                         "but its authors trained it without (their code never drops a layer): pass --layerdrop 0 to "
+                         f"train as they did, or --layerdrop {config.layerdrop} to keep it")
+    return model
+
+
 def with_adapters(args, model, params):
     """(model, params) with the --adapter specs applied in order (pure functions; identity at initialisation)."""
     if not args.adapter:
@@ -238,6 +271,24 @@ def check_task(task: str, corpora: dict) -> None:
     if task != "categorical" and not any(c.info.get("dimensions") for c in corpora.values()):
         raise UsageError(f"--task {task} needs a corpus with arousal/valence/dominance labels; none of "
                          f"{', '.join(corpora)} has them (prepare one from a reader or manifest that gives them)")
+
+
+def check_balance(args, corpora: dict, demo: bool) -> None:
+    """--class-weights, --sampling and --corpus-weights against the run, before a model is built: the task has classes
+    to balance, the update rule a round to weigh corpora in, and a weights file names corpora trained on and their
+    classes (an unknown one is named with its file row and the nearest known names)."""
+    from exhubert_jax.training.imbalance import class_weight_table, corpus_weight_table
+
+    opts = train_options(args, demo)
+    opts.validate()
+    given = [f for f, on in (("--class-weights", opts.class_weights != "none"),
+                             ("--sampling balanced", opts.sampling != "natural")) if on]
+    if args.task == "dimensional" and given:
+        raise UsageError(f"--task dimensional trains no classes, so {given[0]} has nothing to balance; leave it out "
+                         "or use --task both")
+    splits = {n: c.split("train") for n, c in corpora.items()}
+    class_weight_table(args.class_weights, splits, opts.label_space)  # the flag's own text: a file's rows are named
+    corpus_weight_table(args.corpus_weights, splits)
 
 
 def demo_notice(names: list[str], data_dir: Path, init: str | None) -> str:
@@ -267,6 +318,8 @@ def stage_finetune(args) -> int:
         raise UsageError(f"--stage finetune on real corpora needs --init DIR; {CONVERT_HINT}")
     corpora = open_corpora(names, data_dir)
     check_task(args.task, corpora)
+    check_balance(args, corpora, demo)
+    check_targets(corpora, train_options(args, demo).targets, args.task)  # before a model is built
     model, params = load_model(args, args.init, demo and not args.init)
     params, config = heads_for_task(params, model.config, args.task, EMOTION_CLASSES, args.seed)
     model, params = with_adapters(args, with_config(model, config), params)
@@ -310,6 +363,8 @@ def stage_transfer(args) -> int:
     demo = group_of(names[0]) == "demo"
     init = transfer_init(args, demo)
     check_task(args.task, corpora)
+    check_balance(args, corpora, demo)
+    check_targets(corpora, train_options(args, demo).targets, args.task)  # before a model is built
     model, params = load_model(args, init, demo=demo)
     classes = tuple(corpora[names[0]].native_labels) if args.labels == "native" else EMOTION_CLASSES
     params, config = heads_for_task(params, model.config, args.task, classes, args.seed)

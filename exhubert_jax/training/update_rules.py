@@ -12,14 +12,15 @@ from exhubert_jax.training.step import LossOptions, RoundStep, TrainState, make_
 
 
 class RoundUpdate:
-    """One update per round: one batch from every corpus, their gradients averaged, each corpus weighing the same."""
+    """One update per round: one batch from every corpus, their gradients averaged, each corpus weighing the same
+    (or as much as the `corpus_weight` its batches carry: --corpus-weights)."""
 
     unit = "round"
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, n_corpora: int, *,
-                 mesh: Mesh | None = None, loss: LossOptions | None = None):
+                 mesh: Mesh | None = None, loss: LossOptions | None = None, augment: Any = None):
         self.batches_per_step = n_corpora
-        self.round = RoundStep(model, tx, labels, mesh=mesh, loss=loss)
+        self.round = RoundStep(model, tx, labels, mesh=mesh, loss=loss, augment=augment)
         self.compiles = self.round.counter
         self.sums = None  # the gradient sums, zeroed by each update and reused by the next round
 
@@ -36,12 +37,13 @@ class PerCorpusUpdate:
     batches_per_step = 1
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, labels: Any, n_corpora: int, *,
-                 mesh: Mesh | None = None, loss: LossOptions | None = None):
-        self.step, self.compiles = make_train_step(model, tx, labels, mesh=mesh, loss=loss)
+                 mesh: Mesh | None = None, loss: LossOptions | None = None, augment: Any = None):
+        self.step, self.compiles = make_train_step(model, tx, labels, mesh=mesh, loss=loss, augment=augment)
+        self.banks = augment.banks if augment is not None else None  # the step's argument (training.augmentation)
 
     def __call__(self, state: TrainState, batches: list[dict]) -> tuple[TrainState, dict]:
         """(state after the batch's update, metrics with 'losses', the one corpus's loss)."""
-        state, metrics = self.step(state, batches[0])
+        state, metrics = self.step(state, batches[0], self.banks)
         return state, dict(metrics, losses=[metrics["loss"]])
 
 

@@ -17,9 +17,13 @@ from exhubert_jax.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from exhubert_jax.data.errors import DataError
 from exhubert_jax.data.loading.input_protocol import CardProtocol
 from exhubert_jax.data.prepare.splits import derive_seed
+from exhubert_jax.data.sources.labels import LABEL_SPACES
 
 DEFAULT_MAX_SECONDS = 3.0  # the model card's input length
+# How a corpus's training examples are drawn: each once per epoch (natural), or each class equally often (balanced)
+SAMPLINGS = ("natural", "balanced")
 _STATE_VERSION = 1
+_NATURAL = {"sampling": "natural", "classes": None}  # the sampling of a RoundRobin state that does not record one
 
 
 class Batch(NamedTuple):
@@ -34,6 +38,10 @@ class Batch(NamedTuple):
     n_seconds: float  # real audio seconds in the batch
     indices: np.ndarray  # int64 (B,), each row's index in its split; -1 for padding rows
     dims: np.ndarray | None = None  # float32 (B, 3): arousal, valence, dominance on [0, 1]; NaN where unknown
+    # float32 (B, 6) and (B, native labels): the annotators' label distributions, all-0 rows where a row has none;
+    # None when the source has none (with_dists)
+    dists: np.ndarray | None = None
+    native_dists: np.ndarray | None = None
 
 
 def default_buckets(max_seconds: float, n: int = 3) -> tuple[int, ...]:
@@ -64,6 +72,30 @@ def source_lengths(source: Any) -> np.ndarray:
     if hasattr(source, "num_samples"):
         return np.asarray(source.num_samples, dtype=np.int64)
     return np.asarray([len(source[i]["audio"]) for i in range(len(source))], dtype=np.int64)
+
+
+def source_classes(source: Any, label_space: str = "emotion") -> np.ndarray:
+    """The class index of every example in a label space (emotion: `label`, native: `native_index`), from the
+    source's index when it has one (PreparedSplit.labels / .native_indices), else from its examples."""
+    if label_space not in LABEL_SPACES:
+        raise DataError(f"label space must be one of {LABEL_SPACES}, got {label_space!r}")
+    attribute, key = ("labels", "label") if label_space == "emotion" else ("native_indices", "native_index")
+    if hasattr(source, attribute):
+        return np.asarray(getattr(source, attribute), dtype=np.int64)
+    return np.asarray([int(source[i][key]) for i in range(len(source))], dtype=np.int64)
+
+
+def balanced_order(rng: np.random.Generator, classes: np.ndarray, m: int) -> np.ndarray:
+    """m example indices in which every class present fills an equal share of the slots (shares differ by at most
+    one, the larger ones going to classes in random order), the classes in random order; within a class the
+    examples come in a fresh random order, cycled when the class has fewer examples than its share."""
+    present = np.unique(classes)
+    slots = rng.permutation(np.resize(rng.permutation(len(present)), m))
+    order = np.empty(m, np.int64)
+    for k, c in enumerate(present):
+        at = np.flatnonzero(slots == k)
+        order[at] = np.resize(rng.permutation(np.flatnonzero(classes == c)), len(at))
+    return order
 
 
 _NO_DIMS = (np.nan,) * 3
@@ -134,7 +166,8 @@ def _share(corpus: str, source: Any, idx: np.ndarray, offsets: np.ndarray, kept:
     and padded to the width the whole batch needs (from the kept lengths, so every process pads alike); the seconds
     count the whole batch."""
     if shard is None:
-        return _assemble(corpus, idx, _fetch(source, idx), offsets, max_len, buckets, batch_size, card=card)
+        return with_dists(_assemble(corpus, idx, _fetch(source, idx), offsets, max_len, buckets, batch_size,
+                                    card=card), source)
     i, n = shard
     share = batch_size // n
     rows = slice(i * share, (i + 1) * share)
@@ -142,7 +175,22 @@ def _share(corpus: str, source: Any, idx: np.ndarray, offsets: np.ndarray, kept:
     width = bucket_length(int(widths.max()), buckets)
     batch = _assemble(corpus, idx[rows], _fetch(source, idx[rows]), offsets[rows], max_len, buckets, share, width,
                       card)
-    return batch._replace(n_seconds=float(kept.sum()) / SAMPLE_RATE)
+    return with_dists(batch._replace(n_seconds=float(kept.sum()) / SAMPLE_RATE), source)
+
+
+def with_dists(batch: Batch, source: Any) -> Batch:
+    """The batch with its rows' label distributions (Batch.dists, .native_dists) from the source's `dists` and
+    `native_dists` (dataset.PreparedSplit); unchanged when the source has none. Padding rows get all-0 rows."""
+    if getattr(source, "dists", None) is None:
+        return batch
+    real = batch.indices >= 0
+    rows = np.where(real, batch.indices, 0)
+
+    def take(table: np.ndarray) -> np.ndarray:
+        """The batch's rows of a (N, C) table, all-0 for padding."""
+        return np.where(real[:, None], np.asarray(table)[rows], 0.0).astype(np.float32)
+
+    return batch._replace(dists=take(source.dists), native_dists=take(source.native_dists))
 
 
 def _corpus_name(source: Any, corpus: str | None) -> str:
@@ -157,14 +205,18 @@ class CorpusBatches:
     examples are ordered by length (less padding) and the batches then shuffled. Utterances longer than
     max_seconds are randomly cropped, the crop drawn from the same per-epoch seed and the slot, so the
     position (epoch, step) alone fixes every following batch. With shard=(i, n) (multi-process training) every
-    process plans the same global batches and reads only its rows [i*B/n, (i+1)*B/n) of each.
+    process plans the same global batches and reads only its rows [i*B/n, (i+1)*B/n) of each. With
+    sampling="balanced" an epoch has as many batches, but its slots go to the classes of `label_space` in equal
+    shares (balanced_order), so each class is equally likely in every slot.
     """
 
     def __init__(self, source: Any, batch_size: int, max_seconds: float, seed: int, corpus: str | None = None,
                  buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None,
-                 card: CardProtocol | None = None):
+                 card: CardProtocol | None = None, *, sampling: str = "natural", label_space: str = "emotion"):
         if len(source) == 0:
             raise DataError(f"{_corpus_name(source, corpus)}: no examples to train on")
+        if sampling not in SAMPLINGS:
+            raise DataError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         self.source, self.batch_size, self.seed, self.card = source, int(batch_size), int(seed), card
         self.corpus = _corpus_name(source, corpus)
         self.max_len = int(round(max_seconds * SAMPLE_RATE))
@@ -175,6 +227,7 @@ class CorpusBatches:
         self.shard = check_shard(shard, self.batch_size) if shard is not None else None
         self.lengths = source_lengths(source)
         self.n_batches = math.ceil(len(self.lengths) / self.batch_size)
+        self.classes = source_classes(source, label_space) if sampling == "balanced" else None
         self.epoch, self.step = 0, 0
         self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
 
@@ -182,7 +235,8 @@ class CorpusBatches:
         """(indices, crop uniforms), both (n_batches, batch_size), of one epoch; a pure function of epoch."""
         rng = np.random.default_rng(derive_seed(self.seed, self.corpus, epoch))
         m = self.n_batches * self.batch_size
-        order = np.resize(rng.permutation(len(self.lengths)), m)
+        order = (np.resize(rng.permutation(len(self.lengths)), m) if self.classes is None
+                 else balanced_order(rng, self.classes, m))
         uniforms = rng.random(m)
         eff = np.minimum(self.lengths[order], self.max_len)
         window = self.sort_window * self.batch_size
@@ -252,17 +306,20 @@ def eval_batches(source: Any, batch_size: int, max_seconds: float | None = None,
 class RoundRobin:
     """One training batch per corpus per step, corpora in sorted order (A, B, C, A, B, C, ...); each corpus
     reshuffles every epoch of its own. state() is small JSON; restore()/load_state() resume exactly. shard=(i, n): this
-    process's rows of every global batch (the state is the same on every process)."""
+    process's rows of every global batch (the state is the same on every process). sampling="balanced": every
+    corpus's batches draw the classes of `label_space` equally often (CorpusBatches)."""
 
     def __init__(self, sources: Mapping[str, Any], batch_size: int, max_seconds: float, seed: int,
                  buckets: Sequence[int] | None = None, sort_window: int = 8, shard: tuple[int, int] | None = None,
-                 card: CardProtocol | None = None):
+                 card: CardProtocol | None = None, *, sampling: str = "natural", label_space: str = "emotion"):
         if not sources:
             raise DataError("RoundRobin needs at least one corpus")
         self.names = sorted(sources)
         self.batch_size, self.max_seconds, self.seed = int(batch_size), float(max_seconds), int(seed)
         self.sort_window = int(sort_window)
-        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window, shard, card)
+        self.sampling, self.classes = sampling, label_space if sampling == "balanced" else None
+        self.streams = {n: CorpusBatches(sources[n], batch_size, max_seconds, seed, n, buckets, sort_window, shard,
+                                         card, sampling=sampling, label_space=label_space)
                         for n in self.names}
         self.buckets = self.streams[self.names[0]].buckets
         self.turn = 0
@@ -279,6 +336,7 @@ class RoundRobin:
         """JSON-serialisable position and settings."""
         return {"version": _STATE_VERSION, "seed": self.seed, "batch_size": self.batch_size,
                 "max_seconds": self.max_seconds, "buckets": list(self.buckets), "sort_window": self.sort_window,
+                "sampling": self.sampling, "classes": self.classes,
                 "turn": self.turn, "corpora": {n: s.state() for n, s in self.streams.items()}}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -286,9 +344,10 @@ class RoundRobin:
         if state.get("version") != _STATE_VERSION:
             raise DataError(f"RoundRobin state version {state.get('version')!r}, expected {_STATE_VERSION}")
         mine = self.state()
-        for key in ("seed", "batch_size", "max_seconds", "buckets", "sort_window"):
-            if state[key] != mine[key]:
-                raise DataError(f"RoundRobin state has {key}={state[key]!r}, this iterator {mine[key]!r}")
+        saved = {**_NATURAL, **state}  # a state saved before sampling was recorded: natural sampling
+        for key in ("seed", "batch_size", "max_seconds", "buckets", "sort_window", *_NATURAL):
+            if saved[key] != mine[key]:
+                raise DataError(f"RoundRobin state has {key}={saved[key]!r}, this iterator {mine[key]!r}")
         if sorted(state["corpora"]) != self.names:
             raise DataError(f"RoundRobin state is for corpora {sorted(state['corpora'])}, not {self.names}")
         for n, s in state["corpora"].items():
@@ -299,7 +358,8 @@ class RoundRobin:
     def restore(cls, sources: Mapping[str, Any], state: Mapping[str, Any],
                 shard: tuple[int, int] | None = None) -> "RoundRobin":
         """A RoundRobin built with the settings saved in state, at the saved position."""
+        saved = {**_NATURAL, **state}
         rr = cls(sources, state["batch_size"], state["max_seconds"], state["seed"], state["buckets"],
-                 state["sort_window"], shard)
+                 state["sort_window"], shard, sampling=saved["sampling"], label_space=saved["classes"] or "emotion")
         rr.load_state(state)
         return rr

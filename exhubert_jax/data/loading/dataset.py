@@ -12,6 +12,7 @@ Layout of a prepared corpus under the data dir:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from exhubert_jax.data.audio import from_pcm16
 from exhubert_jax.data.errors import DataError, PreparedDataError, UnknownCorpusError
+from exhubert_jax.data.sources.labels import CLASSES
 
 RECORD = "info.json"
 
@@ -107,25 +109,35 @@ def _parse_proto(record: bytes) -> dict[str, Any]:
     return {"audio": np.frombuffer(f["audio"].bytes_list.value[0], dtype="<i2"),
             "label": f["label"].int64_list.value[0], "native_label": f["native_label"].int64_list.value[0],
             "speaker": f["speaker"].bytes_list.value[0], "utterance_id": f["utterance_id"].bytes_list.value[0],
-            "duration": f["duration"].float_list.value[0]}
+            "duration": f["duration"].float_list.value[0],
+            **{k: np.asarray(f[k].float_list.value, np.float32) for k in ("label_dist", "native_label_dist")}}
+
+
+def _int64(value: int) -> int:
+    """A protobuf int64 read as an unsigned varint, signed again (-1 is 2**64 - 1 on the wire)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def parse_example(record: bytes) -> dict[str, Any]:
     """One serialized example (the tf.train.Example that TFDS writes for builders.features()) as
-    {audio: int16 array, label, native_label, speaker, utterance_id, duration}: the same values as the builder's
-    features.deserialize_example_np(record) (tested). It walks the protobuf wire format to the fields and views
-    the audio in place: protobuf copies every waveform, and TFDS's own decoding costs more per example than
-    reading it. A record laid out otherwise is parsed with protobuf."""
+    {audio: int16 array, label, native_label, speaker, utterance_id, duration, label_dist, native_label_dist}: the
+    same values as the builder's features.deserialize_example_np(record) (tested). It walks the protobuf wire format
+    to the fields and views the audio in place: protobuf copies every waveform, and TFDS's own decoding costs more
+    per example than reading it. A record laid out otherwise is parsed with protobuf."""
     try:
         f = _scan(record)
         (ka, sa, ea), (kl, sl, _), (kn, sn, _) = f[b"audio"], f[b"label"], f[b"native_label"]
         (ks, ss, es), (ku, su, eu), (kd, sd, ed) = f[b"speaker"], f[b"utterance_id"], f[b"duration"]
-        if (ka, kl, kn, ks, ku, kd) != (1, 3, 3, 1, 1, 2) or (ea - sa) % 2 or ed - sd != 4:
+        (kp, sp, ep), (kq, sq, eq) = f[b"label_dist"], f[b"native_label_dist"]
+        if (ka, kl, kn, ks, ku, kd, kp, kq) != (1, 3, 3, 1, 1, 2, 2, 2) or (ea - sa) % 2 or ed - sd != 4 \
+                or (ep - sp) % 4 or (eq - sq) % 4:
             raise _Unexpected("feature kinds")
         return {"audio": np.frombuffer(record, dtype="<i2", count=(ea - sa) // 2, offset=sa),
-                "label": _varint(record, sl)[0], "native_label": _varint(record, sn)[0],
+                "label": _int64(_varint(record, sl)[0]), "native_label": _int64(_varint(record, sn)[0]),
                 "speaker": record[ss:es], "utterance_id": record[su:eu],
-                "duration": float(np.frombuffer(record, dtype="<f4", count=1, offset=sd)[0])}
+                "duration": float(np.frombuffer(record, dtype="<f4", count=1, offset=sd)[0]),
+                "label_dist": np.frombuffer(record, dtype="<f4", count=(ep - sp) // 4, offset=sp),
+                "native_label_dist": np.frombuffer(record, dtype="<f4", count=(eq - sq) // 4, offset=sq)}
     except (_Unexpected, ValueError, KeyError, IndexError):
         return _parse_proto(record)
 
@@ -158,6 +170,7 @@ def audio_of(record: bytes) -> np.ndarray:
 
 _PARTS = {"schema": "the dataset schema", "reader": "the reader or its version", "labels": "its label-table rows",
           "splits": "the split rule", "audio": "the audio decoding", "dimensions": "the rating rules",
+          "soft_labels": "the label-distribution rule",
           "speakers": "the version of the reader that gives its speakers"}
 
 
@@ -185,6 +198,18 @@ def _expected_version(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return corpus_version(entry), version_parts(entry)
 
 
+def _dense(rows: list | None, width: int) -> np.ndarray | None:
+    """The index's sparse distributions ([[class, p], ...] or None per example) as float32 (N, width), 0 where an
+    example has none; None when the index has none."""
+    if rows is None:
+        return None
+    out = np.zeros((len(rows), width), np.float32)
+    for i, row in enumerate(rows):
+        for c, p in row or ():
+            out[i, int(c)] = p
+    return out
+
+
 class PreparedSplit:
     """One split of a prepared corpus: len, random access, and per-example lengths without reading audio."""
 
@@ -201,12 +226,31 @@ class PreparedSplit:
         self.dims = (np.asarray([[np.nan if v is None else v for v in row] for row in index["dims"]],
                                 np.float32).reshape(-1, 3) if "dims" in index else None)
         self.durations = (self.num_samples / self.sample_rate).astype(np.float32)
+        # the annotators' label distributions, (N, 6) and (N, native labels), all-0 rows where an example has none;
+        # None when the corpus has none at all. A label of -1: no hard label (kept for its distribution alone)
+        self.dists = _dense(index.get("dist"), len(CLASSES))
+        self.native_dists = _dense(index.get("native_dist"), len(self.native_labels))
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self.prepared_at = corpus.record.get("prepared_at")  # when (UTC); None for a corpus prepared before it was kept
         self._source = None
+        self._n_records, self._rows = len(self.num_samples), None  # _rows: the records of hard_labelled()'s rows
 
     def __len__(self) -> int:
         return int(self.num_samples.shape[0])
+
+    def hard_labelled(self) -> "PreparedSplit":
+        """This split without its examples that have no hard label (kept for their label distribution alone, by
+        prepare --keep-no-majority): what hard-label training and validation read. Itself when every example has
+        one."""
+        keep = np.flatnonzero(self.labels >= 0)
+        if len(keep) == len(self):
+            return self
+        view = copy.copy(self)
+        view._rows = keep if self._rows is None else self._rows[keep]
+        for name in ("num_samples", "labels", "native_indices", "durations", "dims", "dists", "native_dists"):
+            value = getattr(self, name)
+            setattr(view, name, None if value is None else value[keep])
+        return view
 
     def _records(self):
         if self._source is None:
@@ -214,15 +258,16 @@ class PreparedSplit:
 
             self._source = tfds.builder_from_directory(str(self._version_dir)).as_data_source(
                 split=self.name, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)  # see parse_example
-            if len(self._source) != len(self):
+            if len(self._source) != self._n_records:
                 raise PreparedDataError(f"{self._version_dir}: split {self.name} has {len(self._source)} examples, "
-                                        f"its index {len(self)}; rebuild it: {self._command}")
+                                        f"its index {self._n_records}; rebuild it: {self._command}")
         return self._source
 
     def _read(self, indices: Sequence[int], parse) -> list:
         source = self._records()
         try:
-            return [parse(r) for r in source.__getitems__([int(i) for i in indices])]
+            rows = [int(i) for i in indices] if self._rows is None else [int(self._rows[int(i)]) for i in indices]
+            return [parse(r) for r in source.__getitems__(rows)]
         except Exception as e:  # noqa: BLE001 - a damaged file surfaces as a reader error of any type
             raise PreparedDataError(f"{self._version_dir}: split {self.name} cannot be read "
                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from exhubert_jax.data.errors import DataError
 from exhubert_jax.data.sources.dimensions import DIMENSIONS
 from exhubert_jax.data.sources.labels import label_field
 
@@ -36,11 +37,12 @@ def data_shard(mesh: Mesh | None) -> tuple[int, int] | None:
 
 
 def batch_arrays(batch: Any, label_space: str = "emotion", input_mode: str = "masked",
-                 dimensions: tuple[str, ...] = (), task_weights: tuple[float, float] | None = None
-                 ) -> dict[str, np.ndarray]:
+                 dimensions: tuple[str, ...] = (), task_weights: tuple[float, float] | None = None,
+                 soft_classes: int = 0) -> dict[str, np.ndarray]:
     """The arrays of a data.batching.Batch that a step needs (a 'card' batch's mask already covers the padding the
     card adds, which is averaged like audio; data.card). With `dimensions`, their targets (0 where unknown) and a
-    mask of the known ones; with task_weights, the (categorical, dimensional) loss weights."""
+    mask of the known ones; with task_weights, the (categorical, dimensional) loss weights; with soft_classes (the
+    head's class count: soft targets), `soft_targets` (soft_targets)."""
     mask = np.asarray(batch.attention_mask, np.int32)
     out = dict(input_values=np.asarray(batch.input_values, np.float32), attention_mask=mask,
                targets=np.asarray(getattr(batch, label_field(label_space)), np.int32),
@@ -51,7 +53,23 @@ def batch_arrays(batch: Any, label_space: str = "emotion", input_mode: str = "ma
         out.update(dims=np.where(known, dims, 0.0).astype(np.float32), dims_mask=known.astype(np.float32))
     if task_weights is not None:
         out["task_weights"] = np.broadcast_to(np.asarray(task_weights, np.float32), (len(mask), 2)).copy()
+    if soft_classes:
+        out["soft_targets"] = soft_targets(batch, label_space, soft_classes)
     return out
+
+
+def soft_targets(batch: Any, label_space: str, classes: int) -> np.ndarray:
+    """float32 (B, classes): each row's label distribution in the label space (Batch.dists or .native_dists), or its
+    one-hot hard label where it has none (all 0 for a label of -1 and for padding rows, which weigh 0)."""
+    targets = np.asarray(getattr(batch, label_field(label_space)))
+    one_hot = ((targets[:, None] == np.arange(classes)) & (np.asarray(batch.weights)[:, None] > 0)).astype(np.float32)
+    dists = getattr(batch, "dists" if label_space == "emotion" else "native_dists", None)
+    if dists is None:
+        return one_hot
+    if dists.shape[1] != classes:
+        raise DataError(f"{batch.corpus}: its label distributions have {dists.shape[1]} classes, the head {classes}; "
+                        "train a head on the label space the distributions are in (--labels)")
+    return np.where(dists.sum(1, keepdims=True) > 0, dists, one_hot).astype(np.float32)
 
 
 def pad_rows(arrays: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:

@@ -27,10 +27,14 @@ from exhubert_jax.data.sources.corpora import CORPORA, EMOBOX, MANIFEST, Corpus,
 from exhubert_jax.data.sources.labels import CLASSES, load_label_table
 from exhubert_jax.data.sources.readers import READERS, SPLITS
 
-SCHEMA = 1  # bump when the features below or the folder layout change
+SCHEMA = 2  # bump when the features below or the folder layout change
 FILE_FORMAT = "array_record"
 
 RELEASE_NOTES = {
+    "2.*.*": "The features of 1.*.*, plus label_dist and native_label_dist: the annotators' label distribution over "
+             "the 6 classes and over the corpus's own labels (all 0: none); label and native_label are -1 for an "
+             "utterance kept for its distribution alone (prepare --keep-no-majority). Minor and patch numbers as "
+             "in 1.*.*.",
     "1.*.*": "Features audio (int16, 16 kHz), label (6 classes), native_label, speaker, utterance_id, duration. "
              "The minor number is the reader's version; the patch number a digest of it, the reviewed label-table "
              "rows, the split rule, the audio decoding and the rating rules: it changes when any of them changes, "
@@ -55,13 +59,14 @@ def reader_version(reader: str) -> int:
 def version_parts(entry: Corpus) -> dict[str, Any]:
     """What a corpus's version is made of: SCHEMA, its reader and the reader's version (for an EmoBox fold also
     the corpus reader that supplies the speakers), its rows of the shipped label table, the split rule, the audio
-    decoding and the rating rules."""
-    from exhubert_jax.data.sources import dimensions
+    decoding, the rating rules and the label-distribution rule."""
+    from exhubert_jax.data.sources import dimensions, soft_labels
 
     speakers = CORPORA.get(base_name(entry.name))
     parts = {"schema": SCHEMA, "reader": [entry.reader, reader_version(entry.reader)],
              "labels": load_label_table().fingerprint(base_name(entry.name)), "splits": splits.split_rule(),
-             "audio": audio.decoding_rule(), "dimensions": dimensions.rating_rule()}
+             "audio": audio.decoding_rule(), "dimensions": dimensions.rating_rule(),
+             "soft_labels": soft_labels.soft_label_rule()}
     if entry.reader == EMOBOX and speakers is not None and speakers.reader in READERS:
         parts["speakers"] = [speakers.reader, reader_version(speakers.reader)]
     return parts
@@ -75,15 +80,22 @@ def corpus_version(entry: Corpus) -> str:
 
 
 def features(native_labels: list[str] | tuple[str, ...]) -> tfds.features.FeaturesDict:
-    """The example features: raw 16 kHz int16 audio, the 6-class label and the corpus's own label."""
+    """The example features: raw 16 kHz int16 audio, the 6-class label and the corpus's own label, and the
+    annotators' label distributions over both."""
     return tfds.features.FeaturesDict({
         "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16, encoding="bytes",
                                       doc=f"mono int16 PCM at {SAMPLE_RATE} Hz (divide by 32768 for [-1, 1))"),
-        "label": tfds.features.ClassLabel(names=list(CLASSES), doc="arousal x valence class"),
-        "native_label": tfds.features.ClassLabel(names=list(native_labels), doc="the corpus's own label"),
+        "label": tfds.features.ClassLabel(names=list(CLASSES), doc="arousal x valence class (-1: no majority label)"),
+        "native_label": tfds.features.ClassLabel(names=list(native_labels),
+                                                 doc="the corpus's own label (-1: no majority label)"),
         "speaker": tfds.features.Text(doc="speaker id ('' when the corpus does not give one)"),
         "utterance_id": tfds.features.Text(doc="the source file, relative to the corpus folder"),
         "duration": tfds.features.Scalar(dtype=np.float32, doc="seconds"),
+        "label_dist": tfds.features.Tensor(shape=(len(CLASSES),), dtype=np.float32,
+                                           doc="the annotators' distribution over the 6 classes (all 0: none)"),
+        "native_label_dist": tfds.features.Tensor(shape=(len(native_labels),), dtype=np.float32,
+                                                  doc="the annotators' distribution over the corpus's own labels "
+                                                      "(all 0: none)"),
     })
 
 

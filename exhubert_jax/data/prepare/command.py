@@ -80,6 +80,11 @@ class PrepareOptions:
     label_map: str | None = option(None, help="extra mapping rows (CSV: corpus,label,meaning,class,reason)")
     workers: int = option(1, type=int, help="decoding processes (default 1: decoding runs at ~2k files/s already; more "
                                             "helps only for large corpora in heavy formats)")
+    keep_no_majority: bool = option(False, action="store_true",
+                                    help="keep the utterances whose annotators reached no majority label (IEMOCAP "
+                                         "xxx, MSP-Podcast X, manifest rows with a label_dist but no label) for "
+                                         "train.py --targets soft; they have no hard label, are never trained or "
+                                         "scored on one, and split as their speaker")
     force: bool = option(False, action="store_true", help="rebuild even if up to date")
     no_progress: bool = option(False, action="store_true",
                                help="no progress (a bar on a terminal, else periodic lines on stderr)")
@@ -138,7 +143,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.workers < 1:
         p.error(f"--workers must be at least 1 (decoding processes), got {args.workers}")
     options = dict(out=args.out, split_method=args.split_method, seed=args.seed, on_error=args.on_error,
-                   force=args.force, label_map=args.label_map, workers=args.workers, progress=not args.no_progress)
+                   force=args.force, label_map=args.label_map, workers=args.workers, progress=not args.no_progress,
+                   keep_no_majority=args.keep_no_majority)
     if args.emonet and (args.corpus or args.source or args.manifest):
         p.error("--emonet DIR prepares every corpus folder in DIR; for one, use --corpus NAME --source DIR/NAME")
     make_output_dir(args.out or default_data_dir(), "--out")

@@ -11,7 +11,8 @@ from typing import Any
 from exhubert_jax.data.errors import UnknownCorpusError
 from exhubert_jax.data.loading.dataset import default_data_dir
 from exhubert_jax.data.prepare.plan import Origin
-from exhubert_jax.data.prepare.splits import HOLDOUT_FRACTION, kfold_assign, kfold_splits, stratified_holdout
+from exhubert_jax.data.prepare.splits import (HOLDOUT_FRACTION, kfold_assign, kfold_splits, stratified_holdout,
+                                              with_soft_only)
 from exhubert_jax.data.prepare.write import Options, origin_of, write_dataset
 from exhubert_jax.data.sources import emobox
 from exhubert_jax.data.sources.corpora import EMOBOX, Corpus, fold_entry, fold_name, get_corpus, user_corpus
@@ -23,17 +24,20 @@ def prepare_folds(corpus: str, k: int, source: str | Path | None = None, out: st
                   manifest: str | Path | None = None, seed: int = 0, label_map: str | Path | None = None,
                   **options: Any) -> list[dict[str, Any]]:
     """Prepare K speaker-independent folds of a corpus (kfold_assign: whole speakers, IEMOCAP sessions, balanced
-    by utterance count); fold k's test split is its speakers. Returns one summary per fold."""
+    by utterance count); fold k's test split is its speakers. Returns one summary per fold. Utterances kept for
+    their label distribution alone (keep_no_majority) follow their speaker and move no other."""
     opts = Options(**options)
     opts.check()
     entry = resolve_entry(corpus, source, manifest)
     out = Path(out) if out is not None else default_data_dir()
     table = load_label_table(label_map)
-    kept, dropped, used = read_mapped(entry, source, manifest, table)
-    utts = [u for u, _ in kept]
+    kept, dropped, used = read_mapped(entry, source, manifest, table, opts.keep_no_majority)
+    hard = [r.index is not None for _, r in kept]
+    utts = [u for (u, _), h in zip(kept, hard) if h]
     folds = kfold_assign(utts, k, entry.name)
-    splits = [kfold_splits(utts, folds, f, seed, entry.name) for f in range(k)]  # every fold checked first
-    origin = origin_of(entry.name, source, manifest, out, f"kfold:{k}", seed, label_map)
+    splits = [with_soft_only([u for u, _ in kept], hard, kfold_splits(utts, folds, f, seed, entry.name))
+              for f in range(k)]  # every fold checked first
+    origin = origin_of(entry.name, source, manifest, out, f"kfold:{k}", seed, label_map, opts.keep_no_majority)
     summaries = []
     for f, split in enumerate(splits):
         fe = fold_entry(entry, fold_name(entry.name, f + 1, k), how=f"fold {f + 1} of {k} by speaker")

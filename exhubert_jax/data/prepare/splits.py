@@ -103,6 +103,21 @@ def assign_splits(utts: Sequence[Utterance], method: str, seed: int = 0, key: st
     raise SplitError(f"unknown split method {method!r}; use one of {', '.join(METHODS)} or 'auto'")
 
 
+def with_soft_only(utts: Sequence[Utterance], hard: Sequence[bool], hard_splits: Sequence[str],
+                   own: bool = False) -> list[str]:
+    """The split of every utterance, given `hard_splits`, those of the ones with a hard label (in order), which were
+    split alone: so an utterance kept for its label distribution alone (no majority label) never moves one with a
+    hard label. It goes to its own split (own=True), else to its speaker's (where most of the speaker's others are),
+    else to train."""
+    by_speaker: dict[str, Counter] = {}
+    for u, s in zip((u for u, h in zip(utts, hard) if h), hard_splits):
+        if u.speaker is not None:
+            by_speaker.setdefault(u.speaker, Counter())[s] += 1
+    given = iter(hard_splits)
+    return [next(given) if h else (u.split if own and u.split else by_speaker[u.speaker].most_common(1)[0][0]
+                                   if u.speaker in by_speaker else "train") for u, h in zip(utts, hard)]
+
+
 def shared_speakers(utts: Sequence[Utterance], splits: Sequence[str]) -> list[str]:
     """Speakers that occur in more than one split (empty when the split is speaker-independent)."""
     where: dict[str, set[str]] = {}

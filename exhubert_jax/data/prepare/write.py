@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 from exhubert_jax.data.errors import DataError
 from exhubert_jax.data.loading.dataset import RECORD, check_files, file_sizes, read_record
 from exhubert_jax.data.prepare.decoding import decoder
-from exhubert_jax.data.prepare.plan import Origin, Plan, metadata, speaker_report
+from exhubert_jax.data.prepare.plan import Origin, Plan, label_distributions, metadata, speaker_report
 from exhubert_jax.data.sources.corpora import Corpus, base_name
 from exhubert_jax.data.sources.labels import LabelRule, LabelTable
 from exhubert_jax.data.sources.readers import Utterance
@@ -39,13 +39,15 @@ def say_stderr(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Options:
-    """How a corpus is written: bad-audio policy, rebuild, decoding workers, progress bar, where messages go."""
+    """How a corpus is written: bad-audio policy, rebuild, decoding workers, progress bar, where messages go,
+    whether utterances without a majority label are kept for their label distribution."""
 
     on_error: str = "skip"
     force: bool = False
     workers: int = 1
     progress: bool = True
     log: Callable[[str], None] | None = None
+    keep_no_majority: bool = False
 
     def say(self, msg: str) -> None:
         """One message, to log or stderr."""
@@ -58,16 +60,17 @@ class Options:
 
 
 def origin_of(name: str, source: str | Path | None, manifest: str | Path | None, out: Path,
-              split_method: str | None, seed: int, label_map: str | Path | None) -> Origin:
+              split_method: str | None, seed: int, label_map: str | Path | None,
+              keep_no_majority: bool = False) -> Origin:
     """The Origin of a corpus read from a folder or a manifest."""
     return Origin(Path(source) if source is not None else Path(manifest).parent,
-                  _command(name, source, out, manifest, split_method, seed, label_map),
+                  _command(name, source, out, manifest, split_method, seed, label_map, keep_no_majority),
                   {"source": str(Path(source).resolve()) if source is not None else None,
                    "manifest": str(Path(manifest).resolve()) if manifest is not None else None})
 
 
 def _command(name: str, source: str | Path | None, out: Path, manifest: str | Path | None, split_method: str | None,
-             seed: int, label_map: str | Path | None) -> str:
+             seed: int, label_map: str | Path | None, keep_no_majority: bool = False) -> str:
     """The command line that prepares this corpus again with the same options."""
     args = [f"--corpus {shlex.quote(name)}"]
     for flag, value in (("--source", source), ("--manifest", manifest), ("--out", out),
@@ -76,6 +79,8 @@ def _command(name: str, source: str | Path | None, out: Path, manifest: str | Pa
             args.append(f"{flag} {shlex.quote(str(Path(value).resolve()) if flag != '--split-method' else value)}")
     if seed:
         args.append(f"--seed {seed}")
+    if keep_no_majority:
+        args.append("--keep-no-majority")
     return "python -m exhubert_jax.data.prepare " + " ".join(args)
 
 
@@ -90,7 +95,8 @@ def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, Label
             stat = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stat = "missing"
-        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}\n".encode())
+        votes = f"\t{u.votes}" if u.votes is not None else ""
+        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}{votes}\n".encode())
     return h.hexdigest()
 
 
@@ -148,7 +154,8 @@ def write_dataset(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str
         log(f"{name}: {problem}; rebuilding")
     speakers = speaker_report(items)
     extra = metadata(entry, version, method, seed, table, items, used, dropped, origin, speakers)
-    plan = _write(entry, items, out, fingerprint, extra, origin, options)
+    dists = label_distributions(table, base_name(name), items, extra["native_labels"])
+    plan = _write(entry, items, out, fingerprint, extra, origin, options, dists)
     summary = plan.summary()
     log(f"{name}: {summary['n_examples']} examples written to {dest}; {len(plan.skipped)} skipped (bad audio), "
         f"{sum(dropped.values())} dropped by the label table {dict(sorted(dropped.items())) or ''}".rstrip())
@@ -160,7 +167,7 @@ def write_dataset(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str
 
 
 def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out: Path, fingerprint: str,
-           extra: dict[str, Any], origin: Origin, options: Options) -> Plan:
+           extra: dict[str, Any], origin: Origin, options: Options, dists: Sequence[tuple] | None = None) -> Plan:
     """Build the dataset in a temporary folder beside {out}/{name}/ (TFDS's own folders in its .build/, removed
     before the swap) and swap it in; the plan it was built from."""
     from exhubert_jax.data.prepare.builders import tfds_name, version_parts
@@ -174,7 +181,7 @@ def _write(entry: Corpus, items: Sequence[tuple[Utterance, LabelRule, str]], out
             build.mkdir()
             with decoder(options.workers, len(items)) as decode:
                 plan = Plan(name, items, extra["native_labels"], origin.base, options.on_error, decode, bar,
-                            options.say, sum(extra["dropped"].values()), extra)
+                            options.say, sum(extra["dropped"].values()), extra, dists)
                 with sized_output(out / name, plan.estimated_bytes):  # a full disk: the bytes of all the audio
                     version_dir = _build(entry, plan, build, origin.base)
             bar.close()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from exhubert_jax.data.errors import DataError, LayoutError, ManifestError, MissingSourceError
 from exhubert_jax.data.sources.dimensions import DIMENSIONS, SCALES, class_of, normalise, parse_value
+from exhubert_jax.data.sources.soft_labels import COLUMN as DIST_COLUMN
+from exhubert_jax.data.sources.soft_labels import NO_MAJORITY, Votes, parse_label_dist, vote_weight, votes_of
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 SPLITS = ("train", "validation", "test")
@@ -22,7 +24,8 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validati
 @dataclass(frozen=True, order=True)
 class Utterance:
     """One audio file of a corpus: path, native label, speaker (None if unknown), own split (None if none), and
-    where the label was read (a list file and row, for error messages; None when the file name gives it)."""
+    where the label was read (a list file and row, for error messages; None when the file name gives it); its
+    ratings, its annotators' votes over the native labels (soft_labels.py) and whether they reached a majority."""
 
     path: str
     native_label: str
@@ -30,6 +33,8 @@ class Utterance:
     split: str | None = None
     origin: str | None = field(default=None, compare=False)
     dims: tuple | None = field(default=None, compare=False)  # (arousal, valence, dominance) on [0, 1] (dimensions.py)
+    votes: tuple | None = field(default=None, compare=False)  # the annotators' ((native label, weight), ...)
+    majority: bool = field(default=True, compare=False)  # False: the annotators reached no majority label
 
 
 Read = Callable[[str | Path], list[Utterance]]
@@ -140,10 +145,44 @@ def read_ravdess(root: str | Path) -> list[Utterance]:
                     lambda m, p: (m[3], m[7], None))
 
 
-@reader("crema-d", labels=("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), version=1)
+_CREMA_VOTES = {"A": "ANG", "D": "DIS", "F": "FEA", "H": "HAP", "N": "NEU", "S": "SAD"}  # tabulatedVotes.csv columns
+
+
+def _crema_votes(root: Path) -> dict[str, Votes | None]:
+    """{clip name: votes} of processedResults/tabulatedVotes.csv when the corpus folder holds it ({} when not): the
+    raters' counts A, D, F, H, N, S of the audio-only presentation, the rows whose id (the unnamed first column) is
+    1xxxxx (2xxxxx rated the face alone, 3xxxxx face and voice)."""
+    found = sorted(root.rglob("tabulatedVotes.csv"))
+    if not found:
+        return {}
+    path, out = found[0], {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = csv.DictReader(f)
+        columns = rows.fieldnames or []
+        missing = [c for c in ("fileName", *_CREMA_VOTES) if c not in columns]
+        if missing:
+            raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}")
+        for row in rows:
+            line, ident = rows.line_num, str(row[columns[0]]).strip()
+            if not ident.isdigit():
+                raise ManifestError(str(path), line, f"row id {ident!r} is not a number (1xxxxx: audio-only ratings)")
+            if int(ident) // 100000 != 1:
+                continue
+            name = str(row["fileName"]).strip()
+            if name in out:
+                raise ManifestError(str(path), line, f"{name} has a second audio-only row")
+            out[name] = votes_of({label: vote_weight(row[c], f"count {c}", str(path), line)
+                                  for c, label in _CREMA_VOTES.items()})
+    return out
+
+
+@reader("crema-d", labels=("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), version=2)
 def read_crema_d(root: str | Path) -> list[Utterance]:
-    """CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor, sentence, emotion, level)."""
-    return _by_name("crema-d", root, r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$", lambda m, p: (m[3], m[1], None))
+    """CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor, sentence, emotion, level); the raters' votes on the audio alone
+    from processedResults/tabulatedVotes.csv when it is there."""
+    utts = _by_name("crema-d", root, r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$", lambda m, p: (m[3], m[1], None))
+    votes = _crema_votes(Path(root))
+    return [replace(u, votes=votes.get(Path(u.path).stem)) for u in utts] if votes else utts
 
 
 @reader("tess", labels=("angry", "disgust", "fear", "happy", "neutral", "ps", "sad"), version=1)
@@ -267,26 +306,53 @@ def _iemocap_dims(text: str, where: str, line: int) -> tuple:
     return normalise(dict(arousal=a, valence=v, dominance=d), SCALES["iemocap"], where, line)
 
 
+_IEMOCAP_EVALUATOR = re.compile(r"^C-(E\d+):\s*(.*?)\s*(?:\(.*\))?\s*$")  # an external evaluator's categories
+_IEMOCAP_WORDS = {"anger": "ang", "happiness": "hap", "excited": "exc", "sadness": "sad", "neutral": "neu",
+                  "neutral state": "neu", "frustration": "fru", "surprise": "sur", "fear": "fea", "disgust": "dis",
+                  "other": "oth"}
+
+
+def _iemocap_votes(text: str, where: str, line: int) -> list[tuple[str, float]]:
+    """One evaluator's categories ('Frustration; Anger;') as (native label, 1/k) each: k categories share the
+    evaluator's one vote; 'Other' (with or without a description after it) is oth."""
+    words = [w.strip() for w in text.split(";") if w.strip()]
+    votes = []
+    for word in words:
+        key = " ".join(word.lower().split())
+        label = "oth" if key.startswith("other") else _IEMOCAP_WORDS.get(key)
+        if label is None:
+            raise ManifestError(where, line, f"unknown category {word!r} of an evaluator (expected "
+                                f"{', '.join(sorted({w.capitalize() for w in _IEMOCAP_WORDS}))})")
+        votes.append((label, 1.0 / len(words)))
+    return votes
+
+
 @reader("iemocap", labels=("ang", "hap", "exc", "sad", "neu", "fru", "sur", "fea", "dis", "oth", "xxx"),
-        version=1)
+        version=2)
 def read_iemocap(root: str | Path) -> list[Utterance]:
     """IEMOCAP: labels from SessionN/dialog/EmoEvaluation/*.txt, each turn's `[start - end] turn emotion [V, A, D]`
-    line giving the majority label and the mean valence, activation and dominance (1-5); audio
-    SessionN/sentences/wav/<dialog>/<utt>.wav."""
+    line giving the majority label (xxx: none) and the mean valence, activation and dominance (1-5), and its
+    external evaluators' `C-E1:` ... lines their categories; audio SessionN/sentences/wav/<dialog>/<utt>.wav."""
     root = _require_dir(root)
     utts = []
     for txt in sorted(root.glob("Session*/dialog/EmoEvaluation/*.txt")):
         if txt.name.startswith("."):
             continue
-        session = txt.parents[2]
+        session, turns, votes = txt.parents[2], [], {}
         for number, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
             m = _IEMOCAP_LINE.match(line)
             if m:
-                name, label = m[1], m[2]
-                dialog, turn = name.rsplit("_", 1)
-                wav = session / "sentences" / "wav" / dialog / f"{name}.wav"
-                utts.append(Utterance(str(wav), label, name[:5] + turn[0], None, f"{txt}:{number}",
-                                      _iemocap_dims(m[3], str(txt), number)))
+                turns.append((m[1], m[2], number, _iemocap_dims(m[3], str(txt), number)))
+                votes[m[1]] = []
+                continue
+            e = _IEMOCAP_EVALUATOR.match(line)
+            if e and turns:  # self-evaluations (C-F1, C-M1) are not the evaluators' and are left out
+                votes[turns[-1][0]] += _iemocap_votes(e[2], str(txt), number)
+        for name, label, number, dims in turns:
+            dialog, turn = name.rsplit("_", 1)
+            wav = session / "sentences" / "wav" / dialog / f"{name}.wav"
+            utts.append(Utterance(str(wav), label, name[:5] + turn[0], None, f"{txt}:{number}", dims,
+                                  votes_of(votes[name]), label != "xxx"))
     return _finish("iemocap", root, utts)
 
 
@@ -294,16 +360,61 @@ _MSP_SPLITS = {"Train": "train", "Development": "validation", "Test1": "test"}  
 _MSP_COLUMNS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
 
 
-@reader("msp-podcast", labels="ASHUFDCNOX", version=1)  # EmoClass codes of labels_consensus.csv
+_MSP_PRIMARY = {"angry": "A", "sad": "S", "happy": "H", "surprise": "U", "fear": "F", "disgust": "D", "contempt": "C",
+                "neutral": "N", "other": "O"}  # an annotator's primary emotion in labels_detailed.csv, as EmoClass
+
+
+def _msp_code(text: str, where: str, line: int) -> str:
+    """An annotator's primary emotion as its EmoClass code: a word (Angry, ..., Neutral; Other or Other-<word> is O),
+    or the code itself."""
+    word = text.strip()
+    key = word.lower()
+    if len(word) == 1 and word in "ASHUFDCNO":
+        return word
+    if key.startswith("other"):
+        return "O"
+    if key not in _MSP_PRIMARY:
+        raise ManifestError(where, line, f"unknown primary emotion {word!r} (expected "
+                            f"{', '.join(w.capitalize() for w in _MSP_PRIMARY)}, or Other-<word>)")
+    return _MSP_PRIMARY[key]
+
+
+def _msp_votes(root: Path) -> dict[str, Votes | None]:
+    """{FileName: votes} of Labels/labels_detailed.csv when the corpus folder holds it ({} when not): one vote per
+    row, the annotator's primary emotion, from the column EmoDetail ('WORKER; Primary; secondary, ...; A:x; V:y;
+    D:z;', the releases since 1.7) or EmoClass_Major (release 1.6)."""
+    found = sorted(root.rglob("labels_detailed.csv"))
+    if not found:
+        return {}
+    path, counts = found[0], {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = csv.DictReader(f)
+        columns = rows.fieldnames or []
+        field = next((c for c in ("EmoDetail", "EmoClass_Major") if c in columns), None)
+        if "FileName" not in columns or field is None:
+            raise ManifestError(str(path), 1, "missing column(s): expected FileName and EmoDetail (or EmoClass_Major)")
+        for row in rows:
+            line, text = rows.line_num, str(row[field] or "")
+            parts = text.split(";")
+            if field == "EmoDetail" and len(parts) < 2:
+                raise ManifestError(str(path), line, f"EmoDetail {text!r} is not 'WORKER; Primary; ...'")
+            code = _msp_code(parts[1] if field == "EmoDetail" else text, str(path), line)
+            counts.setdefault(str(row["FileName"]).strip(), []).append((code, 1.0))
+    return {name: votes_of(pairs) for name, pairs in counts.items()}
+
+
+@reader("msp-podcast", labels="ASHUFDCNOX", version=2)  # EmoClass codes of labels_consensus.csv
 def read_msp_podcast(root: str | Path) -> list[Utterance]:
     """MSP-Podcast: Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom on 1-7, SpkrID,
     Split_Set) with audio in Audios/; its own split: Train, Development (validation), Test1 (test). Test2 (and
-    Test3 of later releases) are separate test sets and are not read."""
+    Test3 of later releases) are separate test sets and are not read. EmoClass X: no majority. The annotators'
+    votes from Labels/labels_detailed.csv when it is there."""
     root = _require_dir(root)
     csvs = sorted(root.rglob("labels_consensus.csv"))
     if not csvs:
         raise LayoutError("msp-podcast", str(root / "Labels" / "labels_consensus.csv"), "label file not found")
     audio = {p.name: p for p in audio_files(root, AUDIO_EXTS)}
+    votes = _msp_votes(root)
     utts = []
     with csvs[0].open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -320,10 +431,11 @@ def read_msp_podcast(root: str | Path) -> list[Utterance]:
             values = {k: parse_value(row[c], k, str(csvs[0]), line) for k, c in _MSP_COLUMNS.items()}
             name = row["FileName"].strip()
             speaker = row["SpkrID"].strip()
-            path = audio.get(name, root / "Audios" / name)
-            utts.append(Utterance(str(path), row["EmoClass"].strip(), None if speaker in ("", "Unknown") else speaker,
+            path, label = audio.get(name, root / "Audios" / name), row["EmoClass"].strip()
+            utts.append(Utterance(str(path), label, None if speaker in ("", "Unknown") else speaker,
                                   _MSP_SPLITS[split_set], f"{csvs[0]}:{line}",
-                                  normalise(values, SCALES["msp-podcast"], str(csvs[0]), line)))
+                                  normalise(values, SCALES["msp-podcast"], str(csvs[0]), line), votes.get(name),
+                                  label != "X"))
     if not utts:
         raise LayoutError("msp-podcast", str(csvs[0]), "the label file lists no Train/Development/Test1 utterances")
     return sorted(utts)
@@ -387,10 +499,11 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
     reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
     columns = reader.fieldnames or []
     rated = {"arousal", "valence"} <= set(columns)  # a rated corpus may leave out the label (dimensions.class_of)
-    missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and rated)]
+    unlabelled = rated or DIST_COLUMN in columns  # ... and so may one with label distributions (no majority)
+    missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and unlabelled)]
     if missing:
-        raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; "
-                            "expected a header with path,label[,speaker][,split][,arousal,valence,dominance]")
+        raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; expected a header with "
+                            f"path,label[,speaker][,split][,arousal,valence,dominance][,{DIST_COLUMN}]")
     for row in reader:
         yield reader.line_num, row
 
@@ -403,14 +516,15 @@ def _manifest_dims(row: dict, where: str, line: int) -> tuple | None:
     return normalise(values, SCALES["manifest"], where, line)
 
 
-MANIFEST_VERSION = 1  # bump when a change to read_manifest or its helpers changes the utterances it returns
+MANIFEST_VERSION = 2  # bump when a change to read_manifest or its helpers changes the utterances it returns
 
 
 def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Utterance]:
     """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional arousal, valence,
-    dominance on [0, 1]; a rated row without a label gets the class of its arousal and valence, so a dimensional
-    corpus joins the 6-class round robin); relative paths are resolved against root, or against the manifest's
-    folder when root is None."""
+    dominance on [0, 1], optional label_dist, the annotators' votes as label:weight pairs separated by ';'
+    (soft_labels.py); a rated row without a label gets the class of its arousal and valence, so a dimensional
+    corpus joins the 6-class round robin, and one with a label_dist but no label is a row without a majority);
+    relative paths are resolved against root, or against the manifest's folder when root is None."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise MissingSourceError(str(manifest), "manifest")
@@ -419,10 +533,13 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
     for line, row in _manifest_rows(manifest):
         path, label = (str(row.get(k) or "").strip() for k in ("path", "label"))
         dims = _manifest_dims(row, str(manifest), line)
+        votes = parse_label_dist(row.get(DIST_COLUMN), str(manifest), line)
         label = label or class_of(dims) or ""  # unlabelled but rated: the class of its arousal and valence
+        majority = bool(label) or votes is None
+        label = label or (NO_MAJORITY if votes else "")  # unlabelled with votes: no majority (kept on request)
         if not path or not label:
             raise ManifestError(str(manifest), line, "empty 'path' or 'label' (a row without a label needs "
-                                "arousal and valence)")
+                                f"arousal and valence, or a {DIST_COLUMN})")
         speaker = str(row.get("speaker") or "").strip() or None
         split_raw = str(row.get("split") or "").strip()
         split = normalize_split(split_raw) if split_raw else None
@@ -433,7 +550,7 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
             raise ManifestError(str(manifest), line, f"{path} is listed twice (first at line {seen[full]})")
         seen[full] = line
         with_split.append((line, split is not None))
-        utts.append(Utterance(full, label, speaker, split, None, dims))
+        utts.append(Utterance(full, label, speaker, split, None, dims, votes, majority))
     if not utts:
         raise ManifestError(str(manifest), None, "no rows")
     if len({has for _, has in with_split}) > 1:

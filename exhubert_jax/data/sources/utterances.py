@@ -10,7 +10,7 @@ from typing import Sequence
 from exhubert_jax.data.errors import DataError, MissingSourceError, UnknownCorpusError, UnknownLabelError
 from exhubert_jax.data.sources.corpora import MANIFEST, Corpus, get_corpus, user_corpus
 from exhubert_jax.data.sources.emonet import is_emonet_folder, read_emonet
-from exhubert_jax.data.sources.labels import LabelRule, LabelTable
+from exhubert_jax.data.sources.labels import DROP, LabelRule, LabelTable
 from exhubert_jax.data.sources.readers import READERS, Utterance, read_manifest
 
 
@@ -47,13 +47,27 @@ def read_corpus(entry: Corpus, source: str | Path | None, manifest: str | Path |
     return READERS[entry.reader](source)
 
 
-def map_labels(table: LabelTable, name: str, utts: Sequence[Utterance]
+def no_majority_rule(corpus: str, label: str) -> LabelRule:
+    """The rule of an utterance whose annotators reached no majority label, kept for its label distribution alone:
+    no class (its hard label is -1 where it is stored)."""
+    return LabelRule(corpus, label, "no majority", DROP, "no majority label: kept for its label distribution only "
+                     "(prepare --keep-no-majority), never trained or scored on a hard label")
+
+
+def map_labels(table: LabelTable, name: str, utts: Sequence[Utterance], keep_no_majority: bool = False
                ) -> tuple[list[tuple[Utterance, LabelRule]], Counter, dict[str, LabelRule]]:
     """(kept utterances with their rule, dropped-label counts, table rows used by label); every unknown label of
     the corpus is reported in one UnknownLabelError, naming where the first one was read (list file and row, or
-    audio file)."""
+    audio file). An utterance without a majority label is dropped, or with keep_no_majority kept under
+    no_majority_rule when it has votes."""
     kept, dropped, used, unknown = [], Counter(), {}, {}
     for u in utts:
+        if not u.majority:
+            if keep_no_majority and u.votes:
+                kept.append((u, no_majority_rule(name, u.native_label)))
+            else:
+                dropped[u.native_label] += 1
+            continue
         try:
             rule = table.lookup(name, u.native_label, u.origin or u.path)
         except UnknownLabelError as e:
@@ -68,12 +82,13 @@ def map_labels(table: LabelTable, name: str, utts: Sequence[Utterance]
         (first, _), *rest = unknown.values()
         raise UnknownLabelError(name, first.path, first.label, table.known(name),
                                 {e.label: n for e, n in rest})
-    if not kept:
+    if not any(rule.index is not None for _, rule in kept):
         raise DataError(f"{name}: the label table drops every file ({dict(dropped)})")
     return kept, dropped, used
 
 
-def read_mapped(entry: Corpus, source: str | Path | None, manifest: str | Path | None, table: LabelTable
+def read_mapped(entry: Corpus, source: str | Path | None, manifest: str | Path | None, table: LabelTable,
+                keep_no_majority: bool = False
                 ) -> tuple[list[tuple[Utterance, LabelRule]], Counter, dict[str, LabelRule]]:
     """The corpus's utterances with their label rules (see map_labels)."""
-    return map_labels(table, entry.name, read_corpus(entry, source, manifest))
+    return map_labels(table, entry.name, read_corpus(entry, source, manifest), keep_no_majority)
