@@ -231,6 +231,14 @@ def test_bad_crema_d_votes_name_file_and_line(tmp_path, edit, problem):
         R.read_crema_d(tmp_path)
 
 
+def test_a_latin1_annotation_file_is_one_line_with_the_command_that_converts_it(tmp_path):
+    path = crema_tree(tmp_path)
+    path.write_bytes(CREMA_VOTES.replace("1091_IEO_HAP_HI", "1091_IEO_HAP_HÏ").encode("latin-1"))
+    with pytest.raises(ManifestError, match=re.escape(f"not UTF-8 text (byte 0xcf") + ".*" +
+                       re.escape(f"iconv -f latin1 -t utf-8 {path}")):
+        R.read_crema_d(tmp_path)
+
+
 # ------------------------------------------------------------------------------------- prepared corpora and batches
 
 

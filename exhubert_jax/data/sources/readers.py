@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -145,6 +146,16 @@ def read_ravdess(root: str | Path) -> list[Utterance]:
                     lambda m, p: (m[3], m[7], None))
 
 
+def _annotation_rows(root: Path, name: str) -> tuple[Path | None, csv.DictReader | None]:
+    """(path, CSV rows) of the first file called `name` under a corpus folder ((None, None) when it holds none),
+    read through read_utf8: a file in another encoding is one line with the command that converts it."""
+    found = sorted(root.rglob(name))
+    if not found:
+        return None, None
+    text = read_utf8(found[0], lambda problem: ManifestError(str(found[0]), None, problem))
+    return found[0], csv.DictReader(io.StringIO(text, newline=""))
+
+
 _CREMA_VOTES = {"A": "ANG", "D": "DIS", "F": "FEA", "H": "HAP", "N": "NEU", "S": "SAD"}  # tabulatedVotes.csv columns
 
 
@@ -152,27 +163,25 @@ def _crema_votes(root: Path) -> dict[str, Votes | None]:
     """{clip name: votes} of processedResults/tabulatedVotes.csv when the corpus folder holds it ({} when not): the
     raters' counts A, D, F, H, N, S of the audio-only presentation, the rows whose id (the unnamed first column) is
     1xxxxx (2xxxxx rated the face alone, 3xxxxx face and voice)."""
-    found = sorted(root.rglob("tabulatedVotes.csv"))
-    if not found:
+    path, rows = _annotation_rows(root, "tabulatedVotes.csv")
+    if rows is None:
         return {}
-    path, out = found[0], {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = csv.DictReader(f)
-        columns = rows.fieldnames or []
-        missing = [c for c in ("fileName", *_CREMA_VOTES) if c not in columns]
-        if missing:
-            raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}")
-        for row in rows:
-            line, ident = rows.line_num, str(row[columns[0]]).strip()
-            if not ident.isdigit():
-                raise ManifestError(str(path), line, f"row id {ident!r} is not a number (1xxxxx: audio-only ratings)")
-            if int(ident) // 100000 != 1:
-                continue
-            name = str(row["fileName"]).strip()
-            if name in out:
-                raise ManifestError(str(path), line, f"{name} has a second audio-only row")
-            out[name] = votes_of({label: vote_weight(row[c], f"count {c}", str(path), line)
-                                  for c, label in _CREMA_VOTES.items()})
+    out: dict[str, Votes | None] = {}
+    columns = rows.fieldnames or []
+    missing = [c for c in ("fileName", *_CREMA_VOTES) if c not in columns]
+    if missing:
+        raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}")
+    for row in rows:
+        line, ident = rows.line_num, str(row[columns[0]]).strip()
+        if not ident.isdigit():
+            raise ManifestError(str(path), line, f"row id {ident!r} is not a number (1xxxxx: audio-only ratings)")
+        if int(ident) // 100000 != 1:
+            continue
+        name = str(row["fileName"]).strip()
+        if name in out:
+            raise ManifestError(str(path), line, f"{name} has a second audio-only row")
+        out[name] = votes_of({label: vote_weight(row[c], f"count {c}", str(path), line)
+                              for c, label in _CREMA_VOTES.items()})
     return out
 
 
@@ -383,23 +392,21 @@ def _msp_votes(root: Path) -> dict[str, Votes | None]:
     """{FileName: votes} of Labels/labels_detailed.csv when the corpus folder holds it ({} when not): one vote per
     row, the annotator's primary emotion, from the column EmoDetail ('WORKER; Primary; secondary, ...; A:x; V:y;
     D:z;', the releases since 1.7) or EmoClass_Major (release 1.6)."""
-    found = sorted(root.rglob("labels_detailed.csv"))
-    if not found:
+    path, rows = _annotation_rows(root, "labels_detailed.csv")
+    if rows is None:
         return {}
-    path, counts = found[0], {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = csv.DictReader(f)
-        columns = rows.fieldnames or []
-        field = next((c for c in ("EmoDetail", "EmoClass_Major") if c in columns), None)
-        if "FileName" not in columns or field is None:
-            raise ManifestError(str(path), 1, "missing column(s): expected FileName and EmoDetail (or EmoClass_Major)")
-        for row in rows:
-            line, text = rows.line_num, str(row[field] or "")
-            parts = text.split(";")
-            if field == "EmoDetail" and len(parts) < 2:
-                raise ManifestError(str(path), line, f"EmoDetail {text!r} is not 'WORKER; Primary; ...'")
-            code = _msp_code(parts[1] if field == "EmoDetail" else text, str(path), line)
-            counts.setdefault(str(row["FileName"]).strip(), []).append((code, 1.0))
+    counts: dict[str, list] = {}
+    columns = rows.fieldnames or []
+    field = next((c for c in ("EmoDetail", "EmoClass_Major") if c in columns), None)
+    if "FileName" not in columns or field is None:
+        raise ManifestError(str(path), 1, "missing column(s): expected FileName and EmoDetail (or EmoClass_Major)")
+    for row in rows:
+        line, text = rows.line_num, str(row[field] or "")
+        parts = text.split(";")
+        if field == "EmoDetail" and len(parts) < 2:
+            raise ManifestError(str(path), line, f"EmoDetail {text!r} is not 'WORKER; Primary; ...'")
+        code = _msp_code(parts[1] if field == "EmoDetail" else text, str(path), line)
+        counts.setdefault(str(row["FileName"]).strip(), []).append((code, 1.0))
     return {name: votes_of(pairs) for name, pairs in counts.items()}
 
 
