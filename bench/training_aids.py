@@ -84,7 +84,7 @@ class NoisySplit:
         import jax
         import jax.numpy as jnp
 
-        from exhubert_jax.training.augmentation.waveforms import coloured_noise, mix_at_snr
+        from exhubert_jax.data.waveforms import coloured_noise, mix_at_snr
 
         noisy = []
         for i, pcm in zip(indices, self.split.read_audio(indices)):

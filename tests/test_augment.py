@@ -25,8 +25,8 @@ from exhubert_jax.training.augmentation import (
     checked_specs,
     parse_all,
 )
-from exhubert_jax.training.augmentation import waveforms as wave
-from exhubert_jax.training.augmentation.banks import noise_bank, rir_bank
+from exhubert_jax.data import waveforms as wave
+from exhubert_jax.data.banks import RecordingsError, noise_bank, rir_bank
 from exhubert_jax.training.optimizer import make_optimizer
 from exhubert_jax.training.options import TrainOptions
 from exhubert_jax.training.step import TrainError, create_state, make_train_step
@@ -245,7 +245,7 @@ def test_banks_are_decoded_resampled_and_cut_to_a_fixed_shape(tmp_path):
     assert {k: v.shape for k, v in aug.banks.items()} == {"noise": (5, 8000), "rir": (1, 16000)}
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(AugmentError, match=r"^--noise-dir .*empty: no audio files \("):
+    with pytest.raises(RecordingsError, match=r"^--noise-dir .*empty: no audio files \("):
         noise_bank(empty, 100, 0)
     (empty / "quiet.wav").write_bytes(b"")
     with pytest.raises(Exception, match="quiet.wav: empty file"):

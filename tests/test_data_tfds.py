@@ -232,3 +232,32 @@ def test_parse_example_matches_tfds_decoding(tmp_path):
             for key in ("label", "native_label", "utterance_id", "duration"):
                 assert got[key] == want[key], key
     assert pc.split("train")[0]["speaker"] is None
+
+
+def test_the_index_records_pcm_digests_genders_and_languages(tmp_path):
+    """Each example's PCM digest (exact duplicates), gender and language sit in the index; a corpus prepared before
+    they were recorded reads them as unknown (the registry's language still applies), and prepare rebuilds it."""
+    from exhubert_jax.data.prepare.plan import pcm_hash
+
+    prepare_corpus("emodb", emodb_tree(tmp_path / "emodb"), tmp_path / "out", **QUIET)
+    split = open_prepared("emodb", tmp_path / "out").split("train")
+    pcm = split.read_audio(range(len(split)))
+    assert list(split.pcm_hashes) == [pcm_hash(p) for p in pcm] and len(set(split.pcm_hashes)) == len(split)
+    assert pcm_hash(pcm[0]) == pcm_hash(pcm[0].copy()) != pcm_hash(pcm[0][1:])
+    assert set(split.languages) == {"German"} and len(split.genders) == len(split)
+    info_path = next((tmp_path / "out/emodb").glob("*/metadata.json"))
+    meta = json.loads(info_path.read_text())
+    for ix in meta["index"].values():
+        for key in ("pcm_hash", "gender", "language"):
+            del ix[key]
+    info_path.write_text(json.dumps(meta))
+    record = json.loads((tmp_path / "out/emodb/info.json").read_text())
+    record["files"][info_path.name] = info_path.stat().st_size
+    record["fingerprint"] = "before the index had digests"
+    (tmp_path / "out/emodb/info.json").write_text(json.dumps(record))
+    old = open_prepared("emodb", tmp_path / "out").split("train")
+    assert old.pcm_hashes is None and old.genders is None and set(old.languages) == {"German"}
+    said = []
+    prepare_corpus("emodb", emodb_tree(tmp_path / "emodb"), tmp_path / "out", progress=False, log=said.append)
+    assert not any("up to date" in s for s in said)
+    assert open_prepared("emodb", tmp_path / "out").split("train").pcm_hashes is not None

@@ -12,6 +12,7 @@ from exhubert_jax.data.errors import AudioError
 
 SAMPLE_RATE = 16000
 MIN_SAMPLES = 400  # one HuBERT CNN frame (25 ms at 16 kHz)
+INFERENCE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")  # what a folder is read for
 DECODING_VERSION = 2  # bump when a change to the decoding below changes any stored sample or which files are refused
 # (2: files cut short, whose header declares more audio than they hold, are refused)
 _CONTAINERS = {(b"RIFF", b"WAVE"): ("little", b"data"), (b"RIFX", b"WAVE"): ("big", b"data"),
@@ -107,3 +108,11 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
 def from_pcm16(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM to float32 in [-1, 1)."""
     return pcm.astype(np.float32) * np.float32(1.0 / 32768.0)
+
+
+def input_files(path_or_dir: str | Path) -> list[Path]:
+    """The file itself, or every audio file (by extension, INFERENCE_EXTS) under a directory, sorted."""
+    from exhubert_jax.data.sources.readers import audio_files
+
+    path = Path(path_or_dir)
+    return audio_files(path, INFERENCE_EXTS) if path.is_dir() else [path]

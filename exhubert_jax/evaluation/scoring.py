@@ -13,14 +13,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from exhubert_jax.data.audio import (
+    INFERENCE_EXTS,
     MIN_SAMPLES,
     SAMPLE_RATE,
     check_audio_file,
+    input_files,
     load_audio,
 )
 from exhubert_jax.data.errors import AudioError
 from exhubert_jax.data.loading.batching import bucket_length, default_buckets, normalize
-from exhubert_jax.data.sources.readers import audio_files
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.evaluation import metrics
 from exhubert_jax.evaluation.dimensional import (
@@ -35,7 +36,6 @@ from exhubert_jax.evaluation.soft_scores import soft_label_scores
 from exhubert_jax.evaluation.split_caveats import class_counts, split_caveat
 from exhubert_jax.model.config import EMOTION_CLASSES, LABEL_SPACES, HubertConfig
 
-INFERENCE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif", ".au")
 DEMO_CAVEAT = ("caveat: this model was trained only on the synthetic demo corpora (procedural sounds, not speech); "
                "its predictions on real audio mean nothing")
 SILENT_WARNING = "silent clip (all samples zero): the prediction carries no information"
@@ -178,12 +178,6 @@ def predicted_classes(config: HubertConfig, logits: np.ndarray, values: np.ndarr
 # --------------------------------------------------------------------------------------------------------------
 # Audio files
 # --------------------------------------------------------------------------------------------------------------
-
-
-def input_files(path_or_dir: str | Path) -> list[Path]:
-    """The file itself, or every audio file (by extension) under a directory, sorted."""
-    path = Path(path_or_dir)
-    return audio_files(path, INFERENCE_EXTS) if path.is_dir() else [path]
 
 
 def check_audio_path(path: str | Path) -> list[Path]:

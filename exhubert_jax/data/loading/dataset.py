@@ -210,6 +210,24 @@ def _dense(rows: list | None, width: int) -> np.ndarray | None:
     return out
 
 
+def _strings(values: list | None) -> np.ndarray | None:
+    """An index's per-example strings (None where unknown) as an object array; None when the index has none."""
+    return None if values is None else np.asarray(values, dtype=object).reshape(-1)
+
+
+def _languages(values: list | None, corpus: str, n: int) -> np.ndarray | None:
+    """Each example's language: the index's, else the corpus registry's (None for a corpus outside it)."""
+    from exhubert_jax.data.sources.corpora import base_name, get_corpus
+
+    try:
+        default = get_corpus(base_name(corpus)).language
+    except UnknownCorpusError:
+        default = None
+    out = np.full(n, default, dtype=object) if values is None else _strings(values)
+    out[np.equal(out, None)] = default
+    return None if default is None and values is None else out
+
+
 class PreparedSplit:
     """One split of a prepared corpus: len, random access, and per-example lengths without reading audio."""
 
@@ -230,6 +248,11 @@ class PreparedSplit:
         # None when the corpus has none at all. A label of -1: no hard label (kept for its distribution alone)
         self.dists = _dense(index.get("dist"), len(CLASSES))
         self.native_dists = _dense(index.get("native_dist"), len(self.native_labels))
+        # per example: the decoded PCM's digest (prepare.plan.pcm_hash), the speaker's gender and the language
+        # (the registry's where the example has none); None for a corpus prepared before they were recorded
+        self.pcm_hashes = _strings(index.get("pcm_hash"))
+        self.genders = _strings(index.get("gender"))
+        self.languages = _languages(index.get("language"), corpus.name, len(self.num_samples))
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self.prepared_at = corpus.record.get("prepared_at")  # when (UTC); None for a corpus prepared before it was kept
         self._source = None
@@ -247,7 +270,8 @@ class PreparedSplit:
             return self
         view = copy.copy(self)
         view._rows = keep if self._rows is None else self._rows[keep]
-        for name in ("num_samples", "labels", "native_indices", "durations", "dims", "dists", "native_dists"):
+        for name in ("num_samples", "labels", "native_indices", "durations", "dims", "dists", "native_dists",
+                     "pcm_hashes", "genders", "languages"):
             value = getattr(self, name)
             setattr(view, name, None if value is None else value[keep])
         return view

@@ -3,6 +3,7 @@ with it: the per-split statistics, the summary line, speaker independence and pr
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -47,7 +48,8 @@ class Plan:
         # (6-class, native) label distribution of each item (label_distributions), None where it has none
         self.dists = list(dists) if dists is not None else [(None, None)] * len(items)
         self.has_dist = any(d is not None for pair in self.dists for d in pair)
-        self.index = {s: {"num_samples": [], "label": [], "native_index": [], **({"dims": []} if self.has_dims else {}),
+        self.index = {s: {"num_samples": [], "label": [], "native_index": [], "pcm_hash": [], "gender": [],
+                          "language": [], **({"dims": []} if self.has_dims else {}),
                           **({"dist": [], "native_dist": []} if self.has_dist else {})}
                       for s in SPLITS}
         self.speakers: dict[str, list[str | None]] = {s: [] for s in SPLITS}
@@ -72,7 +74,8 @@ class Plan:
                 continue
             native = self._native_index.get(u.native_label, -1)  # -1: no hard label (kept for its distribution)
             label = -1 if rule.index is None else rule.index
-            for field, value in (("num_samples", int(pcm.shape[0])), ("label", label), ("native_index", native)):
+            for field, value in (("num_samples", int(pcm.shape[0])), ("label", label), ("native_index", native),
+                                 ("pcm_hash", pcm_hash(pcm)), ("gender", u.gender), ("language", u.language)):
                 self.index[split][field].append(value)
             if self.has_dims:
                 self.index[split]["dims"].append(list(u.dims) if u.dims is not None else [None] * 3)
@@ -129,6 +132,12 @@ class Plan:
         and dropped, and the per-example lengths and labels (so batching needs no pass over the audio)."""
         return {**self.extra, "skipped": self.skipped, "splits": self.stats(), "summary": self.summary(),
                 "index": {s: ix for s, ix in self.index.items() if ix["label"]}}
+
+
+def pcm_hash(pcm: np.ndarray) -> str:
+    """The decoded 16 kHz int16 PCM's digest (16 hex digits of BLAKE2b): equal for byte-identical audio, whatever file
+    or format it was decoded from (exact duplicates: data.audit)."""
+    return hashlib.blake2b(np.ascontiguousarray(pcm, "<i2").tobytes(), digest_size=8).hexdigest()
 
 
 def dense(dist: tuple | None, n: int) -> np.ndarray:

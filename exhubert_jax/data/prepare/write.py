@@ -84,11 +84,14 @@ def _command(name: str, source: str | Path | None, out: Path, manifest: str | Pa
     return "python -m exhubert_jax.data.prepare " + " ".join(args)
 
 
+INDEX_VERSION = 2  # the per-example index beside the data (2: PCM digests, genders, languages); a change rebuilds
+
+
 def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, LabelRule, str]], table_fp: str,
                  method: str, seed: int) -> str:
     """Hash of everything the prepared data depends on: dataset version, files (path, size, mtime), labels,
     splits, table, seed."""
-    h = hashlib.sha256(f"{version}\n{name}\n{table_fp}\n{method}\n{seed}\n".encode())
+    h = hashlib.sha256(f"{version}\n{name}\n{table_fp}\n{method}\n{seed}\nindex {INDEX_VERSION}\n".encode())
     for u, rule, split in items:
         try:
             st = os.stat(u.path)
@@ -96,7 +99,8 @@ def _fingerprint(name: str, version: str, items: Sequence[tuple[Utterance, Label
         except OSError:
             stat = "missing"
         votes = f"\t{u.votes}" if u.votes is not None else ""
-        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}{votes}\n".encode())
+        h.update(f"{u.path}\t{u.native_label}\t{u.speaker}\t{split}\t{rule.target}\t{stat}\t{u.dims}{votes}\t"
+                 f"{u.gender}\t{u.language}\n".encode())
     return h.hexdigest()
 
 

@@ -26,7 +26,9 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validati
 class Utterance:
     """One audio file of a corpus: path, native label, speaker (None if unknown), own split (None if none), and
     where the label was read (a list file and row, for error messages; None when the file name gives it); its
-    ratings, its annotators' votes over the native labels (soft_labels.py) and whether they reached a majority."""
+    ratings, its annotators' votes over the native labels (soft_labels.py) and whether they reached a majority; the
+    speaker's gender ('female', 'male', another value a manifest gives; None when unknown) and the language spoken
+    (None: the corpus registry's language)."""
 
     path: str
     native_label: str
@@ -36,6 +38,8 @@ class Utterance:
     dims: tuple | None = field(default=None, compare=False)  # (arousal, valence, dominance) on [0, 1] (dimensions.py)
     votes: tuple | None = field(default=None, compare=False)  # the annotators' ((native label, weight), ...)
     majority: bool = field(default=True, compare=False)  # False: the annotators reached no majority label
+    gender: str | None = field(default=None, compare=False)
+    language: str | None = field(default=None, compare=False)
 
 
 Read = Callable[[str | Path], list[Utterance]]

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from exhubert_jax.data.audio import SAMPLE_RATE
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.model.config import ConfigError, split_spec
-from exhubert_jax.training.augmentation import waveforms as wave
+from exhubert_jax.data import waveforms as wave
 
 NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 RANGE = re.compile(rf"^({NUMBER})(?:-({NUMBER}))?$")

@@ -13,9 +13,9 @@ from jax.sharding import Mesh
 
 from exhubert_jax.data.audio import SAMPLE_RATE
 from exhubert_jax.data.loading.devices import replicated
-from exhubert_jax.evaluation.scoring import INFERENCE_EXTS
+from exhubert_jax.data.audio import INFERENCE_EXTS
 from exhubert_jax.process.options import Check, option
-from exhubert_jax.training.augmentation import banks as bank_files
+from exhubert_jax.data import banks as bank_files
 from exhubert_jax.training.augmentation.kinds import (
     KINDS,
     AugmentError,

@@ -1,5 +1,6 @@
-"""The user's recordings for augmentation, decoded and resampled once (data.audio.load_audio) into one array of
-fixed shape each: noise as segments of the crop length, impulse responses from their direct path on."""
+"""The user's noise recordings and room impulse responses (--noise-dir, --rir-dir: training augmentation and evaluation
+under degradation), decoded and resampled once (data.audio.load_audio) into one array of fixed shape each: noise as
+segments of a given length, impulse responses from their direct path on."""
 
 from __future__ import annotations
 
@@ -7,23 +8,26 @@ from pathlib import Path
 
 import numpy as np
 
-from exhubert_jax.data.audio import SAMPLE_RATE, load_audio
-from exhubert_jax.evaluation.scoring import INFERENCE_EXTS, input_files
-from exhubert_jax.training.augmentation.kinds import AugmentError
+from exhubert_jax.data.audio import INFERENCE_EXTS, SAMPLE_RATE, input_files, load_audio
+from exhubert_jax.data.errors import DataError
 
 NOISE_SECONDS = 600.0  # at most this much noise is kept (files taken in a seeded order until it is reached)
 RIR_SECONDS = 1.0  # an impulse response is kept from its peak (the direct path) for this long
 MAX_RIRS = 512  # at most this many impulse responses are kept (taken in a seeded order)
 
 
+class RecordingsError(DataError, ValueError):
+    """A noise or impulse-response folder that cannot be used (missing, no audio in it, every recording silent)."""
+
+
 def audio_files_of(directory: str | Path, flag: str) -> list[Path]:
-    """The audio files under a folder (sorted); an AugmentError naming the flag when it is missing or holds none."""
+    """The audio files under a folder (sorted); an RecordingsError naming the flag when it is missing or holds none."""
     path = Path(directory)
     if not path.is_dir():
-        raise AugmentError(f"{flag} {directory}: no such folder")
+        raise RecordingsError(f"{flag} {directory}: no such folder")
     files = input_files(path)
     if not files:
-        raise AugmentError(f"{flag} {directory}: no audio files ({', '.join(sorted(INFERENCE_EXTS))}) in it")
+        raise RecordingsError(f"{flag} {directory}: no audio files ({', '.join(sorted(INFERENCE_EXTS))}) in it")
     return files
 
 
@@ -49,7 +53,7 @@ def noise_bank(directory: str | Path, segment: int, seed: int, seconds: float = 
         if len(kept) >= limit:
             break
     if not kept:
-        raise AugmentError(f"--noise-dir {directory}: every recording in it is silent")
+        raise RecordingsError(f"--noise-dir {directory}: every recording in it is silent")
     return np.stack(kept[:limit]).astype(np.float32)
 
 
@@ -67,5 +71,5 @@ def rir_bank(directory: str | Path, seed: int, seconds: float = RIR_SECONDS, lim
         if energy > 0:
             kept.append(rir / np.float32(np.sqrt(energy)))
     if not kept:
-        raise AugmentError(f"--rir-dir {directory}: every recording in it is silent")
+        raise RecordingsError(f"--rir-dir {directory}: every recording in it is silent")
     return np.stack(kept).astype(np.float32)

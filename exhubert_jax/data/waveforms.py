@@ -1,6 +1,6 @@
-"""Pure JAX operations on a padded waveform batch: x (B, T) and its attention mask (B, T) of 0/1, each row's valid
-samples first and its padding after. Every operation keeps the padding exactly zero and measures levels over the
-valid samples only."""
+"""Pure JAX operations on a padded waveform batch, shared by training augmentation and evaluation under degradation:
+x (B, T) and its attention mask (B, T) of 0/1, each row's valid samples first and its padding after. Every operation
+keeps the padding exactly zero and measures levels over the valid samples only."""
 
 from __future__ import annotations
 
