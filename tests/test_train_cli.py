@@ -216,6 +216,8 @@ def never(*args, **kwargs):
                                        "number (float), got 'inf'")),
     (["--task-weights", "categorical=x"], "--task-weights: categorical needs a number, got 'x'"),
     (["--warmup-steps", "-1"], "--warmup-steps must not be negative, got -1"),
+    (["--warmup-steps", "400", "--steps", "400"], ("--warmup-steps 400 leaves no update after the warm-up: it must "
+                                                   "be fewer than --steps 400")),
     (["--stage", "expand", "--copies", "0"], "--copies must be at least 1, got 0"),
     (["--augment", "noise:snr=20-5"], ("--augment noise:snr=20-5: snr must be a number or a range LO-HI (LO <= HI), "
                                        "got '20-5'")),

@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parsed flags over --config's values (a run.json re-runs that run); a flag or key the chosen stage does not
     use is an error naming it and the stages that use it."""
-    from exhubert_jax.process.options import parse
-    from exhubert_jax.training.options import TrainOptions, unused_flag
+    from exhubert_jax.process.options import OptionsError, parse
+    from exhubert_jax.training.options import TrainOptions, unused_flag, warmup_problem
     from exhubert_jax.training.run_record import as_config
     from exhubert_jax.training.stage_flags import StageFlags
 
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     refusal = unused_flag(ap, args, TrainOptions, StageFlags)
     if refusal:
         ap.error(refusal)
+    problem = args.steps is not None and warmup_problem(args.steps, args.warmup_steps, args.accumulate)
+    if problem:  # else the stage's default --steps decides, in TrainOptions.validate
+        raise OptionsError(problem)
     return args
 
 

@@ -100,6 +100,13 @@ def run_options(opts: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(opts), default=str))
 
 
+def warmup_problem(steps: int, warmup_steps: int, accumulate: int) -> str | None:
+    """Why a warm-up leaves no optimizer update after it (the schedule counts updates: loop.schedule_for), or None."""
+    if warmup_steps // accumulate < -(-steps // accumulate):
+        return None
+    return f"--warmup-steps {warmup_steps} leaves no update after the warm-up: it must be fewer than --steps {steps}"
+
+
 @dataclasses.dataclass
 class TrainOptions(LossOptions, AugmentOptions):
     """Knobs of one training run, each declared once with its flag (option); the loss's own options come from
@@ -168,6 +175,9 @@ class TrainOptions(LossOptions, AugmentOptions):
         """A TrainError naming the one flag whose value cannot work, and the value."""
         validate_options(self)
         self.check_augmentation()
+        problem = warmup_problem(self.steps, self.warmup_steps, self.accumulate)
+        if problem:
+            raise TrainError(problem)
         if self.corpus_weights != "equal" and self.update != "round":
             raise TrainError("--corpus-weights weighs the corpora of a round; with --update per-corpus every corpus "
                              "batch makes its own update, so leave it at equal or use --update round")
