@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -216,6 +217,7 @@ def never(*args, **kwargs):
                                        "number (float), got 'inf'")),
     (["--task-weights", "categorical=x"], "--task-weights: categorical needs a number, got 'x'"),
     (["--warmup-steps", "-1"], "--warmup-steps must not be negative, got -1"),
+    (["--init", "no/such/dir"], "--init no/such/dir: checkpoint directory no/such/dir does not exist"),
     (["--warmup-steps", "400", "--steps", "400"], ("--warmup-steps 400 leaves no update after the warm-up: it must "
                                                    "be fewer than --steps 400")),
     (["--stage", "expand", "--copies", "0"], "--copies must be at least 1, got 0"),
@@ -249,6 +251,7 @@ def test_the_demo_notice_says_what_a_run_from_init_starts_from(data_dir, tmp_pat
 
     monkeypatch.setattr(stages, "load_model", stop)
     init = str(tmp_path / "demo" / "best")
+    Path(init).mkdir(parents=True)
     assert cli.main(["--data-dir", str(data_dir), "--init", init, "--adapter", "lora:r=8"]) == 2
     notice = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("NOTICE"))
     assert f"(synthetic corpora demo-a, demo-b, demo-c, the model of --init {init})" in notice

@@ -45,7 +45,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problem = args.steps is not None and warmup_problem(args.steps, args.warmup_steps, args.accumulate)
     if problem:  # else the stage's default --steps decides, in TrainOptions.validate
         raise OptionsError(problem)
+    check_init(getattr(args, "init", None))
     return args
+
+
+def check_init(init: str | None) -> None:
+    """--init that is neither an existing path nor a Hub id is refused before any demo notice, data or model."""
+    from pathlib import Path
+
+    from exhubert_jax.hub.repos import parse_hub_id
+    from exhubert_jax.pretrained import CheckpointError
+
+    if init and parse_hub_id(init) is None and not Path(init).exists():
+        raise CheckpointError(f"--init {init}: checkpoint directory {init} does not exist")
 
 
 def start_distributed(args: argparse.Namespace) -> None:
