@@ -148,3 +148,28 @@ def test_cli_corpus_all_splits_and_probe(run, tmp_path, capsys):
     assert json.loads((out / "probe.json").read_text())["C"] == p["C"]
     assert embed.main(argv + ["--level", "frame"]) == 2
     assert "--probe needs --corpus, --level utterance" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", ["utterance", "frame"])
+def test_embeddings_are_written_whole(level, tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk as index.csv is written, after the arrays) leaves the previous
+    output as it was and no partial folder beside it, with one error naming the output."""
+    import csv as csv_module
+
+    from exhubert_jax.inference import embeddings as emb
+    from exhubert_jax.process.output_dirs import DiskFullError
+
+    rows = [{"file": f"f{i}.wav", "split": "", "label": "", "native_label": "", "speaker": "", "frames": 2}
+            for i in range(2)]
+    out = tmp_path / "emb"
+    emb.write_embeddings(out, [np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32)], rows, level)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv_module.DictWriter, "writerows", full)
+    with pytest.raises(DiskFullError, match="index.csv"):
+        emb.write_embeddings(out, [np.full((2, 3), 2, np.float32)] * 2, rows, level)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["emb"] and not list(out.glob(".*"))

@@ -20,6 +20,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from exhubert_jax.process.atomic_files import write_text
 from exhubert_jax.process.commands import command
 from exhubert_jax.process.options import (AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionsError, add_flags, command_parser,
                                           option, parse)
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
                "shape": list(arrays[0].shape) if arrays else None, "compiled_shapes": embedder.compiled_shapes}
     if args.probe:
         summary["probe"] = p = run_probe(args, parts)
-        (Path(args.out) / "probe.json").write_text(json.dumps(p, indent=2))
+        write_text(Path(args.out) / "probe.json", json.dumps(p, indent=2))
         ci = p.get("test_interval")
         interval = f" [{100 * ci['uar'][0]:.1f}, {100 * ci['uar'][1]:.1f}], {ci['method']}" if ci else ""
         print(f"probe: logistic regression, C = {p['C']:g} (validation UAR "

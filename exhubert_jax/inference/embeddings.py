@@ -152,25 +152,26 @@ INDEX_COLUMNS = ("row", "file", "split", "label", "native_label", "speaker", "fr
 
 def write_embeddings(out, arrays: Sequence[np.ndarray], rows: Sequence[dict], level: str) -> list:
     """Utterance level: OUT/embeddings.npy (N, ...) with row i of index.csv for embedding i; frame level: one
-    OUT/frames/NNNNNN.npy (frames, ...) per file, named in index.csv's array column. Returns the paths written."""
+    OUT/frames/NNNNNN.npy (frames, ...) per file, named in index.csv's array column. Everything is written into
+    temporary siblings first and renamed in at the end (index.csv last), so an interrupted or full-disk run leaves
+    the previous output. Returns the paths written."""
+    import contextlib
     import csv
     from pathlib import Path
 
+    from exhubert_jax.process.atomic_files import atomic_directory, atomic_files
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "index.csv"]
-    if level == "utterance":
-        np.save(out / "embeddings.npy", np.stack(arrays) if arrays else np.zeros((0,), np.float32))
-        written.append(out / "embeddings.npy")
-        names = ["embeddings.npy"] * len(rows)
-    else:
-        (out / "frames").mkdir(exist_ok=True)
-        names = [f"frames/{i:06d}.npy" for i in range(len(rows))]
-        for name, a in zip(names, arrays):
-            np.save(out / name, a)
-        written += [out / n for n in names]
-    with open(out / "index.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, INDEX_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows({**r, "row": i, "array": name} for i, (r, name) in enumerate(zip(rows, names)))
-    return written
+    utterances = level == "utterance"
+    names = ["embeddings.npy"] * len(rows) if utterances else [f"frames/{i:06d}.npy" for i in range(len(rows))]
+    with atomic_files(out / "index.csv", *[out / "embeddings.npy"] * utterances) as tmp:
+        with open(tmp / "index.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, INDEX_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            w.writerows({**r, "row": i, "array": name} for i, (r, name) in enumerate(zip(rows, names)))
+        if utterances:
+            np.save(tmp / "embeddings.npy", np.stack(arrays) if arrays else np.zeros((0,), np.float32))
+        with atomic_directory(out / "frames") if not utterances else contextlib.nullcontext() as frames:
+            for name, a in zip(names if frames else (), arrays):  # renamed in before index.csv
+                np.save(frames / Path(name).name, a)
+    return [out / "index.csv", *([out / "embeddings.npy"] if utterances else [out / n for n in names])]
