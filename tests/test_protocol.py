@@ -205,3 +205,18 @@ def test_leave_one_corpus_out_over_the_demo_corpora(demo_dir, tmp_path, capsys):
         uars = [r["evaluations"][column]["uar"] for r in doc["runs"]]
         assert doc["summary"][column]["mean"] == pytest.approx(np.mean(uars))
     assert "| without-demo-b | demo-b | yes | 6 |" in capsys.readouterr().out
+
+
+def test_a_protocol_resumes_with_quiet_added_or_dropped(tmp_path):
+    """--quiet (and the other flags a resumed train.py run may change) is not part of what makes a protocol; another
+    --lr is."""
+    from exhubert_jax.protocols.runs import Run, Stage, _plan, check_plan
+
+    def plan(*argv):
+        return _plan("folds", [Run("f1", "demo-a", (Stage("test", tuple(argv), tmp_path / "f1", "auto"),))])
+
+    check_plan(tmp_path, plan("--lr", "1", "--quiet", "--eval-every", "5"))
+    check_plan(tmp_path, plan("--lr", "1"))
+    check_plan(tmp_path, plan("--eval-every=7", "--lr", "1", "--keep", "2"))
+    with pytest.raises(protocol.ProtocolError, match="the train.py arguments of run f1"):
+        check_plan(tmp_path, plan("--lr", "2", "--quiet"))

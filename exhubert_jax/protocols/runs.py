@@ -250,15 +250,47 @@ def _difference(before: dict[str, Any], plan: dict[str, Any]) -> str:
     return next(f"the train.py arguments of run {n}" for n in new if new[n] != old[n])
 
 
+def resumable_flags() -> dict[str, bool]:
+    """{flag: whether it takes a value} of train.py's options that a run may change when it resumes (--quiet,
+    --eval-every, --keep, ...: TrainOptions' resumable fields)."""
+    from exhubert_jax.cli import train
+    from exhubert_jax.training.options import TrainOptions, resumable
+
+    names = resumable(TrainOptions)
+    return {flag: action.nargs != 0 for action in train.build_parser()._actions if action.dest in names
+            for flag in action.option_strings}
+
+
+def _comparable(plan: dict[str, Any]) -> dict[str, Any]:
+    """A recorded protocol without the flags a resumed run may change, so that `-- --quiet` added or dropped (or
+    another --eval-every) resumes the same protocol."""
+    flags = resumable_flags()
+
+    def kept(argv: Sequence[str]) -> list[str]:
+        out, skip = [], False
+        for a in argv:
+            if skip:
+                skip = False
+            elif a in flags:
+                skip = flags[a]
+            elif a.split("=", 1)[0] not in flags:
+                out.append(a)
+        return out
+
+    return {**plan, "runs": [{**r, "stages": [[column, kept(argv)] for column, argv in r.get("stages", [])]}
+                             for r in plan.get("runs", [])]}
+
+
 def check_plan(workdir: Path, plan: dict[str, Any]) -> None:
-    """Record the protocol in WORKDIR/protocol.json; a workdir that ran another protocol is refused."""
+    """Record the protocol in WORKDIR/protocol.json; a workdir that ran another protocol is refused (flags a resumed
+    run may change, such as --quiet, do not count)."""
     path = workdir / PLAN
     if path.is_file():
         before = json.loads(path.read_text())
-        if before != plan:
+        if _comparable(before) != _comparable(plan):
             raise ProtocolError(f"{path}: this workdir holds another protocol (it differs in "
-                                f"{_difference(before, plan)}); resume it with the command that started it, or use "
-                                "another --workdir")
+                                f"{_difference(_comparable(before), _comparable(plan))}); resume it with the command "
+                                "that started it, or use another --workdir")
         return
     workdir.mkdir(parents=True, exist_ok=True)
     _write_json(path, plan)
