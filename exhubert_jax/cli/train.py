@@ -45,7 +45,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problem = args.steps is not None and warmup_problem(args.steps, args.warmup_steps, args.accumulate)
     if problem:  # else the stage's default --steps decides, in TrainOptions.validate
         raise OptionsError(problem)
-    check_init(getattr(args, "init", None))
     return args
 
 
@@ -77,6 +76,7 @@ def start_distributed(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for user errors, printed as one line without a traceback)."""
     args = parse_args(argv)
+    check_init(args.init)  # here, not in parse_args: a protocol parses a stage's flags before its --init exists
     from exhubert_jax.training.stages import STAGES
 
     if args.distributed:
