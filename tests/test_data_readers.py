@@ -82,6 +82,47 @@ def test_name_based_readers(tmp_path, corpus):
         assert u.native_label in R.READERS[corpus].labels  # and among those its reader declares
 
 
+GENDERS = {"emodb": ["male", "female", "female"], "ravdess": ["male", "female"], "crema-d": [None, None],
+           "tess": ["female"] * 3, "savee": ["male"] * 4, "emovo": ["female", "male"], "shemo": ["female", "male"],
+           "subesco": ["female", "male"], "esd": ["female", "male", "male", "male"], "casia": [None] * 4,
+           "mesd": [None, "female"], "jl-corpus": ["female", "male"], "asvp-esd": [None, None]}
+
+
+@pytest.mark.parametrize("corpus", sorted(CASES))
+def test_readers_give_the_documented_genders(tmp_path, corpus):
+    """EMO-DB's speaker table, RAVDESS's odd (male) and even (female) actors, TESS's two women, SAVEE's four men,
+    ESD's README, and the gender letters or words of EMOVO, ShEMO, SUBESCO, MESD (C: a child) and JL-Corpus."""
+    utts = R.READERS[corpus](tree(tmp_path / corpus, *CASES[corpus][0]))
+    assert [u.gender for u in utts] == GENDERS[corpus]
+    languages = {"esd": ["Mandarin", "English", "English", "Mandarin"]}  # ESD's README: 0001-0010 Mandarin
+    assert [u.language for u in utts] == languages.get(corpus, [None] * len(utts))
+
+
+def test_crema_d_genders_from_video_demographics(tmp_path):
+    files = ["AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_DFA_ANG_XX.wav", "AudioWAV/1091_IEO_HAP_HI.wav"]
+    tree(tmp_path, *files)
+    (tmp_path / "VideoDemographics.csv").write_text("\ufeffActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,"
+                                                    "Not Hispanic\n1002,21,Female,Caucasian,Not Hispanic\n")
+    assert [u.gender for u in R.read_crema_d(tmp_path)] == ["male", "female", None]  # 1091 is not listed
+    (tmp_path / "VideoDemographics.csv").write_text("ActorID,Age\n1001,51\n")
+    with pytest.raises(ManifestError, match=r"VideoDemographics.csv:1: missing column\(s\) Sex"):
+        R.read_crema_d(tmp_path)
+
+
+def test_msp_podcast_gender_column(tmp_path):
+    (tmp_path / "Labels").mkdir()
+    (tmp_path / "Labels/labels_consensus.csv").write_text(
+        "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n"
+        "a.wav,N,4,4,4,127,Female,Train\nb.wav,A,6,2,5,Unknown,Unknown,Development\nc.wav,H,5,6,4,9,Male,Test1\n")
+    assert [u.gender for u in R.read_msp_podcast(tmp_path)] == ["female", None, "male"]
+
+
+def test_normalize_gender():
+    assert [R.normalize_gender(v) for v in ("F", " Woman ", "MALE", "m", "man", "", None, "Unknown", "n/a",
+                                             "Non-binary")] == ["female", "female", "male", "male", "male", None,
+                                                                None, None, None, "non-binary"]
+
+
 def test_readers_declare_a_layout_and_a_version():
     for name, reader in R.READERS.items():
         assert reader.name == name and type(reader.version) is int and reader.version >= 1
@@ -135,6 +176,7 @@ def test_iemocap_from_evaluation_files(tmp_path):
         (str(wav / "Ses01F_impro01/Ses01F_impro01_M001.wav"), "fru", "Ses01M"),
         (str(wav / "Ses01M_script01_1/Ses01M_script01_1_F012.wav"), "xxx", "Ses01F"),
     ]
+    assert [u.gender for u in utts] == ["female", "male", "female"]  # the turn's letter: Ses01F_impro01_M001 is a man
 
 
 def test_meld_from_csvs(tmp_path):
@@ -187,6 +229,20 @@ def test_manifest_csv_and_jsonl(tmp_path):
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     utts = R.read_manifest(tmp_path / "m.jsonl", root="/corpus")
     assert [(u.path, u.split) for u in utts] == [("/corpus/x.wav", "validation"), ("/corpus/y.wav", "train")]
+
+
+def test_manifest_gender_and_language_columns(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,gender,language\na.wav,sad,F,German\nb.wav,sad,Male,\n"
+                                    "c.wav,sad,,English\nd.wav,sad,Diverse,\n")
+    utts = R.read_manifest(tmp_path / "m.csv")
+    assert [(u.gender, u.language) for u in utts] == [("female", "German"), ("male", None), (None, "English"),
+                                                      ("diverse", None)]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"path": "x.wav", "label": "sad", "gender": "woman",
+                                                  "language": "Persian"}) + "\n")
+    assert [(u.gender, u.language) for u in R.read_manifest(tmp_path / "m.jsonl")] == [("female", "Persian")]
+    (tmp_path / "bad.csv").write_text("path,gender\na.wav,F\n")
+    with pytest.raises(ManifestError, match=r"path,label\[,speaker\]\[,split\]\[,gender\]\[,language\]"):
+        R.read_manifest(tmp_path / "bad.csv")
 
 
 @pytest.mark.parametrize("name,text,line,problem", [

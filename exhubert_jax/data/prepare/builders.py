@@ -101,7 +101,8 @@ def features(native_labels: list[str] | tuple[str, ...]) -> tfds.features.Featur
 
 def _instructions(entry: Corpus) -> str:
     layout = f" (layout: {READERS[entry.reader].layout.rstrip('.')})" if entry.reader in READERS else ""
-    how = ("Write a manifest (CSV or JSONL with columns path,label[,speaker][,split]) and pass it with --manifest."
+    how = ("Write a manifest (CSV or JSONL with columns path,label[,speaker][,split][,gender][,language]) and pass "
+           "it with --manifest."
            if entry.reader == MANIFEST else f"Pass the folder as downloaded with --source DIR{layout}.")
     return (f"{entry.title}. Obtain it yourself: {entry.licence}. Reference: {entry.citation}. {how} "
             f"Then run: python -m exhubert_jax.data.prepare --corpus {entry.name} ...{' ' + entry.notes if entry.notes else ''}")

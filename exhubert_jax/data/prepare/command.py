@@ -59,7 +59,7 @@ class PrepareOptions:
 
     corpus: str | None = option(None, help="registry name (see --list), or your own name with --manifest")
     source: str | None = option(None, help="the corpus folder as downloaded (with --manifest: base of relative paths)")
-    manifest: str | None = option(None, help="CSV/TSV/JSONL with path,label[,speaker][,split]")
+    manifest: str | None = option(None, help="CSV/TSV/JSONL with path,label[,speaker][,split][,gender][,language]")
     emonet: str | None = option(None, metavar="DIR",
                                 help="prepare every corpus folder in DIR that is in EmoNet's layout (train.csv, "
                                      "devel.csv, test.csv with file,label); folder names may be EmoNet's (e.g. "

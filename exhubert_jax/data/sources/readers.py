@@ -118,12 +118,25 @@ def _finish(corpus: str, root: Path, utts: list[Utterance]) -> list[Utterance]:
     return sorted(utts)
 
 
+_GENDERS = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
+_NO_GENDER = ("", "unknown", "none", "n/a", "na", "?", "-")
+
+
+def normalize_gender(value) -> str | None:
+    """'female' or 'male' for F/M/female/male/woman/man in any case; None for an empty or unknown value; any other
+    given value lower-cased (a manifest may use its own categories)."""
+    text = " ".join(str(value if value is not None else "").split()).lower()
+    return None if text in _NO_GENDER else _GENDERS.get(text, text)
+
+
 Fields = Callable[[re.Match, Path], tuple[str, str | None, str | None]]
+Attribute = Callable[[re.Match, Path], str | None]  # a file's speaker gender or language, from its name match
 
 
 def _by_name(corpus: str, root: str | Path, pattern: str, fields: Fields, files: list[Path] | None = None,
-             flags: int = 0) -> list[Utterance]:
-    """Utterances whose label/speaker/split come from file names; a non-matching name is an error."""
+             flags: int = 0, gender: Attribute | None = None, language: Attribute | None = None) -> list[Utterance]:
+    """Utterances whose label/speaker/split (and, where the corpus documents them, the speaker's gender and the
+    language) come from file names; a non-matching name is an error."""
     root = _require_dir(root)
     regex = re.compile(pattern, flags)
     utts = []
@@ -132,22 +145,31 @@ def _by_name(corpus: str, root: str | Path, pattern: str, fields: Fields, files:
         if m is None:
             raise LayoutError(corpus, str(path), f"file name does not follow the {corpus} convention {pattern}")
         label, speaker, split = fields(m, path)
-        utts.append(Utterance(str(path), label, speaker, split))
+        utts.append(Utterance(str(path), label, speaker, split, gender=normalize_gender(gender and gender(m, path)),
+                              language=language and language(m, path)))
     return _finish(corpus, root, utts)
+
+
+# EMO-DB's documented speakers (Burkhardt et al. 2005, the corpus's speaker table): number -> gender
+_EMODB_GENDERS = {"03": "m", "08": "f", "09": "f", "10": "m", "11": "m", "12": "m", "13": "f", "14": "f", "15": "m",
+                  "16": "f"}
 
 
 # boredem: EmoBox's spelling of L in its published folds of EMO-DB (the emobox reader gives it)
 @reader("emodb", labels=(*"WLEAFTN", "boredem"), version=1)
 def read_emodb(root: str | Path) -> list[Utterance]:
-    """EMO-DB: wav/SSTTTEV.wav (speaker, text, emotion letter, version)."""
-    return _by_name("emodb", root, r"^(\d\d)([a-b]\d\d)([A-Z])([a-z])$", lambda m, p: (m[3], m[1], None))
+    """EMO-DB: wav/SSTTTEV.wav (speaker, text, emotion letter, version); the speaker's gender from the corpus's
+    speaker table."""
+    return _by_name("emodb", root, r"^(\d\d)([a-b]\d\d)([A-Z])([a-z])$", lambda m, p: (m[3], m[1], None),
+                    gender=lambda m, p: _EMODB_GENDERS.get(m[1]))
 
 
 @reader("ravdess", labels=[f"{i:02d}" for i in range(1, 9)], version=1)
 def read_ravdess(root: str | Path) -> list[Utterance]:
-    """RAVDESS: Actor_XX/MM-VV-EE-II-SS-RR-AA.wav (emotion EE, actor AA); speech and song alike."""
+    """RAVDESS: Actor_XX/MM-VV-EE-II-SS-RR-AA.wav (emotion EE, actor AA: odd male, even female); speech and song
+    alike."""
     return _by_name("ravdess", root, r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$",
-                    lambda m, p: (m[3], m[7], None))
+                    lambda m, p: (m[3], m[7], None), gender=lambda m, p: "m" if int(m[7]) % 2 else "f")
 
 
 def _annotation_rows(root: Path, name: str) -> tuple[Path | None, csv.DictReader | None]:
@@ -189,20 +211,32 @@ def _crema_votes(root: Path) -> dict[str, Votes | None]:
     return out
 
 
+def _crema_genders(root: Path) -> dict[str, str | None]:
+    """{ActorID: gender} of VideoDemographics.csv's Sex column when the corpus folder holds it ({} when not)."""
+    path, rows = _annotation_rows(root, "VideoDemographics.csv")
+    if rows is None:
+        return {}
+    missing = [c for c in ("ActorID", "Sex") if c not in (rows.fieldnames or [])]
+    if missing:
+        raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}")
+    return {str(row["ActorID"]).strip(): normalize_gender(row["Sex"]) for row in rows}
+
+
 @reader("crema-d", labels=("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), version=2)
 def read_crema_d(root: str | Path) -> list[Utterance]:
     """CREMA-D: AudioWAV/AAAA_SSS_EEE_LL.wav (actor, sentence, emotion, level); the raters' votes on the audio alone
-    from processedResults/tabulatedVotes.csv when it is there."""
+    from processedResults/tabulatedVotes.csv and the actors' genders from VideoDemographics.csv (column Sex by
+    ActorID) when they are there."""
     utts = _by_name("crema-d", root, r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$", lambda m, p: (m[3], m[1], None))
-    votes = _crema_votes(Path(root))
-    return [replace(u, votes=votes.get(Path(u.path).stem)) for u in utts] if votes else utts
+    votes, genders = _crema_votes(Path(root)), _crema_genders(Path(root))
+    return [replace(u, votes=votes.get(Path(u.path).stem), gender=genders.get(u.speaker)) for u in utts]
 
 
 @reader("tess", labels=("angry", "disgust", "fear", "happy", "neutral", "ps", "sad"), version=1)
 def read_tess(root: str | Path) -> list[Utterance]:
-    """TESS: [OAF|YAF]_word_emotion.wav, flat or in OAF_angry/-style folders."""
+    """TESS: [OAF|YAF]_word_emotion.wav, flat or in OAF_angry/-style folders; both speakers are women."""
     return _by_name("tess", root, r"^(OAF|YAF)_(.+)_([A-Za-z]+)$",
-                    lambda m, p: (m[3].lower(), m[1].upper(), None), flags=re.IGNORECASE)
+                    lambda m, p: (m[3].lower(), m[1].upper(), None), flags=re.IGNORECASE, gender=lambda m, p: "f")
 
 
 _SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -217,27 +251,31 @@ def _savee_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]
 
 @reader("savee", labels=("a", "d", "f", "h", "n", "sa", "su"), version=1)
 def read_savee(root: str | Path) -> list[Utterance]:
-    """SAVEE: AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav, or the flat DC_a01.wav variant."""
-    return _by_name("savee", root, r"^(?:(DC|JE|JK|KL)_?)?(a|d|f|h|n|sa|su)(\d\d)$", _savee_fields)
+    """SAVEE: AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav, or the flat DC_a01.wav variant; its 4 speakers are
+    men."""
+    return _by_name("savee", root, r"^(?:(DC|JE|JK|KL)_?)?(a|d|f|h|n|sa|su)(\d\d)$", _savee_fields,
+                    gender=lambda m, p: "m")
 
 
 @reader("emovo", labels=("dis", "gio", "neu", "pau", "rab", "sor", "tri"), version=1)
 def read_emovo(root: str | Path) -> list[Utterance]:
-    """EMOVO: {f1..m3}/emo-speaker-sentence.wav (e.g. dis-f1-b1.wav)."""
-    return _by_name("emovo", root, r"^([a-z]{3})-([fm]\d)-(\w+)$", lambda m, p: (m[1], m[2], None))
+    """EMOVO: {f1..m3}/emo-speaker-sentence.wav (e.g. dis-f1-b1.wav; the speaker's letter is the gender)."""
+    return _by_name("emovo", root, r"^([a-z]{3})-([fm]\d)-(\w+)$", lambda m, p: (m[1], m[2], None),
+                    gender=lambda m, p: m[2][0])
 
 
 @reader("shemo", labels="AHNSWF", version=1)
 def read_shemo(root: str | Path) -> list[Utterance]:
     """ShEMO: {female,male}/GSSENN.wav (gender+speaker, emotion letter, sentence)."""
-    return _by_name("shemo", root, r"^([FM]\d\d)([A-Z])(\d\d)$", lambda m, p: (m[2], m[1], None))
+    return _by_name("shemo", root, r"^([FM]\d\d)([A-Z])(\d\d)$", lambda m, p: (m[2], m[1], None),
+                    gender=lambda m, p: m[1][0])
 
 
 @reader("subesco", labels=("ANGRY", "DISGUST", "FEAR", "HAPPY", "NEUTRAL", "SAD", "SURPRISE"), version=1)
 def read_subesco(root: str | Path) -> list[Utterance]:
     """SUBESCO: G_NN_NAME_S_K_EMOTION_R.wav (gender, speaker number, name, sentence, emotion, take)."""
     return _by_name("subesco", root, r"^([MF])_(\d+)_([A-Za-z]+)_S_(\d+)_([A-Z]+)_(\d+)$",
-                    lambda m, p: (m[5], f"{m[1]}_{m[2]}", None))
+                    lambda m, p: (m[5], f"{m[1]}_{m[2]}", None), gender=lambda m, p: m[1])
 
 
 def _esd_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]:
@@ -249,10 +287,26 @@ def _esd_fields(m: re.Match, path: Path) -> tuple[str, str | None, str | None]:
     return parts[i + 1], m[1], split
 
 
+# ESD's speakers as its README lists them: 0001-0010 speak Mandarin, 0011-0020 English; these are the women
+_ESD_WOMEN = frozenset({"0001", "0002", "0003", "0007", "0009", "0015", "0016", "0017", "0018", "0019"})
+
+
+def _esd_gender(m: re.Match, path: Path) -> str | None:
+    """The gender of an ESD speaker 0001-0020 (None for a number outside the README's list)."""
+    return ("f" if m[1] in _ESD_WOMEN else "m") if 1 <= int(m[1]) <= 20 else None
+
+
+def _esd_language(m: re.Match, path: Path) -> str | None:
+    """The language of an ESD speaker: Mandarin for 0001-0010, English for 0011-0020, else None (the registry's)."""
+    n = int(m[1])
+    return "Mandarin" if 1 <= n <= 10 else "English" if 11 <= n <= 20 else None
+
+
 @reader("esd", labels=("Angry", "Happy", "Neutral", "Sad", "Surprise"), version=1)
 def read_esd(root: str | Path) -> list[Utterance]:
-    """ESD: SSSS/Emotion/[train|evaluation|test/]SSSS_NNNNNN.wav (its own split is per utterance)."""
-    return _by_name("esd", root, r"^(\d{4})_(\d{6})$", _esd_fields)
+    """ESD: SSSS/Emotion/[train|evaluation|test/]SSSS_NNNNNN.wav (its own split is per utterance); the speaker's
+    gender and language from the corpus's README (0001-0010 Mandarin, 0011-0020 English)."""
+    return _by_name("esd", root, r"^(\d{4})_(\d{6})$", _esd_fields, gender=_esd_gender, language=_esd_language)
 
 
 _CASIA_ALIASES = {"Chang.Liu": "liuchanhg", "Zhe.Wang": "wangzhe", "Quanyin.Zhao": "zhaoquanyin",
@@ -277,16 +331,18 @@ def read_casia(root: str | Path) -> list[Utterance]:
 
 @reader("mesd", labels=("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness"), version=1)
 def read_mesd(root: str | Path) -> list[Utterance]:
-    """MESD: Emotion_V_C_word.wav (V = F/M/C voice group, not a speaker identity: speaker unknown)."""
-    return _by_name("mesd", root, r"^([A-Za-z]+)_([FMC])_([AB])_(.+)$", lambda m, p: (m[1], None, None))
+    """MESD: Emotion_V_C_word.wav (V = F/M/C voice group, not a speaker identity: speaker unknown; F and M give the
+    gender, C, a child's voice, none)."""
+    return _by_name("mesd", root, r"^([A-Za-z]+)_([FMC])_([AB])_(.+)$", lambda m, p: (m[1], None, None),
+                    gender=lambda m, p: {"F": "f", "M": "m"}.get(m[2]))
 
 
 @reader("jl-corpus", labels=("angry", "sad", "neutral", "happy", "excited", "anxious", "apologetic", "assertive",
                            "concerned", "encouraging"), version=1)
 def read_jl_corpus(root: str | Path) -> list[Utterance]:
-    """JL-Corpus: speaker_emotion_NNx_S.wav (e.g. female1_angry_1a_1.wav)."""
+    """JL-Corpus: speaker_emotion_NNx_S.wav (e.g. female1_angry_1a_1.wav; the speaker names the gender)."""
     return _by_name("jl-corpus", root, r"^((?:fe)?male[12])_([a-z]+)_(\d+[ab])_([12])$",
-                    lambda m, p: (m[2], m[1], None))
+                    lambda m, p: (m[2], m[1], None), gender=lambda m, p: m[1][:-1])
 
 
 @reader("asvp-esd", labels=[f"{i:02d}" for i in range(1, 14)], version=1)
@@ -345,7 +401,8 @@ def _iemocap_votes(text: str, where: str, line: int) -> list[tuple[str, float]]:
 def read_iemocap(root: str | Path) -> list[Utterance]:
     """IEMOCAP: labels from SessionN/dialog/EmoEvaluation/*.txt, each turn's `[start - end] turn emotion [V, A, D]`
     line giving the majority label (xxx: none) and the mean valence, activation and dominance (1-5), and its
-    external evaluators' `C-E1:` ... lines their categories; audio SessionN/sentences/wav/<dialog>/<utt>.wav."""
+    external evaluators' `C-E1:` ... lines their categories; audio SessionN/sentences/wav/<dialog>/<utt>.wav. The
+    turn's letter (F or M in Ses01F_impro01_M003) is its speaker's gender."""
     root = _require_dir(root)
     utts = []
     for txt in sorted(root.glob("Session*/dialog/EmoEvaluation/*.txt")):
@@ -365,7 +422,7 @@ def read_iemocap(root: str | Path) -> list[Utterance]:
             dialog, turn = name.rsplit("_", 1)
             wav = session / "sentences" / "wav" / dialog / f"{name}.wav"
             utts.append(Utterance(str(wav), label, name[:5] + turn[0], None, f"{txt}:{number}", dims,
-                                  votes_of(votes[name]), label != "xxx"))
+                                  votes_of(votes[name]), label != "xxx", normalize_gender(turn[0])))
     return _finish("iemocap", root, utts)
 
 
@@ -419,7 +476,8 @@ def read_msp_podcast(root: str | Path) -> list[Utterance]:
     """MSP-Podcast: Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom on 1-7, SpkrID,
     Split_Set) with audio in Audios/; its own split: Train, Development (validation), Test1 (test). Test2 (and
     Test3 of later releases) are separate test sets and are not read. EmoClass X: no majority. The annotators'
-    votes from Labels/labels_detailed.csv when it is there."""
+    votes from Labels/labels_detailed.csv when it is there; the speaker's gender from its Gender column when it has
+    one."""
     root = _require_dir(root)
     csvs = sorted(root.rglob("labels_consensus.csv"))
     if not csvs:
@@ -446,7 +504,7 @@ def read_msp_podcast(root: str | Path) -> list[Utterance]:
             utts.append(Utterance(str(path), label, None if speaker in ("", "Unknown") else speaker,
                                   _MSP_SPLITS[split_set], f"{csvs[0]}:{line}",
                                   normalise(values, SCALES["msp-podcast"], str(csvs[0]), line), votes.get(name),
-                                  label != "X"))
+                                  label != "X", normalize_gender(row.get("Gender"))))
     if not utts:
         raise LayoutError("msp-podcast", str(csvs[0]), "the label file lists no Train/Development/Test1 utterances")
     return sorted(utts)
@@ -514,7 +572,8 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, dict]]:
     missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and unlabelled)]
     if missing:
         raise ManifestError(str(path), 1, f"missing column(s) {', '.join(missing)}; expected a header with "
-                            f"path,label[,speaker][,split][,arousal,valence,dominance][,{DIST_COLUMN}]")
+                            f"path,label[,speaker][,split][,gender][,language][,arousal,valence,dominance]"
+                            f"[,{DIST_COLUMN}]")
     for row in reader:
         yield reader.line_num, row
 
@@ -531,8 +590,9 @@ MANIFEST_VERSION = 2  # bump when a change to read_manifest or its helpers chang
 
 
 def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Utterance]:
-    """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional arousal, valence,
-    dominance on [0, 1], optional label_dist, the annotators' votes as label:weight pairs separated by ';'
+    """Generic manifest (CSV/TSV/JSONL: path, label, optional speaker, optional split, optional gender (the
+    speaker's: normalize_gender), optional language, optional arousal, valence, dominance on [0, 1], optional
+    label_dist, the annotators' votes as label:weight pairs separated by ';'
     (soft_labels.py); a rated row without a label gets the class of its arousal and valence, so a dimensional
     corpus joins the 6-class round robin, and one with a label_dist but no label is a row without a majority);
     relative paths are resolved against root, or against the manifest's folder when root is None."""
@@ -561,7 +621,9 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
             raise ManifestError(str(manifest), line, f"{path} is listed twice (first at line {seen[full]})")
         seen[full] = line
         with_split.append((line, split is not None))
-        utts.append(Utterance(full, label, speaker, split, None, dims, votes, majority))
+        language = str(row.get("language") or "").strip() or None
+        utts.append(Utterance(full, label, speaker, split, None, dims, votes, majority,
+                              normalize_gender(row.get("gender")), language))
     if not utts:
         raise ManifestError(str(manifest), None, "no rows")
     if len({has for _, has in with_split}) > 1:

@@ -40,8 +40,8 @@ def read_corpus(entry: Corpus, source: str | Path | None, manifest: str | Path |
         return read_emonet(source)
     if entry.reader == MANIFEST:
         raise DataError(f"{entry.name} is read through a manifest: pass --manifest FILE "
-                        "(CSV or JSONL with columns path,label[,speaker][,split]), or --source DIR in EmoNet's "
-                        "layout (train.csv, devel.csv, test.csv with file,label)")
+                        "(CSV or JSONL with columns path,label[,speaker][,split][,gender][,language]), or --source "
+                        "DIR in EmoNet's layout (train.csv, devel.csv, test.csv with file,label)")
     if source is None:
         raise DataError(f"{entry.name}: pass --source DIR, the corpus folder as downloaded")
     return READERS[entry.reader](source)
