@@ -7,8 +7,10 @@ checkpoints with paired tests against a baseline, or emotion probabilities for a
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert   # Table 2: RUN/transfer-CORPUS each
     python evaluate.py --corpus unseen --checkpoint runs/hubert,runs/exhubert --baseline runs/hubert
     python evaluate.py --corpus demo --checkpoint runs/finetune --calibrate     # temperature fitted on validation
+    python evaluate.py --corpus emodb,ravdess --checkpoint runs/finetune --by gender,corpus   # results per group
     python evaluate.py --audio clips/ --json
     python evaluate.py --audio long.wav --timeline --window 3 --hop 1   # probabilities over time: CSV, JSON, PNG
+    python evaluate.py --corpus demo --degrade noise:snr=0 --degrade reverb:rt60=0.8 --degrade codec:name=mp3
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from exhubert_jax.cli.evaluate_degraded import degrade_specs, holds_audio
 from exhubert_jax.process.commands import command
-from exhubert_jax.process.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, command_parser, option, parse
+from exhubert_jax.process.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Check, command_parser, option, parse
 
 
 @dataclasses.dataclass
@@ -52,6 +55,10 @@ class EvaluateOptions:
                                  "where the split knows them, else over utterances) and for --baseline's paired test; "
                                  "0: no intervals")
     seed: int = option(0, type=int, help="seed of the bootstrap and randomisation draws")
+    by: str | None = option(None, metavar="GROUPING",
+                            help="--corpus: results per group too, comma-separated from gender, language, corpus, "
+                                 "speaker: each group's metrics with intervals and the UAR gap between groups with a "
+                                 "permutation test (docs/groups.md)")
     calibrate: bool = option(False, action="store_true",
                              help="fit one temperature on the corpora's validation split (minimum NLL), store it as "
                                   "CHECKPOINT/temperature.json (later evaluations and --audio apply it) and show "
@@ -70,6 +77,15 @@ class EvaluateOptions:
     segments: str = option("fixed", choices=("fixed", "vad"),
                            help="--timeline: fixed windows (--window/--hop), or vad: cut at speech pauses (Silero "
                                 "VAD); silence / non-speech spans are marked, never classified")
+    degrade: tuple[str, ...] | None = option(
+        None, action="append", metavar="KIND[:key=value,...]", parse=degrade_specs,
+        help="--corpus: score the split clean and under each condition (repeat the flag): noise:snr=DB,colour=white, "
+             "reverb:rt60=S,drr=DB, codec:name=mp3|opus|vorbis|gsm[,kbps=N|quality=Q], telephone, clip:db=DB; "
+             "paired tests against clean, a table and a plot (docs/robustness.md)")
+    noise_dir: str | None = option(None, metavar="DIR", check=Check(holds_audio, "must be a folder holding audio files"),
+                                   help="--degrade noise: segments of your noise recordings instead of generated noise")
+    rir_dir: str | None = option(None, metavar="DIR", check=Check(holds_audio, "must be a folder holding audio files"),
+                                 help="--degrade reverb: your impulse responses instead of generated exponential ones")
     quiet: bool = option(False, action="store_true",
                          help="no progress and no 'evaluating ...' lines on stderr: only warnings, errors and the "
                               "results")

@@ -68,6 +68,8 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
                "label_space": eval_outputs.labels_tag(spaces.values()), "caveat": ev.checkpoint_caveat(checkpoint),
                "average_uar_interval": averages and averages["uar"], "average_intervals": averages,
                "temperature": temperature, "mean_ccc": analysis.mean_ccc(results), "results": results}
+        if args.by:
+            doc["groups"] = group_results(args, results)
         text = results_text(args, checkpoint, doc, classes)
         (tmp / "results.json").write_text(json.dumps(doc))
         (tmp / "results.md").write_text(text)
@@ -109,6 +111,16 @@ def label_spaces(args, model, checkpoint: Path, names: list[str]) -> dict[str, s
     return spaces
 
 
+def group_results(args, results: list[dict]) -> dict:
+    """--by's per-group results of the evaluated corpora (evaluation.groups.by_groups); its warnings on stderr."""
+    from exhubert_jax.evaluation import groups
+
+    doc = groups.by_groups(results, groups.parse_by(args.by), args.bootstrap, args.seed)
+    for line in doc["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+    return doc
+
+
 def warn_caveat(result: dict) -> dict:
     """Print the warning of a split whose UAR has a caveat (one class, too few examples of one); the result."""
     if result.get("caveat"):
@@ -132,7 +144,8 @@ def results_text(args, checkpoint: Path, doc: dict, classes: bool) -> str:
             + (f"{dims}\n" if dims else "")
             + reporting.markdown_table(results, doc["average_uar_interval"], doc.get("average_intervals"))
             + f"{mapped}{calibration}{soft}"
-            + (f"\n{doc['caveat']}\n" if doc["caveat"] else ""))
+            + (f"\n{doc['caveat']}\n" if doc["caveat"] else "")
+            + (f"\n{reporting.group_tables(doc['groups'])}" if doc.get("groups") else ""))
 
 
 def checkpoint_temperature(args, checkpoint: Path, validation: list[dict]) -> dict | None:
@@ -322,6 +335,12 @@ def check_options(args, specs: list[str]) -> None:
     if args.calibrate and args.split == "validation":
         raise EvaluationError("--calibrate fits the temperature on the validation split, so it cannot also be "
                               "evaluated there: use --split test")
+    if args.by is not None:
+        from exhubert_jax.evaluation.groups import parse_by
+
+        parse_by(args.by)
+        if args.corpus is None or len(specs) != 1:
+            raise EvaluationError("--by needs --corpus and exactly one --checkpoint run")
     if args.baseline is None:
         return
     if args.corpus is None or len(specs) < 2:
@@ -397,6 +416,9 @@ def run(args) -> int:
             raise ev.EvaluationError(str(e)) from None
     specs = list(dict.fromkeys(s.strip() for s in args.checkpoint.split(",") if s.strip()))
     check_options(args, specs)
+    from exhubert_jax.cli.evaluate_degraded import check_degrade, run_degraded
+
+    check_degrade(args, specs)  # before any model loads
     if args.audio is not None and args.input == "card":
         raise ev.EvaluationError("--input card applies to prepared corpora (--corpus); --audio feeds files in "
                                  "--chunk-seconds chunks with a padding mask")
@@ -411,6 +433,8 @@ def run(args) -> int:
             return run_comparison(args, specs, predictor_for)
     checkpoint = ev.resolve_checkpoint(args.checkpoint)
     model, params, predictor = predictor_for(checkpoint)
+    if args.degrade:
+        return run_degraded(args, model, params, checkpoint, label_spaces, warn_caveat)
     if args.corpus is not None:
         return run_corpora(args, model, params, checkpoint, predictor)
     if args.timeline:

@@ -94,3 +94,20 @@ def change_speed(x: jax.Array, mask: jax.Array, factor: jax.Array, max_factor: f
 def apply_gain(x: jax.Array, mask: jax.Array, gain_db: jax.Array) -> jax.Array:
     """Each row scaled by gain_db (B,) dB; the padding stays zero."""
     return x * (10 ** (gain_db / 20)).astype(x.dtype)[:, None] * mask.astype(x.dtype)
+
+
+def clip_below_peak(x: jax.Array, mask: jax.Array, db: jax.Array) -> jax.Array:
+    """Each row hard-clipped at db (B,) dB (<= 0) relative to its own peak over the valid samples; padding zero."""
+    peak = jnp.max(jnp.abs(x) * mask.astype(x.dtype), axis=-1)
+    limit = (peak * 10 ** (db / 20)).astype(x.dtype)[:, None]
+    return jnp.clip(x, -limit, limit) * mask.astype(x.dtype)
+
+
+def normalize_valid(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Each row at zero mean and unit variance over its valid samples, (x - mean) / sqrt(var + 1e-7) as the feature
+    extractor (data.loading.batching.normalize) computes them; padding zero."""
+    m = mask.astype(x.dtype)
+    n = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1)
+    mean = jnp.sum(x * m, axis=-1, keepdims=True) / n
+    var = jnp.sum(jnp.square(x - mean) * m, axis=-1, keepdims=True) / n
+    return (x - mean) / jnp.sqrt(var + 1e-7) * m

@@ -424,3 +424,121 @@ def plot_scatter(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], p
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def group_tables(doc: Mapping[str, Any]) -> str:
+    """Markdown of evaluation.groups.by_groups: per grouping and scope (a corpus, or the corpora pooled) a table of
+    each group's utterances, known speakers and every registered metric with its 95 % interval (or why it has
+    none), then the UAR gap between the known groups with its permutation p-value; notes and the rule under them."""
+    blocks = []
+    for t in doc["tables"]:
+        scope = f"pooled over {', '.join(t['corpora'])}" if t["scope"] == "pooled" else t["scope"]
+        left_out = set(t["gap"].get("left_out", ()))
+        lines = [f"Per {t['by']}: {scope}, {t['split']} split", "",
+                 f"| {t['by'].capitalize()} | # utterances | # speakers | "
+                 + " | ".join(m.heading for m in METRICS.values()) + " | Resampled unit |",
+                 "|---|---:|---:|" + "---:|" * len(METRICS) + "---|"]
+        for r in t["groups"]:
+            ci = r.get("intervals")
+            cells = [_shown(m, _value(r, k), ci and ci.get(k)) for k, m in METRICS.items()]
+            unit = ci["short"] if ci else "too small (below)" if r.get("no_interval") else "–"
+            name = f"{r['group']} (not in the gap)" if r["group"] in left_out else r["group"]
+            lines.append(f"| {name} | {r['n']} | {r['n_speakers'] or '–'} | " + " | ".join(cells) + f" | {unit} |")
+        lines += ["", _gap_line(t["gap"], doc.get("seed"))]
+        lines += [f"- {r['group']}: {r['no_interval']}" for r in t["groups"] if r.get("no_interval")]
+        blocks.append("\n".join(lines) + "\n")
+    notes = [f"warning: {w}" for w in doc.get("warnings", ())] + list(doc.get("notes", ()))
+    rule = (f"Group intervals: 95 % percentile, {doc['resamples']} bootstrap resamples (seed {doc['seed']}) of a "
+            f"group's speakers where it knows at least {doc['min_speakers']}, else of its utterances; a group with "
+            f"fewer than {doc['min_speakers']} known speakers and fewer than {doc['min_utterances']} utterances "
+            "gets none.") if doc.get("resamples") else "No intervals or permutation tests (--bootstrap 0)."
+    return "\n".join(blocks + [line + "\n" for line in notes] + [rule + "\n"])
+
+
+def _gap_line(gap: Mapping[str, Any], seed: int | None) -> str:
+    """The UAR gap between a table's known groups, its permutation p-value and how it was computed."""
+    uar = METRICS["uar"]
+    if gap.get("uar_gap") is None:
+        return f"UAR gap: {gap.get('note', 'none')}."
+    if gap.get("difference") is not None:
+        a, b = gap["groups"][:2]
+        text = f"UAR gap {a} - {b}: {_delta(uar, gap['difference'])} points"
+    else:
+        text = f"UAR gap (highest {gap['highest']} - lowest {gap['lowest']}): {_delta(uar, gap['uar_gap'])} points"
+    if gap.get("p") is None:
+        return f"{text}; {gap.get('note', 'not tested')}."
+    return f"{text}; p = {gap['p']:.3f}, {gap['method']}, seed {seed}."
+
+
+def robustness_table(results: Sequence[dict]) -> str:
+    """One corpus under each --degrade condition (evaluation.robustness): every registered metric with its interval,
+    then UAR's difference from clean with its paired-bootstrap interval and Holm-corrected p-value."""
+    uar = METRICS["uar"]
+    lines = ["| Condition | # utterances | " + " | ".join(m.heading for m in METRICS.values())
+             + " | ΔUAR vs clean (points) [95 % CI] | p (Holm) |",
+             "|---|---:|" + "---:|" * len(METRICS) + "---:|---:|"]
+    for r in results:
+        ci = r.get("intervals") or {}
+        e = r.get("paired")
+        delta = "–" if e is None else f"{_delta(uar, e['diff'])} {_delta_interval(uar, e)}"
+        p = "–" if e is None or r["kind"] == "clean" else _p(e, "p_holm") + (" *" if e.get("significant") else "")
+        lines.append(f"| {r['condition']} | {r['n']} | "
+                     + " | ".join(_shown(m, _value(r, k), ci.get(k)) for k, m in METRICS.items())
+                     + f" | {delta} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness(results: Sequence[dict], path: str | Path, title: str | None = None,
+                    axes: Mapping[str, str] | None = None) -> Path:
+    """UAR (with its interval) against each condition's strength, one panel and line per kind that has one (axes:
+    kind -> x-axis label), one panel of points for the kinds without (codecs, telephone); clean as a dashed line
+    with its interval in every panel. Saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes = dict(axes or {})
+    clean = next(r for r in results if r["kind"] == "clean")
+    kinds = list(dict.fromkeys(r["kind"] for r in results if r["kind"] in axes))
+    points = [r for r in results if r["kind"] not in axes and r["kind"] != "clean"]
+    panels = len(kinds) + bool(points) or 1
+    fig, grid = plt.subplots(1, panels, figsize=(4 * panels, 3.6), sharey=True, squeeze=False)
+
+    def uar_of(rs):
+        """(UARs, (2, n) distances to the interval's ends) of results."""
+        values = np.asarray([_value(r, "uar") for r in rs])
+        ci = np.asarray([(r.get("intervals") or {}).get("uar") or (v, v) for r, v in zip(rs, values)], float)
+        return values, np.abs(ci.T - values)
+
+    def clean_line(ax):
+        """Clean's UAR and interval across a panel."""
+        ax.axhline(_value(clean, "uar"), color="black", linestyle="--", linewidth=1, label="clean")
+        ci = (clean.get("intervals") or {}).get("uar")
+        if ci:
+            ax.axhspan(ci[0], ci[1], color="grey", alpha=0.15)
+
+    for ax, kind in zip(grid[0], kinds):
+        rs = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["strength"])
+        values, err = uar_of(rs)
+        ax.errorbar([r["strength"] for r in rs], values, yerr=err, marker="o", capsize=3, label=kind)
+        clean_line(ax)
+        ax.set_xlabel(axes[kind])
+        ax.legend(fontsize=8)
+    if points:
+        ax = grid[0][len(kinds)]
+        values, err = uar_of(points)
+        ax.errorbar(range(len(points)), values, yerr=err, marker="o", linestyle="none", capsize=3)
+        ax.set_xticks(range(len(points)), [r["condition"] for r in points], rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        clean_line(ax)
+        ax.set_xlabel("condition")
+    if not kinds and not points:
+        clean_line(grid[0][0])
+    grid[0][0].set_ylabel("UAR")
+    for ax in grid[0]:
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi=120)

@@ -116,20 +116,28 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
                     data_dir: str | Path | None = None, label_space: str = "emotion",
                     predictor: Predictor | None = None, max_seconds: float | None = None,
                     input_mode: str = "masked", card: Any = None, progress: bool = False) -> dict:
-    """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker (None when unknown),
-    label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card' (default: the card's);
-    `progress`: show the utterances done on stderr. Where the split has label distributions, 'soft_labels' scores
-    the model's probabilities against them (soft_scores); utterances without a hard label (kept for their
-    distribution alone) count there only."""
+    """Metrics of `model` on one prepared split, with per-utterance split index, file, speaker, gender and language
+    (None when unknown), label, prediction and logits. `card`: the data.card.CardProtocol of input_mode 'card'
+    (default: the card's); `progress`: show the utterances done on stderr. Where the split has label distributions,
+    'soft_labels' scores the model's probabilities against them (soft_scores); utterances without a hard label (kept
+    for their distribution alone) count there only."""
     from exhubert_jax.data.loading import dataset
 
     prepared = dataset.open_prepared(corpus, data_dir) if isinstance(corpus, (str, Path)) else corpus
     name = prepared.name
-    names = check_label_space(model.config, label_space, list(prepared.native_labels), name)
+    check_label_space(model.config, label_space, list(prepared.native_labels), name)  # before any prediction
     source = prepared.split(split)
     p = predict_split(predictor or Predictor(model), params, source, batch_size=batch_size,
                       max_seconds=max_seconds, label_space=label_space, input_mode=input_mode, corpus=name,
                       card=card, progress=progress)
+    return score_predictions(model, prepared, split, label_space, input_mode, p)
+
+
+def score_predictions(model, prepared, split: str, label_space: str, input_mode: str, p: SplitPredictions) -> dict:
+    """evaluate_corpus's result from the predictions of one prepared split (predict_split's, or those of another
+    forward over the same utterances: evaluation.robustness)."""
+    names = check_label_space(model.config, label_space, list(prepared.native_labels), prepared.name)
+    name, source = prepared.name, prepared.split(split)
     dists = source.dists if label_space == "emotion" else source.native_dists
     soft = soft_label_scores(p.logits, dists[p.indices]) if dists is not None and model.config.num_labels else None
     p = with_hard_labels(p)
@@ -139,10 +147,15 @@ def evaluate_corpus(model, params, corpus, split: str = "test", batch_size: int 
               "caveat": split_caveat(class_counts(p.targets, names))}
     if not model.config.num_labels:
         result["classes_from"] = CLASSES_FROM_DIMS
-    fields = prepared.split(split).utterance_fields()
+    fields = source.utterance_fields()
+    genders, languages = source.genders, source.languages  # None: not recorded (genders: prepared before they were)
     result["utterances"] = [{"index": int(i), "file": fields[i]["path"], "speaker": fields[i]["speaker"],
+                             "gender": None if genders is None else genders[i],
+                             "language": None if languages is None else languages[i],
                              "label": int(t), "pred": int(q), "logits": [float(v) for v in lg]}
                             for i, t, q, lg in zip(p.indices, p.targets, y_pred, p.logits)]
+    if genders is None:  # what prepares it again, recording them (evaluation.groups warns with it)
+        result["prepared_without_genders"] = prepared.command
     if model.config.dimensions:
         targets = p.dims[:, [DIMENSIONS.index(d) for d in model.config.dimensions]]
         result["dimensional"] = summarize_dims(targets, p.values, model.config.dimensions)

@@ -8,34 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from exhubert_jax.data import waveforms as wave
 from exhubert_jax.data.audio import SAMPLE_RATE
 from exhubert_jax.errors import ExhubertError
-from exhubert_jax.model.config import ConfigError, split_spec
-from exhubert_jax.data import waveforms as wave
-
-NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-RANGE = re.compile(rf"^({NUMBER})(?:-({NUMBER}))?$")
+from exhubert_jax.model.spec_options import Option, parse_spec, spec_text
 
 
 class AugmentError(ExhubertError, ValueError):
     """An augmentation spec, or a noise or impulse-response folder, that cannot be used."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One option of a kind: its value ('range' LO-HI, 'probability', 'factors' or 'colours' joined by '+'), its
-    default, and whether its numbers must be positive."""
-
-    kind: str
-    default: Any
-    positive: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,46 +32,6 @@ class Kind:
     options: dict[str, Option]
     apply: Callable
     bank: str | None = None
-
-
-def _text(value: float) -> str:
-    """A number as a spec writes it (5, 0.5, 1e-05)."""
-    text = repr(float(value))
-    return text.removesuffix(".0")
-
-
-def _convert(option: Option, text: str) -> Any:
-    """A checked option value from its spec text; None when the text is not one."""
-    if option.kind == "colours":
-        names = text.split("+")
-        return tuple(c for c in wave.COLOURS if c in names) if names and set(names) <= set(wave.COLOURS) else None
-    if option.kind == "factors":
-        numbers = [float(t) for t in text.split("+") if re.fullmatch(NUMBER, t)]
-        ok = len(numbers) == len(text.split("+")) and all(math.isfinite(v) and v > 0 for v in numbers)
-        return tuple(dict.fromkeys(numbers)) if ok else None
-    match = RANGE.match(text)
-    if match is None:
-        return None
-    lo, hi = float(match[1]), float(match[2] if match[2] is not None else match[1])
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi) or (option.positive and lo <= 0):
-        return None
-    if option.kind == "probability":
-        return lo if match[2] is None and 0 <= lo <= 1 else None
-    return lo, hi
-
-
-EXPECTED = {"range": "a number or a range LO-HI (LO <= HI)", "probability": "a probability from 0 to 1",
-            "factors": "positive numbers joined by '+'",
-            "colours": f"colours joined by '+' among {', '.join(wave.COLOURS)}"}
-
-
-def _format(option: Option, value: Any) -> str:
-    """An option value as its canonical spec text."""
-    if option.kind == "colours":
-        return "+".join(value)
-    if option.kind == "factors":
-        return "+".join(map(_text, value))
-    return _text(value) if option.kind == "probability" else f"{_text(value[0])}-{_text(value[1])}"
 
 
 # --------------------------------------------------------------------------------------------------------- kinds
@@ -144,7 +90,8 @@ def _gain(key: jax.Array, x: jax.Array, mask: jax.Array, o: dict, bank: jax.Arra
 
 KINDS = {k.name: k for k in (
     Kind("noise", {"snr": Option("range", (5.0, 20.0)), "p": Option("probability", 0.5),
-                   "colours": Option("colours", tuple(wave.COLOURS))}, _noise, bank="noise"),
+                   "colours": Option("choices", tuple(wave.COLOURS), choices=tuple(wave.COLOURS))},
+         _noise, bank="noise"),
     Kind("reverb", {"rt60": Option("range", (0.2, 0.8), positive=True), "drr": Option("range", (-5.0, 10.0)),
                     "p": Option("probability", 0.5)}, _reverb, bank="rir"),
     Kind("speed", {"factors": Option("factors", (0.9, 1.0, 1.1)), "p": Option("probability", 1.0)}, _speed),
@@ -158,31 +105,13 @@ KINDS = {k.name: k for k in (
 def parse(text: str) -> tuple[str, dict[str, Any]]:
     """'noise:snr=5-20,p=0.5' -> ('noise', {'snr': (5.0, 20.0), 'p': 0.5, 'colours': (...)}), defaults filled in;
     an AugmentError names the spec and the problem."""
-    try:
-        name, given = split_spec(text, what="augmentation spec", name="kind")
-    except ConfigError as e:
-        raise AugmentError(str(e)) from None
-    where = f"augmentation spec {text!r}"
-    if name not in KINDS:
-        raise AugmentError(f"{where}: unknown kind {name!r}; choose one of {', '.join(KINDS)}")
-    schema = KINDS[name].options
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        raise AugmentError(f"{where}: {name} has no option(s) {', '.join(unknown)} (options: {', '.join(schema)})")
-    options = {}
-    for key, option in schema.items():
-        value = _convert(option, given[key]) if key in given else option.default
-        if value is None:
-            positive = " of positive numbers" if option.positive else ""
-            raise AugmentError(f"{where}: {key} must be {EXPECTED[option.kind]}{positive}, got {given[key]!r}")
-        options[key] = value
-    return name, options
+    return parse_spec(text, {k.name: k.options for k in KINDS.values()}, "augmentation spec", AugmentError)
 
 
 def canonical(text: str) -> str:
     """The canonical form of a spec string: every option spelled out, in declaration order."""
     name, options = parse(text)
-    return f"{name}:" + ",".join(f"{k}={_format(KINDS[name].options[k], v)}" for k, v in options.items())
+    return spec_text(name, options, KINDS[name].options)
 
 
 def parse_all(texts: Iterable[str]) -> tuple[tuple[str, dict[str, Any]], ...]:
