@@ -1,6 +1,7 @@
 """Evaluation folders and their index: names, whole-folder replacement, index entries."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,17 @@ def test_mean_uar_skips_undefined_corpora():
     assert eo.mean_uar([{"uar": float("nan")}]) is None
     means = eo.means([{"uar": 0.5, "kappa": float("nan")}, {"uar": 1.0, "kappa": 0.5}])  # results lack wa, macro_f1
     assert means == {"uar": 0.75, "wa": None, "macro_f1": None, "kappa": 0.5, **{k: None for k in list(means)[4:]}}
+
+
+def test_evaluations_of_a_hub_id_go_to_the_working_directory_not_the_cache(tmp_path, monkeypatch):
+    """--out wins; a local checkpoint keeps CHECKPOINT/eval; a Hub id's evaluations go to eval/ORG--NAME[@REV] in the
+    working directory, never into the cache its checkpoint was resolved to."""
+    from exhubert_jax.evaluation.output_folders import eval_root
+
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache" / "converted" / "models--org--name" / "abc123"
+    assert eval_root("mine", "org/name", cache) == Path("mine")
+    assert eval_root(None, "org/name", cache) == Path("eval/org--name")
+    assert eval_root(None, "org/name@v2", cache) == Path("eval/org--name@v2")
+    (tmp_path / "runs" / "finetune").mkdir(parents=True)
+    assert eval_root(None, "runs/finetune", tmp_path / "runs/finetune/best") == tmp_path / "runs/finetune/best/eval"

@@ -44,8 +44,9 @@ class EvaluateOptions:
     card_config: str | None = option(None, metavar="PREPROCESSOR_CONFIG",
                                      help="--input card: the card extractor's preprocessor_config.json (default: "
                                           "do_normalize=true, return_attention_mask=false assumed)")
-    out: str | None = option(None, help="where evaluations go (default CHECKPOINT/eval): each into its own folder "
-                                        "<corpora>-<split>-<input>-<labels>/, all listed in index.md and index.json")
+    out: str | None = option(None, help="where evaluations go (default CHECKPOINT/eval; for a Hub id eval/ORG--NAME "
+                                        "here): each into its own folder <corpora>-<split>-<input>-<labels>/, all "
+                                        "listed in index.md and index.json")
     batch_size: int = option(8, type=int, check=AT_LEAST_1)
     chunk_seconds: float = option(3.0, type=float, check=POSITIVE, help="--audio: longest chunk fed to the model")
     json: bool = option(False, action="store_true",

@@ -55,6 +55,7 @@ def run_degraded(args, model, params, checkpoint: Path, label_spaces, warn_cavea
     from exhubert_jax.evaluation import reports as reporting
     from exhubert_jax.evaluation import robustness
     from exhubert_jax.evaluation.degradation import STRENGTHS, DegradedPredictor, conditions
+    from exhubert_jax.evaluation.output_folders import eval_root
     from exhubert_jax.evaluation.scoring import checkpoint_caveat
     from exhubert_jax.process.interrupts import held
     from exhubert_jax.process.output_dirs import check_writable
@@ -62,7 +63,7 @@ def run_degraded(args, model, params, checkpoint: Path, label_spaces, warn_cavea
     wanted = conditions(args.degrade, args.noise_dir, args.rir_dir)
     names = resolve_corpora(args.corpus, args.data_dir)
     spaces = label_spaces(args, model, checkpoint, names)
-    root = check_writable(Path(args.out) if args.out else checkpoint / "eval", "--out")  # before any work
+    root = check_writable(eval_root(args.out, args.checkpoint, checkpoint), "--out")  # before any work
     banks = robustness.load_banks(args.noise_dir, args.rir_dir, args.seed)
     predictor = DegradedPredictor(model, make_mesh())
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr))

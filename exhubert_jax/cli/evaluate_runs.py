@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from exhubert_jax.process.interrupts import held
+from exhubert_jax.evaluation.output_folders import eval_root
 from exhubert_jax.process.output_dirs import check_writable, make_output_dir
 
 
@@ -48,7 +49,7 @@ def run_corpora(args, model, params, checkpoint: Path, predictor) -> int:
                                               spaces[name], predictor, input_mode=args.input,
                                               card=card_protocol(args), progress=not args.quiet))
 
-    root = check_writable(Path(args.out) if args.out else checkpoint / "eval", "--out")  # before any work
+    root = check_writable(eval_root(args.out, args.checkpoint, checkpoint), "--out")  # before any work
     temperature = checkpoint_temperature(args, checkpoint, [evaluate(n, "validation") for n in names]
                                          if args.calibrate else [])
     name = eval_outputs.run_name(args.corpus, args.split, args.input, spaces.values())
@@ -363,7 +364,7 @@ def run_timeline(args, model, params, checkpoint: Path, predictor) -> int:
         raise ev.EvaluationError(f"--timeline shows class probabilities; {checkpoint} is a dimensional-only model "
                                  "(no classifier): use --audio without --timeline for its arousal/valence/dominance")
     settings = timeline_name(args.segments, args.window, args.hop)
-    out = make_output_dir(Path(args.out or checkpoint / "eval") / "timeline" / settings, "--out")
+    out = make_output_dir(eval_root(args.out, args.checkpoint, checkpoint) / "timeline" / settings, "--out")
     results = timelines(model, params, args.audio, out, window_s=args.window, hop_s=args.hop, segments=args.segments,
                         batch_size=args.batch_size, chunk_seconds=chunk_seconds_for(checkpoint, args.chunk_seconds),
                         predictor=predictor, progress=not args.quiet)

@@ -147,3 +147,17 @@ def _shown(v: float | None, percent: bool) -> str:
     if v is None or math.isnan(v):
         return "–"
     return f"{100 * v:.1f}" if percent else f"{v:.3f}"
+
+
+def eval_root(out: str | None, spec: str, checkpoint: Path) -> Path:
+    """Where evaluations go: `out` (--out), else CHECKPOINT/eval, or for a checkpoint given as a Hub id (`spec`)
+    eval/ORG--NAME[@REVISION] in the working directory, never inside the Hugging Face or conversion cache (which
+    another revision of the model replaces)."""
+    from exhubert_jax.hub.repos import parse_hub_id
+
+    if out:
+        return Path(out)
+    hub = parse_hub_id(spec)
+    if hub is None:
+        return Path(checkpoint) / "eval"
+    return Path("eval") / (hub.repo.replace("/", "--") + (f"@{hub.revision}" if hub.revision else ""))
