@@ -100,6 +100,16 @@ def load_audio(path: str | Path, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def source_rate(path: str | Path) -> int | None:
+    """A readable audio file's own sample rate from its header (None when soundfile cannot tell)."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except Exception:  # noqa: BLE001 - formats only the fallback decoder reads
+        return None
+
+
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
     """float32 in [-1, 1] to int16 PCM (clipped)."""
     return np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")

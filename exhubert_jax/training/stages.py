@@ -317,6 +317,7 @@ def stage_finetune(args) -> int:
     if not demo and not args.init and not args.random_init:
         raise UsageError(f"--stage finetune on real corpora needs --init DIR; {CONVERT_HINT}")
     corpora = open_corpora(names, data_dir)
+    warn_leakage(corpora, data_dir)
     check_task(args.task, corpora)
     check_balance(args, corpora, demo)
     check_targets(corpora, train_options(args, demo).targets, args.task)  # before a model is built
@@ -360,6 +361,7 @@ def stage_transfer(args) -> int:
     if len(names) != 1:
         raise UsageError(f"--corpus takes one corpus, got {', '.join(names)}")
     corpora = open_corpora(names, data_dir)
+    warn_leakage(corpora, data_dir)
     demo = group_of(names[0]) == "demo"
     init = transfer_init(args, demo)
     check_task(args.task, corpora)
@@ -381,6 +383,19 @@ def open_corpora(names: list[str], data_dir: Path) -> dict[str, Any]:
     from exhubert_jax.data.loading.dataset import open_prepared
 
     return {n: open_prepared(n, data_dir) for n in names}
+
+
+def warn_leakage(corpora: dict, data_dir: Path) -> None:
+    """One stderr line when a validation or test file of any corpus prepared in data_dir (the unseen test corpora
+    are evaluated later) has the same audio as one of the run's training files, or when a corpus could not be
+    checked; the prepared indexes' PCM digests alone, no audio is read."""
+    import jax
+
+    from exhubert_jax.data.audit.exact import leak_warning
+
+    line = leak_warning({n: c.info.get("index", {}) for n, c in corpora.items()}, data_dir)
+    if line and jax.process_index() == 0:
+        print(line, file=sys.stderr, flush=True)
 
 
 STAGES = dict(finetune=stage_finetune, expand=stage_expand, transfer=stage_transfer)

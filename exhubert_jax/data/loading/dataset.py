@@ -253,6 +253,9 @@ class PreparedSplit:
         self.pcm_hashes = _strings(index.get("pcm_hash"))
         self.genders = _strings(index.get("gender"))
         self.languages = _languages(index.get("language"), corpus.name, len(self.num_samples))
+        # each source file's own sample rate (None where unknown); None for a corpus prepared before it was recorded
+        self.source_rates = None if index.get("source_rate") is None else \
+            np.asarray(index["source_rate"], dtype=object).reshape(-1)
         self.fingerprint = corpus.record.get("fingerprint")  # a run records it to notice a corpus prepared again
         self.prepared_at = corpus.record.get("prepared_at")  # when (UTC); None for a corpus prepared before it was kept
         self._source = None
@@ -271,7 +274,7 @@ class PreparedSplit:
         view = copy.copy(self)
         view._rows = keep if self._rows is None else self._rows[keep]
         for name in ("num_samples", "labels", "native_indices", "durations", "dims", "dists", "native_dists",
-                     "pcm_hashes", "genders", "languages"):
+                     "pcm_hashes", "genders", "languages", "source_rates"):
             value = getattr(self, name)
             setattr(view, name, None if value is None else value[keep])
         return view

@@ -49,7 +49,7 @@ class Plan:
         self.dists = list(dists) if dists is not None else [(None, None)] * len(items)
         self.has_dist = any(d is not None for pair in self.dists for d in pair)
         self.index = {s: {"num_samples": [], "label": [], "native_index": [], "pcm_hash": [], "gender": [],
-                          "language": [], **({"dims": []} if self.has_dims else {}),
+                          "language": [], "source_rate": [], **({"dims": []} if self.has_dims else {}),
                           **({"dist": [], "native_dist": []} if self.has_dist else {})}
                       for s in SPLITS}
         self.speakers: dict[str, list[str | None]] = {s: [] for s in SPLITS}
@@ -63,7 +63,7 @@ class Plan:
         """(key, example) of one split, bad audio skipped (or stopping, per on_error)."""
         mine = [(k, u, rule) for k, (u, rule, s) in enumerate(self.items) if s == split]
         written = 0
-        for (key, u, rule), (pcm, reason) in zip(mine, self.decode([u.path for _, u, _ in mine])):
+        for (key, u, rule), (pcm, reason, rate) in zip(mine, self.decode([u.path for _, u, _ in mine])):
             self.bar.update()
             if pcm is None:
                 if self.on_error == "stop":
@@ -75,7 +75,8 @@ class Plan:
             native = self._native_index.get(u.native_label, -1)  # -1: no hard label (kept for its distribution)
             label = -1 if rule.index is None else rule.index
             for field, value in (("num_samples", int(pcm.shape[0])), ("label", label), ("native_index", native),
-                                 ("pcm_hash", pcm_hash(pcm)), ("gender", u.gender), ("language", u.language)):
+                                 ("pcm_hash", pcm_hash(pcm)), ("gender", u.gender), ("language", u.language),
+                                 ("source_rate", rate)):
                 self.index[split][field].append(value)
             if self.has_dims:
                 self.index[split]["dims"].append(list(u.dims) if u.dims is not None else [None] * 3)
