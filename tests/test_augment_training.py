@@ -29,11 +29,13 @@ def quiet(message: str) -> None:
 def test_resume_with_augmentation_is_bitwise_equal_and_other_augmentation_is_refused(tmp_path):
     model, params, labels = tiny()
     tr, va = sources()
-    full = train(model, params, labels, tr, va, tmp_path / "full", opts(augment=KINDS), say=quiet)
-    half = train(model, params, labels, tr, va, tmp_path / "split", opts(augment=KINDS, stop_after=4), say=quiet)
-    assert not half.finished and int(half.state.step) == 4
-    resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(augment=KINDS), say=quiet)
-    assert resumed.resumed_from == 4 and resumed.finished
+    short = {"steps": 4, "eval_every": 2}
+    full = train(model, params, labels, tr, va, tmp_path / "full", opts(augment=KINDS, **short), say=quiet)
+    half = train(model, params, labels, tr, va, tmp_path / "split", opts(augment=KINDS, stop_after=2, **short),
+                 say=quiet)
+    assert not half.finished and int(half.state.step) == 2
+    resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(augment=KINDS, **short), say=quiet)
+    assert resumed.resumed_from == 2 and resumed.finished
     assert leaves_equal(full.state.params, resumed.state.params)
     assert leaves_equal(full.state.opt_state, resumed.state.opt_state)
     assert json.loads((tmp_path / "split" / "run.json").read_text())["options"]["augment"] == list(KINDS)

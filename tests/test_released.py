@@ -288,14 +288,13 @@ def test_the_release_converts_and_trains_without_layerdrop(tmp_path, capsys):
         """For 16 dropout keys: whether a training-mode forward differs from the deterministic one."""
         net = build(config)
         want = np.asarray(net.apply({"params": params}, audio, mask.astype(np.int32)).logits)
-        return [not np.allclose(want, net.apply({"params": params}, audio, mask.astype(np.int32), deterministic=False,
-                                                rngs={"dropout": jax.random.PRNGKey(k)}).logits, atol=1e-6)
-                for k in range(16)]
+        train = jax.jit(lambda key: net.apply({"params": params}, audio, mask.astype(np.int32), deterministic=False,
+                                              rngs={"dropout": key}).logits)
+        return [not np.allclose(want, train(jax.random.PRNGKey(k)), atol=1e-6) for k in range(16)]
 
     assert not any(differs(quiet)) and any(differs(quiet.replace(layerdrop=0.1)))
-    transfer_from_release((None, tmp_path), tmp_path)
-    trained, _ = from_pretrained(tmp_path / "tr" / "final")
-    assert trained.config.layerdrop == 0.0
+    # what a transfer step trains (run_training applies with_layerdrop; the slow test runs the transfer itself)
+    assert with_layerdrop(Namespace(layerdrop=None), model).config.layerdrop == 0.0
     old = build(model.config.replace(layerdrop=0.1))  # a release converted before LayerDrop was turned off
     with pytest.raises(UsageError, match="--layerdrop 0 to train as they did"):
         with_layerdrop(Namespace(layerdrop=None), old)
