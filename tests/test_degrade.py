@@ -9,38 +9,15 @@ import numpy as np
 import pytest
 
 import evaluate
-from exhubert_jax import init_params, preset, save_pretrained
 from exhubert_jax.data import codecs
-from exhubert_jax.data.demo.synthetic import prepare_demo
 from exhubert_jax.data.loading.batching import normalize
 from exhubert_jax.data.loading.dataset import open_prepared
 from exhubert_jax.evaluation import degradation as dg
 from exhubert_jax.evaluation import robustness
-from exhubert_jax.pretrained import from_pretrained
+from tests.test_evaluation import data_dir, model_params, workdir  # noqa: F401 (the same module fixtures)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A training-workdir-shaped folder whose best/ holds a tiny random 6-class model."""
-    root = tmp_path_factory.mktemp("run")
-    cfg = preset("tiny")
-    save_pretrained(root / "best", cfg, init_params(cfg, 0))
-    return root
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_demo(root, seed=0, n_per_class=1, n_speakers=4, log=lambda msg: None)
-    return root
-
-
-@pytest.fixture(scope="module")
-def model_params(workdir):
-    return from_pretrained(workdir / "best")
 
 
 @pytest.fixture(scope="module")
