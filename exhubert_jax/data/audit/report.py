@@ -39,7 +39,8 @@ def summary_line(doc: dict[str, Any], out: Path) -> str:
     s = doc["summary"]
     speakers = (f"speaker independence contradicted in {', '.join(s['speaker_claims_contradicted'])}"
                 if s["speaker_claims_contradicted"] else "speaker claims hold")
-    return (f"audit of {s['corpora']} corpora ({s['utterances']} utterances): {s['exact']['pairs']} exact and "
+    corpora = f"{s['corpora']} {'corpus' if s['corpora'] == 1 else 'corpora'}"
+    return (f"audit of {corpora} ({s['utterances']} utterances): {s['exact']['pairs']} exact and "
             f"{s['near']['pairs']} near-duplicate pairs; {s['test_into_train']} test and {s['validation_into_train']} "
             f"validation file(s) in training data; {speakers} -> {out / 'report.md'}")
 
