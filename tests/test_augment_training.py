@@ -101,6 +101,8 @@ MESH_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~15 s: a 4-device process; fast: every draw comes from the key (test_augment.py) and a plain
+# step over 4 host devices matches one (test_mesh.py)
 def test_augmentation_over_four_host_devices_matches_one(tmp_path):
     """The draws do not depend on how the batch is split over the mesh; the banks are replicated."""
     env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",

@@ -134,12 +134,12 @@ def test_sigterm_checkpoints_the_last_step_and_the_resume_is_bit_identical(tmp_p
 
     model, params, labels = tiny()
     tr, va = sources()
-    full = train(model, params, labels, tr, va, tmp_path / "full", opts(), say=lambda s: None)
+    full = train(model, params, labels, tr, va, tmp_path / "full", opts(steps=4), say=lambda s: None)
     _signal_at(3, signal.SIGTERM, monkeypatch)  # a preemption as step 3 starts
 
     @command
     def main() -> int:
-        train(model, params, labels, tr, va, tmp_path / "split", opts(), say=lambda s: None)
+        train(model, params, labels, tr, va, tmp_path / "split", opts(steps=4), say=lambda s: None)
         return 0
 
     assert main() == 143
@@ -147,7 +147,7 @@ def test_sigterm_checkpoints_the_last_step_and_the_resume_is_bit_identical(tmp_p
         f"interrupted by SIGTERM: at step 2; checkpoint saved in {tmp_path}/split/checkpoints. Run the same command "
         "to resume; nothing half-written")
     monkeypatch.undo()
-    resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(), say=lambda s: None)
+    resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(steps=4), say=lambda s: None)
     assert resumed.resumed_from == 2 and leaves_equal(full.state.params, resumed.state.params)
     assert leaves_equal(full.state.opt_state, resumed.state.opt_state)
 
