@@ -26,11 +26,26 @@ def quiet(message: str) -> None:
     """A trainer's `say` that prints nothing."""
 
 
-def test_resume_with_augmentation_is_bitwise_equal_and_other_augmentation_is_refused(tmp_path):
+def test_augmented_training_resumes_bit_identical_compiles_as_plain_and_never_reaches_validation(tmp_path,
+                                                                                                 monkeypatch):
+    """One augmented run against a plain one (compiles, bucket shapes, traced only in the step, never in
+    validation), the same run stopped at step 2 and resumed (bit-identical), and a resume with other augmentation
+    refused."""
     model, params, labels = tiny()
     tr, va = sources()
+    traced = []
+    apply = pipeline.Augmentation.apply
+    monkeypatch.setattr(pipeline.Augmentation, "apply", lambda self, banks, x, mask, key: (
+        traced.append(x.shape), apply(self, banks, x, mask, key))[1])
     short = {"steps": 4, "eval_every": 2}
+    plain = train(model, params, labels, tr, va, tmp_path / "plain", opts(**short), say=quiet)
+    assert traced == []
     full = train(model, params, labels, tr, va, tmp_path / "full", opts(augment=KINDS, **short), say=quiet)
+    assert full.compiles == plain.compiles == len(set(full.bucket_shapes))
+    assert full.bucket_shapes == plain.bucket_shapes
+    assert sorted(traced) == sorted(full.bucket_shapes)  # traced once per compiled step shape, never in eval
+    assert full.eval_compiles == plain.eval_compiles and len(full.history) == 2
+    assert not leaves_equal(plain.state.params, full.state.params)
     half = train(model, params, labels, tr, va, tmp_path / "split", opts(augment=KINDS, stop_after=2, **short),
                  say=quiet)
     assert not half.finished and int(half.state.step) == 2
@@ -42,24 +57,6 @@ def test_resume_with_augmentation_is_bitwise_equal_and_other_augmentation_is_ref
     for other in (KINDS[:3], ("noise:snr=0-5",) + KINDS[1:], ()):
         with pytest.raises(RunConfigError, match=r"started with other settings: --augment \(was \["):
             train(model, params, labels, tr, va, tmp_path / "split", opts(augment=other, steps=12), say=quiet)
-
-
-def test_augmentation_compiles_as_often_as_none_and_never_reaches_validation(tmp_path, monkeypatch):
-    model, params, labels = tiny()
-    tr, va = sources()
-    traced = []
-    apply = pipeline.Augmentation.apply
-    monkeypatch.setattr(pipeline.Augmentation, "apply", lambda self, banks, x, mask, key: (
-        traced.append(x.shape), apply(self, banks, x, mask, key))[1])
-    short = {"steps": 4, "eval_every": 2}
-    plain = train(model, params, labels, tr, va, tmp_path / "plain", opts(**short), say=quiet)
-    assert traced == []
-    augmented = train(model, params, labels, tr, va, tmp_path / "aug", opts(augment=KINDS, **short), say=quiet)
-    assert augmented.compiles == plain.compiles == len(set(augmented.bucket_shapes))
-    assert augmented.bucket_shapes == plain.bucket_shapes
-    assert sorted(traced) == sorted(augmented.bucket_shapes)  # traced once per compiled step shape, never in eval
-    assert augmented.eval_compiles == plain.eval_compiles and len(augmented.history) == 2
-    assert not leaves_equal(plain.state.params, augmented.state.params)
 
 
 MESH_SCRIPT = textwrap.dedent("""
