@@ -127,14 +127,16 @@ def _signal_at(step_to_signal: int, signum: int, monkeypatch) -> None:
     monkeypatch.setattr(Trainer, "_train_step", hooked)
 
 
-def test_sigterm_checkpoints_the_last_step_and_the_resume_is_bit_identical(tmp_path, monkeypatch, capsys):
+def test_sigterm_checkpoints_the_last_step_and_the_run_resumes_from_it(tmp_path, monkeypatch, capsys):
+    """A preemption as step 3 starts: exit 143, one line, step 2 checkpointed (not a scheduled one: eval_every is
+    4), and the same call resumes from it to the end. That a resumed run is bit-identical to an uninterrupted one is
+    checked for stop_after in test_resume.py and, slow, for SIGTERM through train.py in test_faults.py."""
     from exhubert_jax.process.commands import command
     from exhubert_jax.training.loop import train
-    from toys import leaves_equal, opts, sources, tiny
+    from toys import opts, sources, tiny
 
     model, params, labels = tiny()
     tr, va = sources()
-    full = train(model, params, labels, tr, va, tmp_path / "full", opts(steps=4), say=lambda s: None)
     _signal_at(3, signal.SIGTERM, monkeypatch)  # a preemption as step 3 starts
 
     @command
@@ -148,8 +150,7 @@ def test_sigterm_checkpoints_the_last_step_and_the_resume_is_bit_identical(tmp_p
         "to resume; nothing half-written")
     monkeypatch.undo()
     resumed = train(model, params, labels, tr, va, tmp_path / "split", opts(steps=4), say=lambda s: None)
-    assert resumed.resumed_from == 2 and leaves_equal(full.state.params, resumed.state.params)
-    assert leaves_equal(full.state.opt_state, resumed.state.opt_state)
+    assert resumed.resumed_from == 2 and resumed.finished and int(resumed.state.step) == 4
 
 
 def test_sigusr1_checkpoints_now_and_training_goes_on(tmp_path, monkeypatch):

@@ -97,11 +97,13 @@ def test_cli_writes_a_checked_file_with_dynamic_axes(exported):
     assert to_onnx.min_samples(preset("large")) == 720
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-def test_parity_masked_and_unmasked(exported, batch):
+@pytest.mark.parametrize("batch, lengths", [(1, LENGTHS[::2]), (3, LENGTHS[1:])])
+def test_parity_masked_and_unmasked(exported, batch, lengths):
+    """Every length is traced as its own shape (the export traced another): the shortest with one row, an odd
+    length with three, the longest with both."""
     path, model, params, _ = exported
     sess, reference = session(path), jax_outputs(model, QUICK_XLA)
-    for samples in LENGTHS:
+    for samples in lengths:
         x, mask = audio(batch, samples)
         got = run(sess, x, mask)
         logits, pooled = reference(params, x, mask)
