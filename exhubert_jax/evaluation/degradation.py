@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from exhubert_jax.data import waveforms as wave
 from exhubert_jax.data.audio import SAMPLE_RATE
 from exhubert_jax.data.codecs import CODECS, MP3_KBPS
-from exhubert_jax.data.loading.devices import local_size, pad_rows, replicated, to_device
+from exhubert_jax.data.loading.devices import replicated
 from exhubert_jax.data.prepare.splits import derive_seed
 from exhubert_jax.errors import ExhubertError
 from exhubert_jax.evaluation.predict import Predictor
@@ -194,11 +194,7 @@ class DegradedPredictor(Predictor):
                          condition: Condition, key: np.ndarray, bank: jax.Array | None, width: int) -> np.ndarray:
         """float32 (B, num_labels + len(dimensions)) of the batch under the condition (x already degraded on the
         host for a host condition)."""
-        rows = len(x)
-        arrays = pad_rows({"input_values": np.asarray(x, np.float32), "attention_mask": np.asarray(mask, np.int32),
-                           "indices": np.asarray(indices, np.int64), "weights": np.ones(rows, np.float32)},
-                          local_size(self.mesh))
-        device = to_device({k: arrays[k] for k in ("input_values", "attention_mask", "indices")}, self.mesh)
+        device = self.placed(x, mask, indices=np.asarray(indices, np.int64))
         out = self._degraded(params, device["input_values"], device["attention_mask"], device["indices"],
                              jnp.asarray(key), strengths(condition), bank, kind=device_kind(condition), width=width)
-        return np.asarray(jax.device_get(out))[:rows]
+        return self.real_rows(out, len(x))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,13 +39,23 @@ class Predictor:
 
     def outputs(self, params: Any, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """float32 (B, num_labels + len(dimensions)): the logits, then the regression values."""
+        device = self.placed(input_values, attention_mask)
+        return self.real_rows(self._jitted(params, device["input_values"], device["attention_mask"]),
+                              len(input_values))
+
+    def placed(self, input_values: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> dict:
+        """The batch's arrays (and `extra` per-row arrays) padded to a multiple of the mesh's size and placed over its
+        data axis."""
         rows = len(input_values)
         arrays = dict(input_values=np.asarray(input_values, np.float32),
-                      attention_mask=np.asarray(attention_mask, np.int32), weights=np.ones(rows, np.float32))
+                      attention_mask=np.asarray(attention_mask, np.int32), weights=np.ones(rows, np.float32), **extra)
         arrays = pad_rows(arrays, local_size(self.mesh))
-        device = to_device({k: arrays[k] for k in ("input_values", "attention_mask")}, self.mesh)
-        out = np.asarray(jax.device_get(self._jitted(params, device["input_values"], device["attention_mask"])))
-        n = self.shard[1] if self.shard else 1  # drop every process's padding rows
+        return to_device({k: v for k, v in arrays.items() if k != "weights"}, self.mesh)
+
+    def real_rows(self, out: jax.Array, rows: int) -> np.ndarray:
+        """A forward's output on the host without the padding rows placed() added (every process's)."""
+        out = np.asarray(jax.device_get(out))
+        n = self.shard[1] if self.shard else 1
         return out.reshape(n, -1, out.shape[-1])[:, :rows].reshape(-1, out.shape[-1])
 
 
@@ -79,10 +89,10 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
         width = int(round(seconds_cap * SAMPLE_RATE))
         card = card or CardProtocol(max_length=width)
         kwargs = dict(buckets=(card.max_length,), card=card)
-    indices, targets, outputs, dims, seconds = [], [], [], [], 0.0
     where = " ".join(str(w) for w in (corpus, getattr(source, "name", None)) if w)
     bar = display(len(source) if hasattr(source, "__len__") else None, f"predict {where}".rstrip(), "utterance",
                   quiet=not progress or jax.process_index() != 0)
+    parts = []
     for batch in eval_batches(source, batch_size, max_seconds=seconds_cap, corpus=corpus, shard=predictor.shard,
                               **kwargs):
         arrays = dict(batch_arrays(batch, label_space, input_mode), indices=np.asarray(batch.indices),
@@ -92,23 +102,27 @@ def predict_split(predictor: Predictor, params: Any, source: Any, *, batch_size:
             from jax.experimental.multihost_utils import process_allgather
 
             arrays = process_allgather({k: arrays[k] for k in ("targets", "weights", "indices", "dims")}, tiled=True)
-        real = arrays["weights"] > 0
-        indices.append(arrays["indices"][real])
-        targets.append(arrays["targets"][real])
-        dims.append(arrays["dims"][real])
-        outputs.append(out[real])
-        seconds += float(batch.n_seconds)
-        bar.update(int(real.sum()))
+        parts.append((arrays, out, float(batch.n_seconds)))
+        bar.update(int((arrays["weights"] > 0).sum()))
     bar.close()
-    cfg = predictor.model.config
-    if not outputs:
-        width = cfg.num_labels + len(cfg.dimensions)
-        indices, targets, outputs, dims = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], [np.zeros((0, width))], \
-            [np.zeros((0, 3))]
+    return collected(parts, predictor.model.config)
+
+
+def collected(parts: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, float]], config: Any) -> SplitPredictions:
+    """SplitPredictions of a split's batches, each (arrays with targets, weights, indices and dims; the forward's
+    outputs; its audio seconds): the real rows (weight > 0) of every batch, in order."""
+    indices, targets, outputs, dims = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], \
+        [np.zeros((0, config.num_labels + len(config.dimensions)))], [np.zeros((0, 3))]
+    for arrays, out, _ in parts:
+        real = np.asarray(arrays["weights"]) > 0
+        indices.append(np.asarray(arrays["indices"])[real])
+        targets.append(np.asarray(arrays["targets"])[real])
+        dims.append(np.asarray(arrays["dims"], np.float32)[real])
+        outputs.append(out[real])
     out = np.concatenate(outputs).astype(np.float32)
-    values = out[:, cfg.num_labels:] if cfg.dimensions else None
-    return SplitPredictions(np.concatenate(indices), np.concatenate(targets), out[:, :cfg.num_labels], seconds,
-                            values, np.concatenate(dims).astype(np.float32))
+    values = out[:, config.num_labels:] if config.dimensions else None
+    return SplitPredictions(np.concatenate(indices), np.concatenate(targets), out[:, :config.num_labels],
+                            sum(seconds for _, _, seconds in parts), values, np.concatenate(dims).astype(np.float32))
 
 
 def split_ccc(p: SplitPredictions, dimensions: tuple[str, ...]) -> float:

@@ -23,7 +23,7 @@ from exhubert_jax.evaluation import paired_tests as paired
 from exhubert_jax.evaluation import statistics as analysis
 from exhubert_jax.evaluation.degradation import Condition, DegradedPredictor, condition_key
 from exhubert_jax.evaluation.metrics import METRICS
-from exhubert_jax.evaluation.predict import SplitPredictions
+from exhubert_jax.evaluation.predict import SplitPredictions, collected
 from exhubert_jax.evaluation.scoring import check_label_space, score_predictions
 
 NOISE_SEGMENT_SECONDS = 10.0  # --noise-dir recordings are cut into segments this long (a longer utterance wraps)
@@ -74,21 +74,14 @@ def condition_predictions(predictor: DegradedPredictor, params: Any, batches: Se
                   for b, n in zip(batches, lengths))
     else:
         inputs = (b.input_values for b in batches)
-    indices, targets, outputs, dims, seconds = [], [], [], [], 0.0
+    parts = []
     for batch, x in zip(batches, inputs):
-        arrays = batch_arrays(batch, label_space)
+        arrays = dict(batch_arrays(batch, label_space), indices=np.asarray(batch.indices),
+                      dims=np.asarray(batch.dims, np.float32))
         out = predictor.degraded_outputs(params, x, arrays["attention_mask"], batch.indices, condition, key, bank,
                                          width)
-        real = arrays["weights"] > 0
-        indices.append(np.asarray(batch.indices)[real])
-        targets.append(arrays["targets"][real])
-        dims.append(np.asarray(batch.dims, np.float32)[real])
-        outputs.append(out[real])
-        seconds += float(batch.n_seconds)
-    cfg = predictor.model.config
-    out = np.concatenate(outputs).astype(np.float32)
-    return SplitPredictions(np.concatenate(indices), np.concatenate(targets), out[:, :cfg.num_labels], seconds,
-                            out[:, cfg.num_labels:] if cfg.dimensions else None, np.concatenate(dims))
+        parts.append((arrays, out, float(batch.n_seconds)))
+    return collected(parts, predictor.model.config)
 
 
 def paired_rows(results: Sequence[dict], n_resamples: int, seed: int) -> list[dict]:
