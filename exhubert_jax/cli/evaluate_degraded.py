@@ -36,7 +36,7 @@ def check_degrade(args, specs: list[str]) -> None:
         return
     clash = [flag for flag, on in (("--audio", args.audio is not None), ("--calibrate", args.calibrate),
                                    ("--baseline", args.baseline is not None), ("--timeline", args.timeline),
-                                   ("--input card", args.input == "card"), ("--by", getattr(args, "by", None) is not None),
+                                   ("--input card", args.input == "card"), ("--by", args.by is not None),
                                    ("several --checkpoint runs", len(specs) > 1)) if on]
     if clash:
         raise EvaluationError(f"--degrade scores one checkpoint on --corpus (masked input); it cannot run with "
